@@ -1,0 +1,62 @@
+"""The local Apache Kafka broker, or an existing cluster named by KAFKA_BOOTSTRAP_SERVERS."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from experiments.kafka.broker import BrokerState, LocalKafka, default_home
+from experiments.kafka.jars import ensure_jars, kafka_version
+from experiments.kafka.topics import (
+    broker_ready,
+    create_topic,
+    end_offsets,
+    read_topic,
+    topic_exists,
+    unique_topic,
+)
+
+BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
+
+__all__ = [
+    "BOOTSTRAP_ENV",
+    "BrokerState",
+    "KafkaTarget",
+    "LocalKafka",
+    "broker_ready",
+    "create_topic",
+    "default_home",
+    "end_offsets",
+    "ensure_jars",
+    "ensure_kafka",
+    "kafka_version",
+    "read_topic",
+    "topic_exists",
+    "unique_topic",
+]
+
+
+@dataclass(frozen=True)
+class KafkaTarget:
+    """Which cluster to use, and whether this process started it (and so should stop it)."""
+
+    bootstrap: str
+    started_here: bool
+    external: bool
+    kafka_version: str | None
+
+
+def ensure_kafka(bootstrap: str | None = None, local: LocalKafka | None = None) -> KafkaTarget:
+    """An explicit or `KAFKA_BOOTSTRAP_SERVERS` cluster as it is; else the local broker, started if needed."""
+    explicit = bootstrap or os.environ.get(BOOTSTRAP_ENV, "")
+    if explicit:
+        return KafkaTarget(bootstrap=explicit, started_here=False, external=True, kafka_version=None)
+    broker = local or LocalKafka()
+    was_running = broker.status() is not None
+    state = broker.start()
+    return KafkaTarget(
+        bootstrap=state.bootstrap,
+        started_here=not was_running,
+        external=False,
+        kafka_version=state.kafka_version,
+    )
