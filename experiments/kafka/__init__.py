@@ -46,14 +46,16 @@ class KafkaTarget:
     kafka_version: str | None
 
 
-def ensure_kafka(bootstrap: str | None = None, local: LocalKafka | None = None) -> KafkaTarget:
+def ensure_kafka(
+    bootstrap: str | None = None, local: LocalKafka | None = None, timeout: float = 90.0
+) -> KafkaTarget:
     """An explicit or `KAFKA_BOOTSTRAP_SERVERS` cluster as it is; else the local broker, started if needed."""
     explicit = bootstrap or os.environ.get(BOOTSTRAP_ENV, "")
     if explicit:
         return KafkaTarget(bootstrap=explicit, started_here=False, external=True, kafka_version=None)
     broker = local or LocalKafka()
     was_running = broker.status() is not None
-    state = broker.start()
+    state = broker.start(timeout=timeout)
     return KafkaTarget(
         bootstrap=state.bootstrap,
         started_here=not was_running,

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from experiments.errors import LabError
-from experiments.kafka import BOOTSTRAP_ENV, LocalKafka, ensure_jars
+from experiments.kafka import BOOTSTRAP_ENV, LocalKafka, ensure_jars, ensure_kafka
 from experiments.kafka.broker import default_home
 
 
@@ -24,9 +24,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "jars":
             print(ensure_jars(broker.cache_dir))
         elif args.command == "up":
-            state = broker.start(timeout=args.timeout)
-            print(state.bootstrap)
-            print(f"kafka {state.kafka_version} pid {state.pid} ({broker.run_dir})", file=sys.stderr)
+            target = ensure_kafka(local=broker, timeout=args.timeout)
+            print(target.bootstrap)
+            if target.external:
+                print(f"using the cluster in {BOOTSTRAP_ENV}; nothing started", file=sys.stderr)
+            else:
+                state = broker.status()
+                pid = state.pid if state else "?"
+                print(f"kafka {target.kafka_version} pid {pid} ({broker.run_dir})", file=sys.stderr)
         elif args.command == "down":
             stopped = broker.stop()
             print("stopped" if stopped else "not running", file=sys.stderr)

@@ -189,7 +189,7 @@ class LocalKafka:
                 [*jvm, "kafka.Kafka", str(props)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if self.die_with_parent else None,  # noqa: PLW1509
+                preexec_fn=_die_with_parent if self.die_with_parent else None,
             )
         state = BrokerState(
             pid=proc.pid, bootstrap=f"127.0.0.1:{port}", port=port,

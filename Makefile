@@ -1,0 +1,47 @@
+# Two commands on a fresh machine: `make report` (the experiment suite into one HTML
+# report) and `make test`. Each bootstraps what it needs on first use: the virtual
+# environment, the Python dependencies and the Kafka jars.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PLAN ?= experiments/plans/default.yaml
+PYTEST_ARGS ?=
+
+.PHONY: report test lint env jars kafka-up kafka-down lab clean
+
+report: env jars
+	$(PY) -m experiments run $(PLAN)
+
+test: env jars
+	$(PY) -m ruff check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: env
+	$(PY) -m ruff check .
+
+env: $(VENV)/.installed
+
+# Rebuilt when the dependency list changes; a conda user can point VENV at the env.
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=...)")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+jars: env
+	$(PY) -m experiments.kafka jars >/dev/null
+
+kafka-up: env jars
+	$(PY) -m experiments.kafka up
+
+kafka-down: env
+	$(PY) -m experiments.kafka down
+
+lab: env
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean:
+	-$(PY) -m experiments.kafka down
+	rm -rf $(VENV) .kafka results
