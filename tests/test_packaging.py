@@ -9,7 +9,14 @@ from pathlib import Path
 import yaml
 
 USER_NAMED = {
-    "jupyterlab", "confluent-kafka", "aiohttp", "fastapi", "uvicorn", "papermill", "pandas", "seaborn",
+    "jupyterlab",
+    "confluent-kafka",
+    "aiohttp",
+    "fastapi",
+    "uvicorn",
+    "papermill",
+    "pandas",
+    "seaborn",
 }
 
 

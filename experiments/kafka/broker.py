@@ -167,34 +167,56 @@ class LocalKafka:
         log4j.write_text(_LOG4J2)
         classpath = f"{jars}/*"
         jvm = [
-            java, f"-Xms{self.heap}", f"-Xmx{self.heap}", "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
-            "-Djava.awt.headless=true", f"-Dkafka.logs.dir={logs_dir}",
-            f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath,
+            java,
+            f"-Xms{self.heap}",
+            f"-Xmx{self.heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:InitiatingHeapOccupancyPercent=35",
+            "-Djava.awt.headless=true",
+            f"-Dkafka.logs.dir={logs_dir}",
+            f"-Dlog4j2.configurationFile={log4j}",
+            "-cp",
+            classpath,
         ]
         log_file = self.run_dir / "broker.log"
         if not (data_dir / "meta.properties").exists():
-            cluster_id = subprocess.run(
-                [*jvm, "kafka.tools.StorageTool", "random-uuid"],
-                capture_output=True, text=True, check=True,
-            ).stdout.strip().splitlines()[-1]
+            cluster_id = (
+                subprocess.run(
+                    [*jvm, "kafka.tools.StorageTool", "random-uuid"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
             fmt = subprocess.run(
                 [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), "-g"],
-                capture_output=True, text=True, check=False,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if fmt.returncode != 0:
                 raise KafkaStartError("formatting the KRaft storage failed", fmt.stdout + fmt.stderr)
         with log_file.open("ab") as log:
             proc = subprocess.Popen(
                 [*jvm, "kafka.Kafka", str(props)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
                 start_new_session=True,
                 preexec_fn=_die_with_parent if self.die_with_parent else None,
             )
         state = BrokerState(
-            pid=proc.pid, bootstrap=f"127.0.0.1:{port}", port=port,
-            controller_port=controller_port, data_dir=str(data_dir), log_file=str(log_file),
-            kafka_version=kafka_version(), started_at=datetime.now(UTC).isoformat(),
+            pid=proc.pid,
+            bootstrap=f"127.0.0.1:{port}",
+            port=port,
+            controller_port=controller_port,
+            data_dir=str(data_dir),
+            log_file=str(log_file),
+            kafka_version=kafka_version(),
+            started_at=datetime.now(UTC).isoformat(),
         )
         self.state_file.write_text(json.dumps(asdict(state), indent=2))
         deadline = time.monotonic() + timeout

@@ -36,8 +36,9 @@ def find_java() -> str:
     java = shutil.which("java")
     if java is None:
         raise MissingToolError(
-            "java", "install a JDK 17+ (Debian: `apt-get install openjdk-17-jre-headless`; "
-            "conda: `conda env create -f environment.yml`)"
+            "java",
+            "install a JDK 17+ (Debian: `apt-get install openjdk-17-jre-headless`; "
+            "conda: `conda env create -f environment.yml`)",
         )
     major = java_major_version(java)
     if major < 17:
@@ -63,8 +64,14 @@ def ensure_jars(cache_dir: Path, pom: Path = POM) -> Path:
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     cmd = [
-        mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
-        "-DincludeScope=runtime", f"-DoutputDirectory={staging}",
+        mvn,
+        "-q",
+        "-B",
+        "-f",
+        str(pom),
+        "dependency:copy-dependencies",
+        "-DincludeScope=runtime",
+        f"-DoutputDirectory={staging}",
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):

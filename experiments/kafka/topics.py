@@ -68,12 +68,14 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> Iterator[Me
     remaining = {p: end for p, end in ends.items() if end > 0}
     if not remaining:
         return
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"reader-{uuid.uuid4()}",
-        "enable.auto.commit": False,
-        "enable.partition.eof": True,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
     try:
         consumer.assign([TopicPartition(topic, p, 0) for p in remaining])
         deadline = time.monotonic() + timeout

@@ -30,9 +30,7 @@ def brokers_using(run_dir: Path) -> list[psutil.Process]:
 
 
 def all_brokers() -> set[int]:
-    return {
-        p.pid for p in psutil.process_iter(["cmdline"]) if "kafka.Kafka" in (p.info["cmdline"] or [])
-    }
+    return {p.pid for p in psutil.process_iter(["cmdline"]) if "kafka.Kafka" in (p.info["cmdline"] or [])}
 
 
 def test_round_trip_is_byte_exact(kafka_bootstrap: str) -> None:
@@ -68,7 +66,10 @@ def test_existing_cluster_is_used_and_nothing_started(
     # The command-line entry point honours the same variable.
     out = subprocess.run(
         [sys.executable, "-m", "experiments.kafka", "up"],
-        capture_output=True, text=True, check=True, env={**os.environ, "LAB_KAFKA_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "LAB_KAFKA_HOME": str(tmp_path)},
     )
     assert out.stdout.strip() == kafka_bootstrap
     assert all_brokers() == before

@@ -1,0 +1,87 @@
+"""The parameters of one run: the single source of truth behind the run notebook's
+`parameters` cell, the plan files and the runner (a test keeps the notebook in step)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from experiments.errors import LabError
+
+PROFILES_DIR = Path(__file__).with_name("profiles")
+ENDPOINTS = ("seed", "single", "batch")
+LOAD_MODELS = ("closed", "open")
+MODES = ("durable", "fire-and-forget")
+
+
+class ParamsError(LabError):
+    """A run or plan names a parameter or a value that does not exist."""
+
+
+@dataclass(frozen=True)
+class RunParams:
+    mode: str = "durable"  # producer mode of the service: durable | fire-and-forget
+    endpoint: str = "seed"  # seed (POST /) | single (POST /v1/events) | batch
+    load_model: str = "closed"  # closed (N connections) | open (constant rate)
+    connections: int = 50  # closed loop: concurrency; open loop: connection cap
+    rate: float = 1000.0  # open loop: requests per second
+    duration_s: float = 60.0  # measured window
+    warmup_s: float = 5.0  # excluded from the measured window
+    data_fields: int = 1  # keys in the event's `data` object
+    field_size: int = 5  # bytes of each `data` value
+    batch_size: int = 1  # events per request on the batch endpoint
+    load_workers: int = 1  # load generator processes
+    producer_profile: str = "default"  # a file in experiments/profiles/
+    producer_config: dict[str, Any] = field(default_factory=dict)  # librdkafka overrides
+    service_workers: int = 1
+    kafka_bootstrap: str = ""  # empty: KAFKA_BOOTSTRAP_SERVERS, else the local broker
+    topic: str = ""  # empty: a fresh topic per run, so the audit sees only this run
+    partitions: int = 1
+    trial: int = 1
+    seed: int = 1  # payload generator seed (trial is added, so trials differ)
+    generator_ceiling_rps: float = 0.0  # 0: unknown (the runner measures it once per plan)
+    plan: str = "adhoc"
+    cell: str = "adhoc"
+    output_dir: str = "results/adhoc/run"
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("mode", MODES), ("endpoint", ENDPOINTS), ("load_model", LOAD_MODELS)):
+            if getattr(self, name) not in allowed:
+                raise ParamsError(f"{name}={getattr(self, name)!r}: expected one of {allowed}")
+        if self.endpoint != "batch" and self.batch_size != 1:
+            raise ParamsError("batch_size applies to the batch endpoint only")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunParams:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ParamsError(f"unknown run parameters {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    @classmethod
+    def from_namespace(cls, namespace: dict[str, Any]) -> RunParams:
+        """The run parameters found in a notebook's namespace (after papermill injected them)."""
+        return cls(**{f.name: namespace[f.name] for f in fields(cls) if f.name in namespace})
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def effective_producer_config(self) -> dict[str, Any]:
+        """The profile's librdkafka settings with this run's overrides on top."""
+        return {**load_profile(self.producer_profile), **self.producer_config}
+
+
+def load_profile(name: str) -> dict[str, Any]:
+    path = PROFILES_DIR / f"{name}.yaml"
+    if not path.exists():
+        available = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+        raise ParamsError(f"producer profile {name!r} not found; available: {available}")
+    data = yaml.safe_load(path.read_text()) or {}
+    config = data.get("producer", {})
+    if not isinstance(config, dict):
+        raise ParamsError(f"{path}: `producer` must be a mapping of librdkafka settings")
+    return config

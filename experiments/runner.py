@@ -1,0 +1,156 @@
+"""Run a plan: every cell through the run notebook with papermill, then the report.
+
+parameterize -> execute each cell (resuming past finished ones) -> analyze -> export.
+A failed cell is recorded in its directory and the plan goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import papermill as pm
+from tqdm import tqdm
+
+from experiments.kafka import LocalKafka, ensure_kafka
+from experiments.plans import Cell, Plan, load_plan
+from experiments.report_export import export_html
+
+log = logging.getLogger(__name__)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RUN_NOTEBOOK = REPO_ROOT / "notebooks" / "run_experiment.ipynb"
+ANALYZE_NOTEBOOK = REPO_ROOT / "notebooks" / "analyze.ipynb"
+
+
+@dataclass
+class PlanOutcome:
+    plan: str
+    plan_dir: Path
+    report: Path | None = None
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def cell_finished(cell_dir: Path) -> bool:
+    """A cell is done once its summary holds the delivery audit (the run's last step)."""
+    try:
+        return "audit" in json.loads((cell_dir / "summary.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+
+
+def execute_cell(cell: Cell, cell_dir: Path, extra: dict[str, Any]) -> None:
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    (cell_dir / "error.txt").unlink(missing_ok=True)
+    with (cell_dir / "papermill.log").open("w") as out:
+        pm.execute_notebook(
+            str(RUN_NOTEBOOK),
+            str(cell_dir / "notebook.ipynb"),
+            parameters={**cell.params, **extra},
+            kernel_name="python3",
+            cwd=str(REPO_ROOT),
+            progress_bar=False,
+            log_output=False,
+            stdout_file=out,
+            stderr_file=out,
+        )
+
+
+def generator_ceiling(plan: Plan, plan_dir: Path) -> float:
+    """The load generator's own ceiling on this machine, measured once per plan directory."""
+    if not plan.ceiling:
+        return 0.0
+    path = plan_dir / "generator_ceiling.json"
+    if path.exists():
+        return float(json.loads(path.read_text())["ceiling_rps"])
+    from experiments.load import measure_ceiling
+
+    ceiling = float(measure_ceiling())
+    path.write_text(json.dumps({"ceiling_rps": ceiling, "measured_at": datetime.now(UTC).isoformat()}))
+    return ceiling
+
+
+def run_plan(
+    plan_ref: str | Path,
+    results_dir: Path = Path("results"),
+    reports_dir: Path = Path("reports"),
+    resume: bool = True,
+    report: bool = True,
+) -> PlanOutcome:
+    plan = load_plan(plan_ref)
+    results_dir = results_dir.resolve()
+    plan_dir = results_dir / plan.name
+    plan_dir.mkdir(parents=True, exist_ok=True)
+    cells = plan.cells(results_dir)
+    (plan_dir / "plan.json").write_text(
+        json.dumps(
+            {
+                "name": plan.name,
+                "description": plan.description,
+                "trials": plan.trials,
+                "base": plan.base,
+                "matrix": plan.matrix,
+                "source": str(plan.path),
+                "cells": [c.id for c in cells],
+            },
+            indent=2,
+        )
+    )
+    outcome = PlanOutcome(plan=plan.name, plan_dir=plan_dir)
+    local = LocalKafka()
+    kafka = ensure_kafka(local=local)
+    try:
+        extra = {
+            "kafka_bootstrap": kafka.bootstrap,
+            "generator_ceiling_rps": generator_ceiling(plan, plan_dir),
+        }
+        for cell in tqdm(cells, desc=f"plan {plan.name}", unit="cell"):
+            cell_dir = plan_dir / cell.id
+            if resume and cell_finished(cell_dir):
+                outcome.skipped.append(cell.id)
+                continue
+            if cell_dir.exists() and not resume:
+                raise FileExistsError(f"{cell_dir} exists; results are never overwritten")
+            try:
+                execute_cell(cell, cell_dir, extra)
+                outcome.ran.append(cell.id)
+            except Exception as exc:  # keep going: one failed combination must not stop a plan
+                (cell_dir / "error.txt").write_text(
+                    f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}"
+                )
+                outcome.failed[cell.id] = (
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                )
+                tqdm.write(f"cell {cell.id} failed: see {cell_dir / 'error.txt'}")
+    finally:
+        if kafka.started_here:
+            local.stop()
+    if report:
+        outcome.report = build_report(plan_dir, reports_dir)
+    return outcome
+
+
+def build_report(plan_dir: Path, reports_dir: Path = Path("reports")) -> Path:
+    """Execute analyze.ipynb over a plan's run directories and export one HTML file."""
+    plan_name = plan_dir.name
+    executed = plan_dir / "analysis.ipynb"
+    pm.execute_notebook(
+        str(ANALYZE_NOTEBOOK),
+        str(executed),
+        parameters={"plan_dir": str(plan_dir.resolve())},
+        kernel_name="python3",
+        cwd=str(REPO_ROOT),
+        progress_bar=False,
+    )
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return export_html(
+        executed,
+        reports_dir.resolve() / f"{plan_name}-{stamp}.html",
+        title=f"Kafka ingestion lab: {plan_name}",
+    )

@@ -1,0 +1,134 @@
+"""Launch the ingestion service as its own process, wait until it is ready, stop it cleanly."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from experiments.errors import LabError
+from experiments.kafka.broker import free_port
+
+
+class ServiceStartError(LabError):
+    """The service exited or never became ready; `log_tail` holds the end of its log."""
+
+    def __init__(self, message: str, log_tail: str) -> None:
+        super().__init__(f"{message}\n--- service log (tail) ---\n{log_tail}")
+        self.log_tail = log_tail
+
+
+def _get(url: str, timeout: float) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+class ServiceProcess:
+    """`python -m service` in one producer mode on a free 127.0.0.1 port."""
+
+    def __init__(
+        self,
+        mode: str,
+        bootstrap: str,
+        topic: str,
+        log_file: Path,
+        producer_config: dict[str, Any] | None = None,
+        workers: int = 1,
+        partitions: int = 1,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.mode = mode
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_file = log_file
+        self.workers = workers
+        self.env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "INGEST_TOPIC": topic,
+            "INGEST_TOPIC_PARTITIONS": str(partitions),
+            "INGEST_PRODUCER_CONFIG": json.dumps(producer_config or {}),
+            # The no-op endpoint is how a run measures the same server without Kafka.
+            "INGEST_BENCH_ENDPOINTS": "true",
+            **(extra_env or {}),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise LabError("service not started")
+        return self.proc.pid
+
+    def start(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Start and wait for `/readyz`; returns its JSON (mode, topic, effective producer config)."""
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "service",
+            "--mode",
+            self.mode,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+        ]
+        with self.log_file.open("ab") as log:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=self.env)
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServiceStartError(f"service exited with code {self.proc.returncode}", self.log_tail())
+            with contextlib.suppress(OSError):
+                status, body = _get(f"{self.url}/readyz", timeout=2.0)
+                last = f"{status} {body[:200]!r}"
+                if status == 200:
+                    return dict(json.loads(body))
+            time.sleep(0.2)
+        self.stop()
+        raise ServiceStartError(
+            f"service not ready after {timeout:.0f}s (last /readyz: {last})", self.log_tail()
+        )
+
+    def metrics(self) -> str:
+        return _get(f"{self.url}/metrics", timeout=5.0)[1].decode()
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM (the service flushes its producer), SIGKILL after `timeout`."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def log_tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(FileNotFoundError):
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def __enter__(self) -> ServiceProcess:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,94 @@
+"""Plans expand into stable, valid cells; the run notebook's parameters mirror RunParams."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import fields
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from experiments.params import ParamsError, RunParams, load_profile
+from experiments.plans import PLANS_DIR, load_plan
+
+
+def test_every_shipped_plan_expands_into_valid_cells(tmp_path: Path) -> None:
+    names = sorted(p.stem for p in PLANS_DIR.glob("*.yaml"))
+    assert {"seed", "tuning", "saturation", "batch", "payload", "smoke", "default"} <= set(names)
+    for name in names:
+        plan = load_plan(name)
+        cells = plan.cells(tmp_path)
+        assert len({c.id for c in cells}) == len(cells), name
+        for cell in cells:
+            params = RunParams.from_dict(cell.params)
+            params.effective_producer_config()
+            assert Path(params.output_dir) == tmp_path / plan.name / cell.id
+
+
+def test_seed_plan_is_the_articles_experiment(tmp_path: Path) -> None:
+    cells = load_plan("seed").cells(tmp_path)
+    assert sorted({c.params["mode"] for c in cells}) == ["durable", "fire-and-forget"]
+    assert all(c.params["connections"] == 50 and c.params["duration_s"] == 60 for c in cells)
+    assert all(c.params["endpoint"] == "seed" and c.params["load_model"] == "closed" for c in cells)
+    assert load_profile("seed") == {"message.timeout.ms": 2000}
+
+
+def test_trials_are_the_outer_loop_and_ids_are_stable(tmp_path: Path) -> None:
+    plan_file = tmp_path / "p.yaml"
+    plan_file.write_text(
+        "name: p\ntrials: 2\nbase: {duration_s: 1}\n"
+        "matrix: {mode: [durable, fire-and-forget], producer_config: [{}, {linger.ms: 20}]}\n"
+    )
+    cells = load_plan(plan_file).cells(tmp_path)
+    assert [c.id for c in cells] == [
+        "001-mode=durable_defaults-t1",
+        "002-mode=durable_linger.ms=20-t1",
+        "003-mode=fire-and-forget_defaults-t1",
+        "004-mode=fire-and-forget_linger.ms=20-t1",
+        "005-mode=durable_defaults-t2",
+        "006-mode=durable_linger.ms=20-t2",
+        "007-mode=fire-and-forget_defaults-t2",
+        "008-mode=fire-and-forget_linger.ms=20-t2",
+    ]
+    assert cells[1].config == cells[5].config
+    assert [c.id for c in load_plan(plan_file).cells(tmp_path)] == [c.id for c in cells]
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("name: p\nmatrix: {mode: [durable, sideways]}\n", "mode='sideways'"),
+        ("name: p\nbase: {connectionz: 5}\n", "unknown run parameters"),
+        ("name: p\nbase: {trial: 2}\n", "set by the runner"),
+        ("name: p\nmatrix: {mode: durable}\n", "non-empty list"),
+        ("name: p\nbase: {producer_profile: nope}\n", "profile 'nope' not found"),
+    ],
+)
+def test_bad_plans_are_refused_before_anything_runs(tmp_path: Path, yaml_text: str, message: str) -> None:
+    plan_file = tmp_path / "p.yaml"
+    plan_file.write_text(yaml_text)
+    with pytest.raises(ParamsError, match=message):
+        plan = load_plan(plan_file)
+        for cell in plan.cells(tmp_path):
+            RunParams.from_dict(cell.params).effective_producer_config()
+
+
+def test_profile_overrides_stack_under_run_overrides() -> None:
+    params = RunParams(producer_profile="throughput", producer_config={"linger.ms": 5})
+    config = params.effective_producer_config()
+    assert config["linger.ms"] == 5
+    assert config["compression.type"] == "lz4"
+
+
+def test_run_notebook_parameters_mirror_run_params(repo_root: Path) -> None:
+    notebook = nbformat.read(repo_root / "notebooks" / "run_experiment.ipynb", as_version=4)
+    tagged = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    defaults = {}
+    for node in ast.parse(tagged[0].source).body:
+        assert isinstance(node, ast.Assign)
+        defaults[node.targets[0].id] = ast.literal_eval(node.value)  # type: ignore[attr-defined]
+    expected = RunParams().as_dict()
+    assert defaults == expected
+    assert set(defaults) == {f.name for f in fields(RunParams)}
