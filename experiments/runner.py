@@ -117,6 +117,7 @@ def run_plan(
                 continue
             if cell_dir.exists() and not resume:
                 raise FileExistsError(f"{cell_dir} exists; results are never overwritten")
+            cell_dir.mkdir(parents=True, exist_ok=True)
             try:
                 execute_cell(cell, cell_dir, extra)
                 outcome.ran.append(cell.id)

@@ -1,0 +1,74 @@
+"""Runner logic without Kafka or kernels: resume, keep going past a failure, never overwrite."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from experiments import runner
+from experiments.kafka import KafkaTarget
+from experiments.plans import Cell
+
+
+@pytest.fixture
+def plan_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text("name: tiny\nceiling: false\ntrials: 1\nmatrix: {mode: [durable, fire-and-forget]}\n")
+    return path
+
+
+@pytest.fixture
+def fake_kafka(monkeypatch: pytest.MonkeyPatch) -> None:
+    target = KafkaTarget(bootstrap="127.0.0.1:1", started_here=False, external=True, kafka_version=None)
+    monkeypatch.setattr(runner, "ensure_kafka", lambda **_: target)
+
+
+def finish(cell_dir: Path) -> None:
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    (cell_dir / "summary.json").write_text(json.dumps({"audit": {"lost": 0}}))
+
+
+def test_resume_skips_finished_cells_and_records_failures(
+    plan_file: Path, tmp_path: Path, fake_kafka: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    executed: list[tuple[str, dict[str, Any]]] = []
+
+    def execute(cell: Cell, cell_dir: Path, extra: dict[str, Any]) -> None:
+        executed.append((cell.id, extra))
+        if cell.params["mode"] == "durable":
+            raise RuntimeError("broker went away\nmore detail")
+        finish(cell_dir)
+
+    monkeypatch.setattr(runner, "execute_cell", execute)
+    first = runner.run_plan(plan_file, tmp_path / "results", tmp_path / "reports", report=False)
+    assert first.ran == ["002-mode=fire-and-forget-t1"]
+    assert first.failed == {"001-mode=durable-t1": "RuntimeError: broker went away"}
+    error = (tmp_path / "results" / "tiny" / "001-mode=durable-t1" / "error.txt").read_text()
+    assert "broker went away" in error and "Traceback" in error
+    assert executed[0][1] == {"kafka_bootstrap": "127.0.0.1:1", "generator_ceiling_rps": 0.0}
+
+    executed.clear()
+    second = runner.run_plan(plan_file, tmp_path / "results", tmp_path / "reports", report=False)
+    assert [cell_id for cell_id, _ in executed] == ["001-mode=durable-t1"]
+    assert second.skipped == ["002-mode=fire-and-forget-t1"]
+    plan_json = json.loads((tmp_path / "results" / "tiny" / "plan.json").read_text())
+    assert plan_json["cells"] == ["001-mode=durable-t1", "002-mode=fire-and-forget-t1"]
+
+
+def test_a_summary_without_audit_is_not_finished(tmp_path: Path) -> None:
+    (tmp_path / "summary.json").write_text(json.dumps({"results": {}}))
+    assert not runner.cell_finished(tmp_path)
+    finish(tmp_path)
+    assert runner.cell_finished(tmp_path)
+
+
+def test_no_resume_refuses_to_overwrite(
+    plan_file: Path, tmp_path: Path, fake_kafka: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "execute_cell", lambda cell, cell_dir, extra: finish(cell_dir))
+    runner.run_plan(plan_file, tmp_path / "r", tmp_path / "reports", report=False)
+    with pytest.raises(FileExistsError, match="never overwritten"):
+        runner.run_plan(plan_file, tmp_path / "r", tmp_path / "reports", resume=False, report=False)
