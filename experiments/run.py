@@ -14,6 +14,7 @@ from typing import Any
 from experiments.audit import audit_delivery
 from experiments.errors import LabError
 from experiments.kafka import LocalKafka, create_topic, ensure_kafka, unique_topic
+from experiments.kafka.broker import listening_pid
 from experiments.load import LoadSpec, run_load
 from experiments.params import RunParams
 from experiments.service_proc import ServiceProcess
@@ -49,6 +50,7 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
     local = LocalKafka()
     kafka = ensure_kafka(params.kafka_bootstrap or None, local=local)
     broker_state = None if kafka.external else local.status()
+    broker_pid = broker_state.pid if broker_state else listening_pid(kafka.bootstrap)
     topic = params.topic or unique_topic(f"lab.{params.plan}")
     create_topic(kafka.bootstrap, topic, partitions=params.partitions)
     service = ServiceProcess(
@@ -63,8 +65,8 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
     try:
         ready = service.start()
         pids = {"service": service.pid}
-        if broker_state is not None:
-            pids["broker"] = broker_state.pid
+        if broker_pid is not None:
+            pids["broker"] = broker_pid
         metadata = {
             "run": {
                 "plan": params.plan,

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
+
 from experiments.errors import KafkaStartError
 from experiments.kafka.jars import ensure_jars, find_java, kafka_version
 from experiments.kafka.topics import broker_ready
@@ -270,3 +272,21 @@ def _reap(pid: int) -> None:
     """Collect the broker's exit status when this process is its parent (no zombie left)."""
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def listening_pid(bootstrap: str) -> int | None:
+    """PID of the process listening on a loopback bootstrap address, to sample its CPU.
+
+    Works for any broker on this machine (ours, a test fixture's or one the user runs),
+    and gives None for a remote cluster, whose CPU this machine cannot see.
+    """
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    if host not in ("127.0.0.1", "localhost", "[::1]") or not port.isdigit():
+        return None
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == int(port):
+                return conn.pid
+    except psutil.Error:
+        return None
+    return None

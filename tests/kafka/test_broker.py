@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from experiments.errors import MissingToolError
 from experiments.kafka import BOOTSTRAP_ENV, LocalKafka, create_topic, ensure_kafka, unique_topic
-from experiments.kafka.broker import port_open
+from experiments.kafka.broker import listening_pid, port_open
 from experiments.kafka.jars import find_java
 
 pytestmark = pytest.mark.kafka
@@ -100,3 +100,10 @@ def test_missing_java_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
         find_java()
     assert err.value.tool == "java"
     assert "17" in str(err.value)
+
+
+def test_the_broker_process_is_found_by_its_port(kafka_bootstrap: str) -> None:
+    pid = listening_pid(kafka_bootstrap)
+    assert pid is not None
+    assert "kafka.Kafka" in psutil.Process(pid).cmdline()
+    assert listening_pid("broker.example.net:9092") is None
