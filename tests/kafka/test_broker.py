@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from experiments.errors import MissingToolError
 from experiments.kafka import BOOTSTRAP_ENV, LocalKafka, create_topic, ensure_kafka, unique_topic
 from experiments.kafka.broker import listening_pid, port_open
-from experiments.kafka.jars import find_java
+from experiments.kafka.jars import ensure_jars, find_java
 
 pytestmark = pytest.mark.kafka
 
@@ -107,3 +107,11 @@ def test_the_broker_process_is_found_by_its_port(kafka_bootstrap: str) -> None:
     assert pid is not None
     assert "kafka.Kafka" in psutil.Process(pid).cmdline()
     assert listening_pid("broker.example.net:9092") is None
+
+
+def test_missing_maven_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(MissingToolError) as err:
+        ensure_jars(tmp_path)
+    assert err.value.tool == "mvn"
+    assert "Maven" in str(err.value)
