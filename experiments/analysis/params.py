@@ -1,0 +1,170 @@
+"""Notebook parameters as table columns: flattening, which ones vary, configuration labels.
+
+A *configuration* is the set of parameter values a run was executed with, minus the trial
+number and anything that only says where files go: runs of one configuration are trials
+of the same experiment and are aggregated together.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+
+PRODUCER_PREFIX = "producer."
+
+# Parameters that never define a configuration: they differ between trials of the same
+# experiment (trial, seed) or only say where things are written or which broker is used.
+NON_CONFIG_PARAMS = frozenset(
+    {
+        "trial",
+        "seed",
+        "plan",
+        "plan_name",
+        "cell",
+        "cell_id",
+        "run_id",
+        "title",
+        "bootstrap_servers",
+        "kafka_bootstrap",
+        # A fresh topic per run keeps audits apart; its name is not an experimental factor.
+        "topic",
+        # Measured once per plan by the runner and passed to every cell as a reference.
+        "generator_ceiling_rps",
+    }
+)
+PRODUCER_PROFILE = "producer_profile"
+_LOCATION_SUFFIX = re.compile(r"(^|_)(dir|path|file|url)$")
+
+# Known modes first, in the order the article introduces them; anything else follows.
+MODE_ORDER = ("durable", "fire-and-forget", "fire_and_forget", "fire-forget", "async")
+
+
+def flatten_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """One flat dict of hashable scalars: nested dicts become dotted keys.
+
+    `producer_config` becomes `producer.<setting>` (e.g. `producer.linger.ms`) so each
+    librdkafka setting is a column of its own; lists become JSON text so they can be grouped.
+    """
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        prefix = PRODUCER_PREFIX if key == "producer_config" else f"{key}."
+        if isinstance(value, Mapping):
+            for sub_key, sub_value in _flatten_nested(value).items():
+                flat[prefix + sub_key] = sub_value
+        else:
+            flat[key] = _scalar(value)
+    return flat
+
+
+def _flatten_nested(value: Mapping[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, sub in value.items():
+        if isinstance(sub, Mapping):
+            for deeper_key, deeper in _flatten_nested(sub).items():
+                flat[f"{key}.{deeper_key}"] = deeper
+        else:
+            flat[str(key)] = _scalar(sub)
+    return flat
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, list | tuple | set):
+        return json.dumps(list(value), sort_keys=True, default=str)
+    return value
+
+
+def is_config_param(name: str) -> bool:
+    """Whether a parameter column takes part in defining a configuration."""
+    base = name.removeprefix("param.")
+    return base not in NON_CONFIG_PARAMS and not _LOCATION_SUFFIX.search(base)
+
+
+def is_producer_param(name: str) -> bool:
+    """Whether a column is a producer setting (`producer.<key>`) or the producer profile."""
+    return name.startswith(PRODUCER_PREFIX) or name == PRODUCER_PROFILE
+
+
+def varying_params(summaries: pd.DataFrame, param_columns: Iterable[str]) -> list[str]:
+    """Configuration parameters that take more than one value across the plan.
+
+    A missing value counts as a value of its own ("the default"), so a setting given for
+    some runs only still varies.
+    """
+    varying = []
+    for column in param_columns:
+        if column not in summaries or not is_config_param(column):
+            continue
+        if summaries[column].astype("string").fillna("\0default").nunique() > 1:
+            varying.append(column)
+    return varying
+
+
+def setting_name(column: str) -> str:
+    """Display name of a parameter column: `producer.linger.ms` -> `linger.ms`."""
+    return column.removeprefix("param.").removeprefix(PRODUCER_PREFIX)
+
+
+def format_value(value: Any) -> str:
+    """A parameter value as text, with integral floats shown as integers (20.0 -> 20)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "default"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def is_missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def config_label(row: Mapping[str, Any], varying: Iterable[str]) -> str:
+    """`durable, linger.ms=20`: the mode, then every other varying parameter that is set.
+
+    Unset settings are left out (they are the default), which keeps labels unique because
+    the set of (setting, value) pairs identifies the configuration.
+    """
+    # The mode comes first even when it does not vary: it is what a reader looks for.
+    mode = row.get("mode")
+    parts = [] if is_missing(mode) else [str(mode)]
+    for column in varying:
+        if column == "mode" or is_missing(row.get(column)):
+            continue
+        parts.append(f"{setting_name(column)}={format_value(row[column])}")
+    return ", ".join(parts) or "default"
+
+
+def variant_label(row: Mapping[str, Any], settings: Iterable[str]) -> str:
+    """The producer settings of a configuration: `linger.ms=20, compression.type=lz4`.
+
+    Unset settings (and the profile called "default") are the defaults and left out; a
+    configuration with none set is `default`.
+    """
+    parts = [
+        f"{setting_name(c)}={format_value(row[c])}"
+        for c in settings
+        if not is_missing(row.get(c)) and not (c == PRODUCER_PROFILE and row[c] == "default")
+    ]
+    # " + " rather than ", ": bundles are listed side by side in sentences and legends.
+    return " + ".join(parts) or "default"
+
+
+def mode_rank(mode: Any) -> tuple[int, str]:
+    """Sort key putting known modes in article order, unknown ones alphabetically after."""
+    text = str(mode)
+    return (MODE_ORDER.index(text), text) if text in MODE_ORDER else (len(MODE_ORDER), text)
+
+
+def sort_key(value: Any) -> tuple[int, float, str]:
+    """Sort key for parameter values: unset first, then numbers by value, then text."""
+    if is_missing(value):
+        return (0, 0.0, "")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (1, float(value), "")
+    return (2, 0.0, str(value))

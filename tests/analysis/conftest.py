@@ -1,0 +1,56 @@
+"""Fixtures of the analysis tests: the committed fixture plan, and plans cut from it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from experiments.analysis import Runs, load_runs
+
+DATA = Path(__file__).resolve().parent / "data"
+FIXTURE_PLAN = DATA / "fixture"
+FAILED_CELL = "007-mode=fire-and-forget_linger.ms=5-t1"
+NOT_RUN_CELL = "008-mode=fire-and-forget_linger.ms=5-t2"
+RUN_NAMES = (
+    "001-mode=durable_linger.ms=0-t1",
+    "004-mode=durable_linger.ms=0-t2",
+    "002-mode=durable_linger.ms=5-t1",
+    "005-mode=durable_linger.ms=5-t2",
+    "003-mode=fire-and-forget_defaults-t1",
+    "006-mode=fire-and-forget_defaults-t2",
+)
+
+
+@pytest.fixture(scope="session")
+def plan_dir() -> Path:
+    return FIXTURE_PLAN
+
+
+@pytest.fixture(scope="session")
+def runs(plan_dir: Path) -> Runs:
+    return load_runs(plan_dir)
+
+
+@pytest.fixture(scope="session")
+def summaries_json() -> dict[str, dict[str, Any]]:
+    """The fixture's summary.json files, read directly: the ground truth of every test."""
+    return {name: json.loads((FIXTURE_PLAN / name / "summary.json").read_text()) for name in RUN_NAMES}
+
+
+@pytest.fixture
+def make_plan(tmp_path: Path) -> Callable[[Iterable[str]], Path]:
+    """Copy some run directories of the fixture plan into a fresh plan directory."""
+
+    def make(names: Iterable[str]) -> Path:
+        target = tmp_path / "plan"
+        target.mkdir(exist_ok=True)
+        for name in names:
+            shutil.copytree(FIXTURE_PLAN / name, target / name)
+        return target
+
+    return make
