@@ -77,3 +77,27 @@ def test_report_has_every_section_and_the_numbers_of_the_files(smoke: dict[str, 
         summary = json.loads((run_dir / "summary.json").read_text())
         acknowledged = summary["audit"]["acknowledged"]
         assert f"{acknowledged:,}" in text or str(acknowledged) in text, (run_dir.name, acknowledged)
+
+
+def test_explore_notebook_runs_for_a_newcomer(
+    kafka_bootstrap: str, tmp_path: Path, repo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import papermill as pm
+
+    monkeypatch.setenv(BOOTSTRAP_ENV, kafka_bootstrap)
+    out = tmp_path / "explore.ipynb"
+    pm.execute_notebook(
+        str(repo_root / "notebooks" / "explore.ipynb"),
+        str(out),
+        parameters={"duration_s": 2.0, "warmup_s": 0.5, "connections": 4, "results_root": str(tmp_path)},
+        kernel_name="python3",
+        cwd=str(repo_root),
+        progress_bar=False,
+    )
+    executed = nbformat.read(out, as_version=4)
+    printed = "".join(
+        o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
+    assert "durable:" in printed and "fire-and-forget:" in printed
+    assert "lost 0" in printed
+    assert len(list(tmp_path.glob("explore-*/*/summary.json"))) == 2
