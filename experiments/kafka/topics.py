@@ -6,7 +6,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
@@ -77,7 +77,8 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> Iterator[Me
         }
     )
     try:
-        consumer.assign([TopicPartition(topic, p, 0) for p in remaining])
+        # From each partition's first retained record: offset 0 may have been deleted.
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in remaining])
         deadline = time.monotonic() + timeout
         while remaining:
             if time.monotonic() > deadline:

@@ -1,0 +1,144 @@
+"""Delivery audit: reconcile the ids the service acknowledged with what the topic holds.
+
+The message key is the event id (UTF-8). After a run:
+- acknowledged: distinct ids in acks.csv;
+- present: acknowledged ids found in the topic;
+- lost: acknowledged ids not in the topic (the service said yes, Kafka does not have it);
+- unacknowledged: distinct ids in the topic that were never acknowledged (sent but answered
+  with an error, a timeout, or after the generator stopped listening);
+- duplicates: records beyond the first with the same id (retries without idempotence).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import uuid
+from collections import Counter
+from pathlib import Path
+from time import monotonic
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from experiments.errors import LabError
+from experiments.kafka import end_offsets
+
+EXAMPLES = 10
+
+
+class AuditError(LabError):
+    """The acks file or the topic could not be read completely."""
+
+
+def read_acks(acks_csv: Path) -> dict[str, float]:
+    """event_id -> first acknowledgement time (t_ack_s), from an `event_id,t_ack_s` CSV."""
+    acks: dict[str, float] = {}
+    try:
+        with Path(acks_csv).open(newline="", encoding="utf-8") as src:
+            reader = csv.reader(src)
+            header = next(reader, None)
+            if header is None or [h.strip() for h in header[:2]] != ["event_id", "t_ack_s"]:
+                raise AuditError(f"{acks_csv}: expected the header 'event_id,t_ack_s'")
+            for row in reader:
+                if row and row[0]:
+                    t = float(row[1]) if len(row) > 1 and row[1] else float("nan")
+                    acks.setdefault(row[0], t)
+    except OSError as exc:
+        raise AuditError(f"cannot read {acks_csv}: {exc}") from exc
+    return acks
+
+
+def topic_keys(bootstrap: str, topic: str, timeout_s: float) -> tuple[Counter[str], int]:
+    """How many records carry each key, and how many records have no key at all.
+
+    Reads every partition from its log start offset (not from 0: records deleted by
+    retention or `delete_records` move it) up to the end offsets seen at the start, and
+    checks that exactly that many records arrived.
+    """
+    counts: Counter[str] = Counter()
+    unkeyed = 0
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"audit-{uuid.uuid4()}",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "earliest",
+    })
+    try:
+        metadata = consumer.list_topics(topic, timeout=30)
+        if topic not in metadata.topics or metadata.topics[topic].error is not None:
+            raise AuditError(f"topic {topic} not found")
+        bounds = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+                  for p in metadata.topics[topic].partitions}
+        remaining = {p: high for p, (low, high) in bounds.items() if high > low}
+        expected = sum(high - low for low, high in bounds.values())
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in remaining])
+        deadline = monotonic() + timeout_s
+        read = 0
+        while remaining:
+            if monotonic() > deadline:
+                raise AuditError(f"reading {topic} did not finish in {timeout_s} s "
+                                 f"(partitions {sorted(remaining)} incomplete)")
+            for msg in consumer.consume(num_messages=10_000, timeout=1.0):
+                err, partition = msg.error(), msg.partition()
+                if err is not None:
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        raise AuditError(f"reading {topic}: {err}")
+                    if partition in remaining and (msg.offset() or 0) >= remaining[partition]:
+                        del remaining[partition]
+                    continue
+                if partition not in remaining or msg.offset() >= remaining[partition]:
+                    continue
+                read += 1
+                key = msg.key()
+                if key is None:
+                    unkeyed += 1
+                else:
+                    counts[key.decode("utf-8", "replace")] += 1
+                if msg.offset() + 1 >= remaining[partition]:
+                    del remaining[partition]
+    finally:
+        consumer.close()
+    if read != expected:
+        # Fewer records than offsets: a compacted topic or records deleted while we read.
+        raise AuditError(f"read {read} records of {topic}, its offsets promise {expected}")
+    return counts, unkeyed
+
+
+def reconcile(acks: dict[str, float], counts: Counter[str]) -> dict[str, Any]:
+    """The audit's arithmetic, separate from Kafka so it can be checked on tiny inputs."""
+    lost_ids = [event_id for event_id in acks if event_id not in counts]
+    unacked = [event_id for event_id in counts if event_id not in acks]
+    duplicated = {event_id: n for event_id, n in counts.items() if n > 1}
+    lost_times = sorted(acks[i] for i in lost_ids)
+    return {
+        "acknowledged": len(acks),
+        "present": len(acks) - len(lost_ids),
+        "lost": len(lost_ids),
+        "unacknowledged": len(unacked),
+        "duplicates": sum(n - 1 for n in duplicated.values()),
+        "records": sum(counts.values()),
+        "distinct_ids_in_topic": len(counts),
+        "duplicated_ids": len(duplicated),
+        "lost_examples": sorted(lost_ids, key=acks.__getitem__)[:EXAMPLES],
+        "unacknowledged_examples": sorted(unacked)[:EXAMPLES],
+        "duplicate_examples": sorted(duplicated)[:EXAMPLES],
+        # When the losses were acknowledged, relative to the measured window (t_ack_s).
+        "lost_ack_s": {"first": lost_times[0], "last": lost_times[-1]} if lost_times else None,
+    }
+
+
+def audit_delivery(bootstrap: str, topic: str, acks_csv: Path, out_dir: Path | None = None,
+                   timeout_s: float = 300.0) -> dict[str, Any]:
+    """Reconcile `acks_csv` with every record of `topic`; write audit.json into `out_dir`."""
+    acks = read_acks(Path(acks_csv))
+    counts, unkeyed = topic_keys(bootstrap, topic, timeout_s)
+    audit = reconcile(acks, counts)
+    audit["unkeyed_records"] = unkeyed
+    audit["records"] += unkeyed
+    audit["topic"] = topic
+    audit["end_offsets"] = {str(p): end for p, end in end_offsets(bootstrap, topic).items()}
+    if out_dir is not None:
+        (Path(out_dir) / "audit.json").write_text(json.dumps(audit, indent=2) + "\n")
+    return audit

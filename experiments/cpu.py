@@ -1,0 +1,186 @@
+"""Per-second CPU and memory of named process groups (and the whole machine), by PID.
+
+A background thread samples at whole seconds of a caller-chosen origin, so rows line up
+with the load generator's per-second series (`second` 0 = first second of the measured
+window). CPU is computed from cpu-time deltas over the actual elapsed wall time: 100 means
+one core busy. A component's processes are re-listed every tick, so workers a service
+forks after start are counted; a process that appears between two ticks is charged with
+all the CPU it used since it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from time import perf_counter_ns, time
+from types import TracebackType
+
+import psutil
+
+NS_PER_S = 1_000_000_000
+MACHINE = "machine"
+CSV_COLUMNS = ("second", "component", "cpu_percent", "rss_mb")
+
+
+@dataclass(frozen=True)
+class CpuRow:
+    second: int
+    component: str
+    cpu_percent: float
+    rss_mb: float
+
+
+class CpuSampler:
+    """Sample `components` (name -> PID or PIDs) every `interval_s` until stopped.
+
+    Components named in `with_children` include every descendant of their PIDs (a
+    service started with `--workers N` forks). Use as a context manager or call
+    `start()` / `stop()`; `rows` holds the samples, `write_csv` writes cpu.csv.
+    """
+
+    def __init__(self, components: Mapping[str, int | Sequence[int]],
+                 with_children: Iterable[str] = (), origin_ns: int | None = None,
+                 interval_s: float = 1.0, machine: bool = True) -> None:
+        self.components = {
+            name: [pids] if isinstance(pids, int) else list(pids)
+            for name, pids in components.items()
+        }
+        self.with_children = set(with_children)
+        self.origin_ns = perf_counter_ns() if origin_ns is None else origin_ns
+        self.interval_ns = round(interval_s * NS_PER_S)
+        self.machine = machine
+        self.rows: list[CpuRow] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._procs: dict[tuple[int, float], psutil.Process] = {}
+        self._cpu: dict[tuple[int, float], float] = {}
+        self._machine_times: tuple[float, float] | None = None
+        self._last_wall = 0.0
+
+    def start(self) -> CpuSampler:
+        self._baseline()
+        self._thread = threading.Thread(target=self._loop, name="cpu-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[CpuRow]:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        return self.rows
+
+    def __enter__(self) -> CpuSampler:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def mean(self, component: str, first_second: int, end_second: int) -> float | None:
+        """Mean cpu_percent of `component` over seconds [first_second, end_second)."""
+        values = [r.cpu_percent for r in self.rows
+                  if r.component == component and first_second <= r.second < end_second]
+        return round(sum(values) / len(values), 1) if values else None
+
+    def write_csv(self, path: Path) -> None:
+        with path.open("w", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
+            writer.writeheader()
+            writer.writerows(asdict(row) for row in self.rows)
+
+    def _loop(self) -> None:
+        # Ticks sit on whole intervals of the origin, so a tick's row covers one second.
+        k = math.floor((perf_counter_ns() - self.origin_ns) / self.interval_ns) + 1
+        while True:
+            wait = (self.origin_ns + k * self.interval_ns - perf_counter_ns()) / NS_PER_S
+            if wait > 0 and self._stop.wait(wait):
+                return
+            self._sample(second=k - 1)
+            k += 1
+
+    def _baseline(self) -> None:
+        self._last_wall = time()
+        self._machine_times = _machine_busy()
+        for name, roots in self.components.items():
+            for proc in self._members(roots, name in self.with_children):
+                with contextlib.suppress(psutil.Error):
+                    self._cpu[_key(proc)] = _cpu_seconds(proc)
+
+    def _sample(self, second: int) -> None:
+        now = time()
+        elapsed = max(now - self._last_wall, 1e-6)
+        for name, roots in self.components.items():
+            row = self._sample_component(name, roots, second, elapsed, self._last_wall)
+            if row is not None:
+                self.rows.append(row)
+        if self.machine:
+            busy, total = _machine_busy()
+            if self._machine_times is not None:
+                d_busy, d_total = busy - self._machine_times[0], total - self._machine_times[1]
+                percent = 100.0 * psutil.cpu_count() * d_busy / d_total if d_total > 0 else 0.0
+                used = psutil.virtual_memory().used / 2**20
+                self.rows.append(CpuRow(second, MACHINE, round(percent, 1), round(used, 1)))
+            self._machine_times = (busy, total)
+        self._last_wall = now
+
+    def _sample_component(self, name: str, roots: list[int], second: int, elapsed: float,
+                          last_wall: float) -> CpuRow | None:
+        cpu, rss, alive = 0.0, 0, False
+        for proc in self._members(roots, name in self.with_children):
+            key = _key(proc)
+            try:
+                used = _cpu_seconds(proc)
+                rss += proc.memory_info().rss
+            except psutil.Error:
+                continue
+            alive = True
+            previous = self._cpu.get(key)
+            if previous is None:
+                # Seen for the first time: all of its CPU is new if it started since the last tick.
+                previous = 0.0 if key[1] >= last_wall else used
+            cpu += max(used - previous, 0.0)
+            self._cpu[key] = used
+        if not alive:
+            return None
+        return CpuRow(second, name, round(100.0 * cpu / elapsed, 1), round(rss / 2**20, 1))
+
+    def _members(self, roots: list[int], children: bool) -> list[psutil.Process]:
+        members: list[psutil.Process] = []
+        for pid in roots:
+            try:
+                root = psutil.Process(pid)
+                members.append(self._cached(root))
+                if children:
+                    members.extend(self._cached(child) for child in root.children(recursive=True))
+            except psutil.Error:
+                continue
+        return members
+
+    def _cached(self, proc: psutil.Process) -> psutil.Process:
+        # Keyed by (pid, create time): a recycled PID is a different process.
+        return self._procs.setdefault(_key(proc), proc)
+
+
+def _key(proc: psutil.Process) -> tuple[int, float]:
+    try:
+        return proc.pid, proc.create_time()
+    except psutil.Error:
+        return proc.pid, 0.0
+
+
+def _cpu_seconds(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return times.user + times.system
+
+
+def _machine_busy() -> tuple[float, float]:
+    times = psutil.cpu_times()
+    # Linux already counts guest time inside user and nice; adding it again would inflate.
+    total = sum(times) - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
+    idle = times.idle + getattr(times, "iowait", 0.0)
+    return total - idle, total

@@ -1,0 +1,99 @@
+"""Histograms and per-second counts: exact merges, exact arithmetic on tiny inputs."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import random
+
+import pytest
+
+from experiments.load.merge import merge_results
+from experiments.load.recorder import (
+    NS_PER_S,
+    Recorder,
+    decode,
+    encode,
+    merge_encoded,
+    new_histogram,
+    summarize_ms,
+)
+
+
+def encoded_histogram_of(values: list[int]) -> str:
+    """Runs in a separate process: the way a worker hands its histogram to the parent."""
+    hist = new_histogram()
+    for value in values:
+        hist.record_value(value)
+    return encode(hist)
+
+
+def test_histograms_merged_from_two_processes_equal_one_histogram_of_all_values() -> None:
+    rng = random.Random(7)
+    values = [int(rng.lognormvariate(7, 1.5)) + 1 for _ in range(20_000)]
+    values += [1, 59_999_999, 1_000_000]  # both ends of the range and a stall
+    halves = [values[0::2], values[1::2]]
+    with mp.get_context("spawn").Pool(2) as pool:
+        blobs = pool.map(encoded_histogram_of, halves)
+
+    merged = merge_encoded(blobs)
+    single = decode(encoded_histogram_of(values))
+    assert merged.get_total_count() == single.get_total_count() == len(values)
+    assert merged.get_min_value() == single.get_min_value()
+    assert merged.get_max_value() == single.get_max_value()
+    assert all(merged.get_count_at_index(i) == single.get_count_at_index(i)
+               for i in range(single.counts_len))
+    assert encode(merged) == encode(single)
+    assert summarize_ms(merged) == summarize_ms(single)
+
+
+def test_summary_spectrum_in_milliseconds() -> None:
+    hist = new_histogram()
+    for us in range(1, 1001):  # 1 us .. 1 ms, uniform
+        hist.record_value(us)
+    spectrum = summarize_ms(hist)
+    assert list(spectrum) == ["p50", "p75", "p90", "p99", "p99.9", "p99.99", "max", "mean"]
+    assert spectrum["p50"] == 0.5
+    assert spectrum["p99"] == 0.99
+    assert spectrum["max"] == 1.0
+    assert summarize_ms(new_histogram())["p99"] is None
+
+
+def fake_worker(index: int, origin: int, latencies_by_second: dict[float, list[int]]) -> dict:
+    rec = Recorder(origin, warmup_s=1.0, duration_s=2.0)
+    for at_s, latencies in latencies_by_second.items():
+        t = origin + int(at_s * NS_PER_S)
+        for latency_us in latencies:
+            slot = rec.slot(t)
+            rec.sent(slot)
+            rec.accepted(slot, latency_us * 1000, [f"id-{index}-{t}-{latency_us}"], 1, t)
+        rec.sent(rec.slot(t))
+        rec.rejected(rec.slot(t), 503)
+    return rec.finish(index, 0, None)
+
+
+def test_worker_results_merge_into_series_and_window() -> None:
+    origin = 10 * NS_PER_S
+    a = fake_worker(0, origin, {-0.5: [100], 0.2: [1000, 2000], 1.7: [5000]})
+    b = fake_worker(1, origin, {0.9: [3000], 1.1: [4000]})
+    merged = merge_results([a, b])
+
+    assert [row["second"] for row in merged.series] == [-1, 0, 1]
+    assert [row["phase"] for row in merged.series] == ["warmup", "measure", "measure"]
+    assert [row["ok"] for row in merged.series] == [1, 3, 2]
+    assert [row["server_errors"] for row in merged.series] == [1, 2, 2]
+    assert [row["sent"] for row in merged.series] == [2, 5, 4]
+    # HdrHistogram reports the top of a value's bucket: within 0.1% at 3 digits.
+    assert merged.series[1]["max_ms"] == pytest.approx(3.0, rel=1e-3)
+    assert merged.series[2]["p50_ms"] == pytest.approx(4.0, rel=1e-3)
+    # The window excludes warm-up: 5 answers, 1 ms .. 5 ms.
+    assert merged.totals["ok"] == 5 and merged.totals["sent"] == 9
+    assert merged.window.get_total_count() == 5
+    assert merged.window.get_max_value() == 5000 + 3  # highest value equivalent to 5000 us
+    assert merged.all_sent == 11
+
+
+def test_late_counts_only_beyond_one_millisecond() -> None:
+    rec = Recorder(0, warmup_s=0, duration_s=1)
+    for lag_us in (0, 999, 1000, 1001, 5000):
+        rec.sent_on_schedule(0, lag_us * 1000)
+    assert rec.counts["late"][0] == 2

@@ -1,0 +1,112 @@
+"""The delivery audit against the real broker: exact counts for every kind of discrepancy."""
+
+from __future__ import annotations
+
+import csv
+import json
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from experiments.audit import AuditError, audit_delivery, read_acks, reconcile
+
+
+def produce(bootstrap: str, topic: str, keys: list[str | None]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    failures: list[str] = []
+
+    def on_delivery(err: object, _msg: object) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    for key in keys:
+        producer.produce(topic, key=key.encode() if key is not None else None,
+                         value=b'{"name": "e"}', on_delivery=on_delivery)
+    assert producer.flush(30) == 0
+    assert failures == []
+
+
+def write_acks(path: Path, ids: list[str]) -> Path:
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["event_id", "t_ack_s"])
+        writer.writerows((event_id, f"{i / 1000:.6f}") for i, event_id in enumerate(ids))
+    return path
+
+
+def new_ids(n: int) -> list[str]:
+    return [str(uuid.uuid4()) for _ in range(n)]
+
+
+@pytest.mark.kafka
+def test_every_event_delivered_reports_zero_lost(kafka_bootstrap: str, kafka_topic: str,
+                                                  tmp_path: Path) -> None:
+    ids = new_ids(500)
+    produce(kafka_bootstrap, kafka_topic, list(ids))
+    audit = audit_delivery(kafka_bootstrap, kafka_topic, write_acks(tmp_path / "acks.csv", ids),
+                           out_dir=tmp_path)
+    counts = {k: audit[k] for k in ("acknowledged", "present", "lost", "unacknowledged",
+                                    "duplicates")}
+    assert counts == {"acknowledged": 500, "present": 500, "lost": 0, "unacknowledged": 0,
+                      "duplicates": 0}
+    assert json.loads((tmp_path / "audit.json").read_text())["lost"] == 0
+
+
+@pytest.mark.kafka
+def test_withheld_unacknowledged_and_duplicated_events_are_counted_exactly(
+        kafka_bootstrap: str, kafka_topic: str, tmp_path: Path) -> None:
+    delivered = new_ids(300)
+    withheld = new_ids(17)  # acknowledged, never produced: lost
+    unacked = new_ids(9)  # produced, never acknowledged
+    twice, thrice = delivered[:5], delivered[5:8]  # 5 + 2*3 = 11 extra copies
+    produce(kafka_bootstrap, kafka_topic,
+            [*delivered, *unacked, *twice, *thrice, *thrice, None, None])
+    acks = write_acks(tmp_path / "acks.csv", [*delivered, *withheld, delivered[0]])
+
+    audit = audit_delivery(kafka_bootstrap, kafka_topic, acks)
+    assert audit["acknowledged"] == 317
+    assert audit["present"] == 300
+    assert audit["lost"] == 17
+    assert audit["unacknowledged"] == 9
+    assert audit["duplicates"] == 11
+    assert audit["unkeyed_records"] == 2
+    assert audit["records"] == 300 + 9 + 11 + 2
+    assert set(audit["lost_examples"]) <= set(withheld) and len(audit["lost_examples"]) == 10
+    assert audit["lost_ack_s"] == {"first": 0.3, "last": 0.316}
+
+
+@pytest.mark.kafka
+def test_deleting_records_is_detected(kafka_bootstrap: str, kafka_topic: str,
+                                      tmp_path: Path) -> None:
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    ids = new_ids(200)
+    produce(kafka_bootstrap, kafka_topic, ids)
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    # Delete the first 40 records of the only partition: acknowledged, now gone.
+    done = admin.delete_records([TopicPartition(kafka_topic, 0, 40)])
+    for future in done.values():
+        future.result(timeout=30)
+    audit = audit_delivery(kafka_bootstrap, kafka_topic, write_acks(tmp_path / "a.csv", ids))
+    assert (audit["lost"], audit["present"], audit["unacknowledged"]) == (40, 160, 0)
+
+
+def test_reconcile_arithmetic() -> None:
+    acks = {"a": 0.1, "b": 0.2, "c": 0.3}
+    audit = reconcile(acks, Counter({"a": 1, "b": 3, "x": 2}))
+    assert (audit["present"], audit["lost"], audit["unacknowledged"], audit["duplicates"]) == (
+        2, 1, 1, 3)
+    assert audit["lost_examples"] == ["c"]
+
+
+def test_acks_file_must_have_the_contract_header(tmp_path: Path) -> None:
+    bad = tmp_path / "acks.csv"
+    bad.write_text("id,time\nx,1\n")
+    with pytest.raises(AuditError):
+        read_acks(bad)
+    with pytest.raises(AuditError):
+        read_acks(tmp_path / "missing.csv")
