@@ -18,8 +18,11 @@ import papermill as pm
 from tqdm import tqdm
 
 from experiments.kafka import LocalKafka, ensure_kafka
+from experiments.load import measure_ceiling
+from experiments.params import RunParams
 from experiments.plans import Cell, Plan, load_plan
 from experiments.report_export import export_html
+from experiments.run import load_spec
 
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -62,18 +65,22 @@ def execute_cell(cell: Cell, cell_dir: Path, extra: dict[str, Any]) -> None:
         )
 
 
-def generator_ceiling(plan: Plan, plan_dir: Path) -> float:
-    """The load generator's own ceiling on this machine, measured once per plan directory."""
+def generator_ceiling(plan: Plan, plan_dir: Path, params: dict[str, Any]) -> float:
+    """The load generator's own ceiling for this cell's load shape (endpoint, payload,
+    connections, workers), measured once per shape and plan directory against a no-op server."""
     if not plan.ceiling:
         return 0.0
+    spec = load_spec(RunParams.from_dict(params), url="http://127.0.0.1:1")
+    key = (
+        f"{spec.endpoint}/fields={spec.data_fields}x{spec.field_size}/batch={spec.batch_size}"
+        f"/c={spec.connections}/w={spec.workers}"
+    )
     path = plan_dir / "generator_ceiling.json"
-    if path.exists():
-        return float(json.loads(path.read_text())["ceiling_rps"])
-    from experiments.load import measure_ceiling
-
-    ceiling = float(measure_ceiling())
-    path.write_text(json.dumps({"ceiling_rps": ceiling, "measured_at": datetime.now(UTC).isoformat()}))
-    return ceiling
+    known = json.loads(path.read_text()) if path.exists() else {}
+    if key not in known:
+        known[key] = {"ceiling_rps": measure_ceiling(spec=spec), "measured_at": datetime.now(UTC).isoformat()}
+        path.write_text(json.dumps(known, indent=2))
+    return float(known[key]["ceiling_rps"])
 
 
 def run_plan(
@@ -106,10 +113,6 @@ def run_plan(
     local = LocalKafka()
     kafka = ensure_kafka(local=local)
     try:
-        extra = {
-            "kafka_bootstrap": kafka.bootstrap,
-            "generator_ceiling_rps": generator_ceiling(plan, plan_dir),
-        }
         for cell in tqdm(cells, desc=f"plan {plan.name}", unit="cell"):
             cell_dir = plan_dir / cell.id
             if resume and cell_finished(cell_dir):
@@ -119,6 +122,10 @@ def run_plan(
                 raise FileExistsError(f"{cell_dir} exists; results are never overwritten")
             cell_dir.mkdir(parents=True, exist_ok=True)
             try:
+                extra = {
+                    "kafka_bootstrap": kafka.bootstrap,
+                    "generator_ceiling_rps": generator_ceiling(plan, plan_dir, cell.params),
+                }
                 execute_cell(cell, cell_dir, extra)
                 outcome.ran.append(cell.id)
             except Exception as exc:  # keep going: one failed combination must not stop a plan

@@ -72,3 +72,27 @@ def test_no_resume_refuses_to_overwrite(
     runner.run_plan(plan_file, tmp_path / "r", tmp_path / "reports", report=False)
     with pytest.raises(FileExistsError, match="never overwritten"):
         runner.run_plan(plan_file, tmp_path / "r", tmp_path / "reports", resume=False, report=False)
+
+
+def test_generator_ceiling_is_measured_once_per_load_shape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from experiments.plans import load_plan
+
+    plan_file = tmp_path / "c.yaml"
+    plan_file.write_text(
+        "name: c\ntrials: 2\nmatrix: {mode: [durable, fire-and-forget], connections: [5, 50]}\n"
+    )
+    plan = load_plan(plan_file)
+    measured: list[int] = []
+
+    def fake_ceiling(spec: Any) -> float:
+        measured.append(spec.connections)
+        return 1000.0 + spec.connections
+
+    monkeypatch.setattr(runner, "measure_ceiling", fake_ceiling)
+    values = [runner.generator_ceiling(plan, tmp_path, cell.params) for cell in plan.cells(tmp_path)]
+    assert sorted(measured) == [5, 50]
+    assert set(values) == {1005.0, 1050.0}
+    cached = json.loads((tmp_path / "generator_ceiling.json").read_text())
+    assert len(cached) == 2
