@@ -49,8 +49,12 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
     started_at = datetime.now(UTC).isoformat()
     local = LocalKafka()
     kafka = ensure_kafka(params.kafka_bootstrap or None, local=local)
-    broker_state = None if kafka.external else local.status()
+    # The runner hands every cell the address of the broker it started: that is still ours.
+    broker_state = local.status()
+    if broker_state is not None and broker_state.bootstrap != kafka.bootstrap:
+        broker_state = None
     broker_pid = broker_state.pid if broker_state else listening_pid(kafka.bootstrap)
+    kafka_version = broker_state.kafka_version if broker_state else kafka.kafka_version
     topic = params.topic or unique_topic(f"lab.{params.plan}")
     create_topic(kafka.bootstrap, topic, partitions=params.partitions)
     service = ServiceProcess(
@@ -100,7 +104,7 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
     summary["audit"] = audit
     summary["service"]["exit_code"] = exit_code
     summary["run"]["ended_at"] = datetime.now(UTC).isoformat()
-    if kafka.kafka_version:
-        summary.setdefault("provenance", {})["kafka_version"] = kafka.kafka_version
+    if kafka_version:
+        summary.setdefault("provenance", {})["kafka_version"] = kafka_version
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
