@@ -126,12 +126,18 @@ class LocalKafka:
         cache_dir: Path | None = None,
         heap: str | None = None,
         die_with_parent: bool = False,
+        port: int | None = None,
+        controller_port: int | None = None,
     ) -> None:
         home = default_home()
         self.cache_dir = cache_dir or home
         self.run_dir = run_dir or home / "run"
         self.heap = heap or os.environ.get("LAB_KAFKA_HEAP", "1g")
         self.die_with_parent = die_with_parent
+        # Fixed ports survive a stop/start, so a running client can reconnect to the same
+        # address; None keeps the old behaviour (fresh free ports on every start).
+        self.port = port
+        self.controller_port = controller_port
 
     @property
     def state_file(self) -> Path:
@@ -158,7 +164,8 @@ class LocalKafka:
         data_dir = self.run_dir / "data"
         logs_dir = self.run_dir / "logs"
         logs_dir.mkdir(exist_ok=True)
-        port, controller_port = free_port(), free_port()
+        port = self.port or free_port()
+        controller_port = self.controller_port or free_port()
         while controller_port == port:
             controller_port = free_port()
         props = self.run_dir / "server.properties"

@@ -1,0 +1,104 @@
+"""The app factory and its lifespan: the shared producer starts here and is flushed here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+from confluent_kafka import KafkaException
+from fastapi import FastAPI
+
+from service.api.main import include_routers
+from service.deps import Ingest
+from service.handlers import install_error_handlers
+from service.kafka import Publisher, ensure_topic
+from service.logs import configure_logging
+from service.metrics import Metrics
+from service.middleware import RequestMetricsMiddleware
+from service.producer_config import admin_config, effective_config, masked, weaker_than_mode
+from service.settings import Settings
+
+log = logging.getLogger("service")
+_TOPIC_RETRY_S = 5.0
+
+
+async def _create_topic(settings: Settings, config: dict[str, object]) -> bool:
+    try:
+        created = await asyncio.to_thread(
+            ensure_topic, admin_config(config), settings.topic, settings.topic_partitions,
+            settings.startup_timeout_s,
+        )
+    except KafkaException as exc:
+        log.error("could not ensure the topic exists; will retry",
+                  extra={"topic": settings.topic, "detail": str(exc)})
+        return False
+    if created:
+        log.info("created topic", extra={"topic": settings.topic,
+                                         "partitions": settings.topic_partitions})
+    return True
+
+
+async def _keep_creating_topic(settings: Settings, config: dict[str, object]) -> None:
+    """Started only when the broker was down at start: readiness turns green once it works."""
+    while not await _create_topic(settings, config):
+        await asyncio.sleep(_TOPIC_RETRY_S)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings, publisher = app.state.ingest
+    metrics: Metrics = app.state.metrics
+    log.info("starting", extra={"settings": settings.public(),
+                                "producer_config": app.state.producer_config_masked})
+    for warning in weaker_than_mode(settings.mode, publisher.config):
+        log.warning("producer override weakens the mode", extra={"detail": warning})
+    publisher.start(asyncio.get_running_loop())
+    topic_task: asyncio.Task[None] | None = None
+    if settings.create_topic and not await _create_topic(settings, publisher.config):
+        topic_task = asyncio.create_task(_keep_creating_topic(settings, publisher.config))
+    try:
+        yield
+    finally:
+        if topic_task is not None:
+            topic_task.cancel()
+            with suppress(asyncio.CancelledError):
+                await topic_task
+        log.info("flushing the producer", extra={"in_flight": publisher.in_flight,
+                                                  "deadline_s": settings.shutdown_flush_s})
+        undelivered = await publisher.aclose(settings.shutdown_flush_s)
+        level = logging.ERROR if undelivered else logging.INFO
+        log.log(level, "producer closed", extra={"undelivered": undelivered})
+        metrics.process_exited()
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """A fully wired app; the producer is created in the lifespan, not here."""
+    metrics = Metrics()
+    config = effective_config(settings)
+    app = FastAPI(
+        title="Kafka ingestion service",
+        version="0.1.0",
+        summary="JSON events over HTTP into Apache Kafka, durable or fire-and-forget.",
+        lifespan=lifespan,
+    )
+    publisher = Publisher(
+        config, settings.topic, settings.mode, metrics,
+        max_in_flight=settings.max_in_flight, retry_after=settings.retry_after_s,
+        shed_delay_s=settings.shed_delay_s, bridge=settings.delivery_bridge,
+    )
+    app.state.ingest = Ingest(settings, publisher)
+    app.state.metrics = metrics
+    app.state.producer_config_masked = masked(config)
+    include_routers(app, settings.bench_endpoints)
+    install_error_handlers(app)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Uvicorn's factory for `--workers N`: each worker process builds its own app."""
+    settings = Settings()
+    configure_logging(settings.log_level, settings.access_log)
+    return create_app(settings)

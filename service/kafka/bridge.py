@@ -1,0 +1,310 @@
+"""The delivery bridge: one shared producer, one poll thread, results handed to the loop.
+
+By default this follows confluent-kafka-python's classic asyncio example: a dedicated
+thread calls `producer.poll()`, delivery callbacks run on that thread, and results reach
+the event loop through `loop.call_soon_threadsafe` (see `DeliveryBridge` for the
+alternative). Two refinements keep the loop cheap: the
+callbacks of one `poll()` call are handed over in one `call_soon_threadsafe` (one wake-up,
+not one per event), and a batch request waits on one future that the poll thread
+resolves when the batch's last delivery report arrives (a count-down).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+import time
+from functools import partial
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from service.errors import ConfigError, NotReady
+from service.events import Record
+from service.kafka.admission import Admission
+from service.kafka.delivery import (
+    TIMED_OUT_OUTCOME,
+    BatchCountdown,
+    DeliveryBridge,
+    Outcome,
+    expire_batch,
+    outcome_of,
+    resolve_all,
+)
+from service.kafka.errors import QUEUE_FULL, from_produce_exception
+from service.kafka.topic import readiness
+from service.metrics import Metrics
+from service.modes import ProducerMode
+
+log = logging.getLogger("service.kafka")
+_POLL_S = 0.1
+_GAUGE_EVERY_S = 0.5
+# Extra wait past message.timeout.ms before a durable request gives up on its report:
+# librdkafka promises a report within the timeout, this only guards against a lost one.
+_REPORT_GRACE_S = 5.0
+# How long the `loop` bridge sleeps when a poll served nothing: bounds the extra
+# delivery latency it adds, at 500 idle wake-ups per second.
+_LOOP_IDLE_S = 0.002
+
+
+class Publisher:
+    """The process's one producer and the bridge between its thread and the event loop."""
+
+    def __init__(self, config: dict[str, Any], topic: str, mode: ProducerMode,
+                 metrics: Metrics, max_in_flight: int, retry_after: int,
+                 shed_delay_s: float = 0.05,
+                 bridge: DeliveryBridge = DeliveryBridge.THREAD) -> None:
+        self.config = config
+        self.bridge = bridge
+        self.topic = topic
+        self.mode = mode
+        self.retry_after = retry_after
+        self.admission = Admission(
+            lambda: self._produced - self._reported, max_in_flight,
+            int(config.get("queue.buffering.max.messages", 100_000)), retry_after,
+            shed_delay_s, self._count_rejected,
+        )
+        self.max_message_bytes = int(config.get("message.max.bytes", 1_000_000))
+        self.report_wait_s = int(config.get("message.timeout.ms", 300_000)) / 1000 + _REPORT_GRACE_S
+        self.fatal_error: str | None = None
+        self._metrics = metrics
+        self._accepted = metrics.events_accepted.labels(mode=mode.value)
+        self._delivered = metrics.events_delivered.labels(mode=mode.value)
+        self._latency = metrics.delivery_latency.labels(mode=mode.value)
+        self._producer: Producer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._poll_task: asyncio.Task[None] | None = None
+        self._stop = threading.Event()
+        # Written by the loop thread only / by the poll thread only: no lock needed.
+        self._produced = 0
+        self._reported = 0
+        # Poll-thread state, handed over after each poll() call.
+        self._ready: list[tuple[asyncio.Future[Any], Any]] = []
+        self._delivered_n = 0
+        self._failures: collections.Counter[str] = collections.Counter()
+        self._failed_sample: list[str] = []
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        conf = {**self.config, "error_cb": self._on_error,
+                "logger": logging.getLogger("service.librdkafka")}
+        try:
+            self._producer = Producer(conf)
+        except (KafkaException, ValueError, TypeError) as exc:
+            raise ConfigError(f"invalid producer configuration: {exc}") from exc
+        self._loop = loop
+        if self.bridge is DeliveryBridge.LOOP:
+            self._poll_task = loop.create_task(self._poll_on_loop(), name="kafka-poll")
+            return
+        self._thread = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
+        self._thread.start()
+
+    async def aclose(self, flush_timeout: float) -> int:
+        """Stop polling, then flush for up to `flush_timeout` s; events left undelivered."""
+        if self._producer is None:
+            return 0
+        self._stop.set()
+        if self._poll_task is not None:
+            # Reports must not be served on two threads at once: the flush serves them next.
+            await self._poll_task
+        return await asyncio.to_thread(self._flush, flush_timeout)
+
+    def _flush(self, flush_timeout: float) -> int:
+        if self._thread is not None:
+            self._thread.join()
+        remaining = int(self.producer.flush(flush_timeout))
+        self._hand_over()
+        self._update_gauges()
+        return remaining
+
+    @property
+    def in_flight(self) -> int:
+        return self._produced - self._reported
+
+    @property
+    def producer(self) -> Producer:
+        if self._producer is None:
+            raise NotReady("the producer is not started")
+        return self._producer
+
+    # -- poll thread (or task) -----------------------------------------------------------
+    async def _poll_on_loop(self) -> None:
+        """The `loop` bridge: reports served on the event loop thread, no GIL hand-offs."""
+        producer = self.producer
+        next_gauges = 0.0
+        while not self._stop.is_set():
+            served = producer.poll(0)
+            self._hand_over()
+            now = time.monotonic()
+            if now >= next_gauges:
+                self._update_gauges()
+                next_gauges = now + _GAUGE_EVERY_S
+            await asyncio.sleep(0 if served else _LOOP_IDLE_S)
+
+    def _poll_loop(self) -> None:
+        producer = self.producer
+        next_gauges = 0.0
+        while not self._stop.is_set():
+            producer.poll(_POLL_S)
+            self._hand_over()
+            now = time.monotonic()
+            if now >= next_gauges:
+                self._update_gauges()
+                next_gauges = now + _GAUGE_EVERY_S
+
+    def _account(self, err: KafkaError | None, msg: Message) -> None:
+        """Every delivery report passes here (also the fire-and-forget callback itself)."""
+        self._reported += 1
+        if err is None:
+            self._delivered_n += 1
+            latency = msg.latency()
+            if latency is not None:
+                self._latency.observe(latency)
+        else:
+            self._failures[err.name()] += 1
+            if len(self._failed_sample) < 5:
+                key = msg.key()
+                self._failed_sample.append(key.decode() if isinstance(key, bytes) else str(key))
+
+    def _on_single(self, future: asyncio.Future[Outcome], err: KafkaError | None,
+                   msg: Message) -> None:
+        self._account(err, msg)
+        self._ready.append((future, outcome_of(err, msg)))
+
+    def _complete(self, future: asyncio.Future[Any], result: Any) -> None:
+        """Poll thread: queue a result for the loop; handed over after this poll() call."""
+        self._ready.append((future, result))
+
+    def _hand_over(self) -> None:
+        if self._ready:
+            ready, self._ready = self._ready, []
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(resolve_all, ready)
+        if self._delivered_n:
+            self._delivered.inc(self._delivered_n)
+            self._delivered_n = 0
+        if self._failures:
+            failures, self._failures = self._failures, collections.Counter()
+            sample, self._failed_sample = self._failed_sample, []
+            for reason, count in failures.items():
+                self._metrics.events_failed.labels(mode=self.mode.value, reason=reason).inc(count)
+            # Fire-and-forget clients never see these; the log and the counter are the record.
+            log.warning("events failed delivery", extra={
+                "failed": dict(failures), "mode": self.mode.value, "sample_event_ids": sample})
+
+    def _update_gauges(self) -> None:
+        if self._producer is not None:
+            self._metrics.queue_depth.set(len(self._producer))
+        self._metrics.in_flight.set(self.in_flight)
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self.fatal_error = f"{err.name()}: {err.str()}"
+            log.critical("fatal producer error", extra={"kafka_error": err.name(),
+                                                        "detail": err.str()})
+        else:
+            log.warning("kafka client error", extra={"kafka_error": err.name(),
+                                                     "detail": err.str()})
+
+    # -- event loop side ---------------------------------------------------------------
+    def check_ready(self, timeout: float) -> dict[str, Any]:
+        """Blocking: a metadata round trip through the producer's own connections."""
+        if self.fatal_error is not None:
+            return {"ready": False, "reason": f"producer failed: {self.fatal_error}"}
+        return readiness(self.producer, self.topic, timeout)
+
+    def _count_rejected(self, reason: str, count: int) -> None:
+        self._metrics.events_rejected.labels(mode=self.mode.value, reason=reason).inc(count)
+
+    async def wait_for_room(self, count: int | None = None) -> None:
+        """See `Admission.wait`: a short wait for room, then 503."""
+        await self.admission.wait(count)
+
+    def _admit(self, count: int) -> None:
+        if self.fatal_error is not None:
+            self._count_rejected("fatal", count)
+            raise NotReady(f"the producer failed: {self.fatal_error}", reason="fatal")
+        self.admission.check(count)
+
+    def _produce_failed(self, exc: Exception, count: int) -> Exception:
+        self._count_rejected(QUEUE_FULL if isinstance(exc, BufferError) else "produce_error", count)
+        return from_produce_exception(exc, self.retry_after)
+
+    def publish_nowait(self, record: Record) -> None:
+        """Fire-and-forget: returns once librdkafka holds the event."""
+        self._admit(1)
+        try:
+            self.producer.produce(self.topic, record.value, record.event_id,
+                                  on_delivery=self._account)
+        except (BufferError, KafkaException) as exc:
+            raise self._produce_failed(exc, 1) from None
+        self._produced += 1
+        self._accepted.inc()
+
+    async def publish(self, record: Record) -> Outcome:
+        """Durable: returns the broker's answer for this one event."""
+        self._admit(1)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+        try:
+            self.producer.produce(self.topic, record.value, record.event_id,
+                                  on_delivery=partial(self._on_single, future))
+        except (BufferError, KafkaException) as exc:
+            raise self._produce_failed(exc, 1) from None
+        self._produced += 1
+        self._accepted.inc()
+        timer = loop.call_later(self.report_wait_s, resolve_all, [(future, TIMED_OUT_OUTCOME)])
+        try:
+            return await future
+        finally:
+            timer.cancel()
+
+    def publish_batch_nowait(self, records: list[Record]) -> int:
+        """Fire-and-forget batch: how many events (from the front) librdkafka accepted."""
+        self._admit(len(records))
+        produce, topic, callback = self.producer.produce, self.topic, self._account
+        accepted = 0
+        try:
+            for record in records:
+                produce(topic, record.value, record.event_id, on_delivery=callback)
+                accepted += 1
+        except (BufferError, KafkaException) as exc:
+            if accepted == 0:
+                raise self._produce_failed(exc, len(records)) from None
+            self._produce_failed(exc, len(records) - accepted)
+        finally:
+            self._produced += accepted
+            self._accepted.inc(accepted)
+        return accepted
+
+    async def publish_batch(self, records: list[Record]) -> list[Outcome]:
+        """Durable batch: one future for the whole request, resolved by a count-down."""
+        self._admit(len(records))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Outcome | None]] = loop.create_future()
+        batch = BatchCountdown(len(records), future, self._account, self._complete)
+        produce, topic = self.producer.produce, self.topic
+        produced = 0
+        try:
+            for i, record in enumerate(records):
+                produce(topic, record.value, record.event_id,
+                        on_delivery=partial(batch.on_delivery, i))
+                produced += 1
+        except (BufferError, KafkaException) as exc:
+            if produced == 0:
+                raise self._produce_failed(exc, len(records)) from None
+            self._produce_failed(exc, len(records) - produced)
+            batch.settle_unproduced(produced)
+        finally:
+            self._produced += produced
+            self._accepted.inc(produced)
+        timer = loop.call_later(self.report_wait_s, expire_batch, batch)
+        try:
+            outcomes = await future
+        finally:
+            timer.cancel()
+        return [o if o is not None else TIMED_OUT_OUTCOME for o in outcomes]

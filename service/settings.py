@@ -1,0 +1,80 @@
+"""The service's one settings class: environment (`INGEST_*`) and `KAFKA_BOOTSTRAP_SERVERS`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.kafka.delivery import DeliveryBridge
+from service.modes import ProducerMode
+
+MiB = 1024 * 1024
+ProducerValue = str | int | float | bool
+
+
+class Settings(BaseSettings):
+    """Built once (by the CLI or a test) and passed to `create_app`; never a module global."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="INGEST_", extra="ignore", validate_by_alias=True
+    )
+
+    mode: ProducerMode = ProducerMode.DURABLE
+    # Where delivery reports are served; `thread` is the team's standard (see DeliveryBridge).
+    delivery_bridge: DeliveryBridge = DeliveryBridge.THREAD
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    workers: Annotated[int, Field(ge=1)] = 1
+
+    # The project-wide variable, deliberately without the INGEST_ prefix. The second
+    # choice lets code pass `bootstrap_servers=`; validate_by_name stays off because it
+    # would make INGEST_BOOTSTRAP_SERVERS a silent second source.
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "bootstrap_servers"),
+    )
+    topic: Annotated[str, Field(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")] = (
+        "events.main"
+    )
+    create_topic: bool = True
+    topic_partitions: Annotated[int, Field(ge=1)] = 1
+
+    # librdkafka overrides: mode defaults < YAML file < this JSON object.
+    producer_config: dict[str, ProducerValue] = Field(default_factory=dict)
+    producer_config_file: Path | None = None
+
+    max_body_bytes: Annotated[int, Field(gt=0)] = 1 * MiB
+    max_batch_events: Annotated[int, Field(gt=0)] = 10_000
+    # Events handed to the producer whose delivery report has not arrived yet.
+    max_in_flight: Annotated[int, Field(gt=0)] = 50_000
+    retry_after_s: Annotated[int, Field(ge=1)] = 1
+    # How long a request waits for room past the in-flight bound before its 503
+    # (see Publisher.wait_for_room for why it is not zero).
+    shed_delay_s: Annotated[float, Field(ge=0, le=5)] = 0.05
+
+    ready_timeout_s: Annotated[float, Field(gt=0, le=30)] = 2.0
+    startup_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    # Uvicorn's wait for running requests after SIGTERM, before the producer flush.
+    shutdown_grace_s: Annotated[int, Field(ge=1)] = 15
+    shutdown_flush_s: Annotated[float, Field(ge=0)] = 10.0
+
+    bench_endpoints: bool = False
+    log_level: str = "INFO"
+    access_log: bool = False
+
+    @model_validator(mode="after")
+    def _batch_fits_in_flight(self) -> Settings:
+        # A batch larger than the in-flight bound could never be accepted.
+        if self.max_batch_events > self.max_in_flight:
+            raise ValueError(
+                f"max_batch_events ({self.max_batch_events}) exceeds max_in_flight "
+                f"({self.max_in_flight})"
+            )
+        return self
+
+    def public(self) -> dict[str, Any]:
+        """The settings as logged on start (producer config is logged separately, masked)."""
+        return self.model_dump(mode="json", exclude={"producer_config"})
