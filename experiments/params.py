@@ -15,6 +15,7 @@ PROFILES_DIR = Path(__file__).with_name("profiles")
 ENDPOINTS = ("seed", "single", "batch")
 LOAD_MODELS = ("closed", "open")
 MODES = ("durable", "fire-and-forget")
+BRIDGES = ("thread", "loop")
 
 
 class ParamsError(LabError):
@@ -37,6 +38,7 @@ class RunParams:
     producer_profile: str = "default"  # a file in experiments/profiles/
     producer_config: dict[str, Any] = field(default_factory=dict)  # librdkafka overrides
     service_workers: int = 1
+    delivery_bridge: str = "thread"  # thread (poll thread, the classic form) | loop (poll on the event loop)
     kafka_bootstrap: str = ""  # empty: KAFKA_BOOTSTRAP_SERVERS, else the local broker
     topic: str = ""  # empty: a fresh topic per run, so the audit sees only this run
     partitions: int = 1
@@ -48,7 +50,12 @@ class RunParams:
     output_dir: str = "results/adhoc/run"
 
     def __post_init__(self) -> None:
-        for name, allowed in (("mode", MODES), ("endpoint", ENDPOINTS), ("load_model", LOAD_MODELS)):
+        for name, allowed in (
+            ("mode", MODES),
+            ("endpoint", ENDPOINTS),
+            ("load_model", LOAD_MODELS),
+            ("delivery_bridge", BRIDGES),
+        ):
             if getattr(self, name) not in allowed:
                 raise ParamsError(f"{name}={getattr(self, name)!r}: expected one of {allowed}")
         if self.endpoint != "batch" and self.batch_size != 1:

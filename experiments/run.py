@@ -65,6 +65,7 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
         producer_config=params.effective_producer_config(),
         workers=params.service_workers,
         partitions=params.partitions,
+        extra_env={"INGEST_DELIVERY_BRIDGE": params.delivery_bridge},
     )
     try:
         ready = service.start()
@@ -82,6 +83,7 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
             "service": {
                 "mode": params.mode,
                 "workers": params.service_workers,
+                "delivery_bridge": params.delivery_bridge,
                 "topic": topic,
                 "partitions": params.partitions,
                 "producer_config": ready.get("producer_config", params.effective_producer_config()),

@@ -15,7 +15,7 @@ from experiments.plans import PLANS_DIR, load_plan
 
 def test_every_shipped_plan_expands_into_valid_cells(tmp_path: Path) -> None:
     names = sorted(p.stem for p in PLANS_DIR.glob("*.yaml"))
-    assert {"seed", "tuning", "saturation", "batch", "payload", "smoke", "default"} <= set(names)
+    assert {"seed", "tuning", "saturation", "batch", "payload", "smoke", "default", "bridge"} <= set(names)
     for name in names:
         plan = load_plan(name)
         cells = plan.cells(tmp_path)
