@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     cells.add_argument("--results", type=Path, default=Path("results"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # papermill announces every notebook at INFO: the progress bar already says which cell runs.
+    logging.getLogger("papermill").setLevel(logging.WARNING)
     try:
         if args.command == "run":
             outcome = run_plan(

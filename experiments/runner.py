@@ -144,6 +144,12 @@ def run_plan(
     return outcome
 
 
+def _shown_path(path: Path) -> str:
+    """Relative to the repository when inside it: a shared report need not show a home dir."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(REPO_ROOT)) if resolved.is_relative_to(REPO_ROOT) else str(resolved)
+
+
 def build_report(plan_dir: Path, reports_dir: Path = Path("reports")) -> Path:
     """Execute analyze.ipynb over a plan's run directories and export one HTML file."""
     plan_name = plan_dir.name
@@ -151,7 +157,7 @@ def build_report(plan_dir: Path, reports_dir: Path = Path("reports")) -> Path:
     pm.execute_notebook(
         str(ANALYZE_NOTEBOOK),
         str(executed),
-        parameters={"plan_dir": str(plan_dir.resolve())},
+        parameters={"plan_dir": _shown_path(plan_dir)},
         kernel_name="python3",
         cwd=str(REPO_ROOT),
         progress_bar=False,

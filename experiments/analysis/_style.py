@@ -30,6 +30,8 @@ MACHINE_LABEL = "machine (all processes)"
 COMPONENT_COLOURS[MACHINE_LABEL] = "#bdbdbd"
 WIDTH = 10.0
 MAX_SIDE_LEGEND = 8
+# Past this many characters a side legend takes more width than the axes can spare.
+MAX_SIDE_LABEL = 32
 
 
 @contextmanager
@@ -68,9 +70,14 @@ def mode_palette(runs: Runs) -> dict[str, tuple[float, float, float]]:
     return colours
 
 
-def legend_height(base: float, entries: int) -> float:
+def legend_below(labels: list[str]) -> bool:
+    return len(labels) > MAX_SIDE_LEGEND or max(map(len, labels), default=0) > MAX_SIDE_LABEL
+
+
+def legend_height(base: float, entries: int, labels: list[str] | None = None) -> float:
     """Figure height leaving the axes their size when the legend moves below them."""
-    return base if entries <= MAX_SIDE_LEGEND else base + 0.5 + 0.21 * math.ceil(entries / 2)
+    below = legend_below(labels) if labels is not None else entries > MAX_SIDE_LEGEND
+    return base + 0.5 + 0.21 * math.ceil(entries / 2) if below else base
 
 
 def thousands(axis: Axes, which: str = "y") -> None:
@@ -92,9 +99,10 @@ def legend_outside(axis: Axes, title: str) -> None:
     legend = axis.get_legend()
     if legend is None:
         return
-    if len(legend.get_texts()) <= MAX_SIDE_LEGEND:
+    texts = [t.get_text() for t in legend.get_texts()]
+    if not legend_below(texts):
         sns.move_legend(axis, "upper left", bbox_to_anchor=(1.01, 1), title=title, frameon=False)
         return
-    handles, labels = legend.legend_handles, [t.get_text() for t in legend.get_texts()]
+    handles, labels = legend.legend_handles, texts
     legend.remove()
     axis.figure.legend(handles, labels, loc="outside lower center", ncols=2, title=title, frameon=False)

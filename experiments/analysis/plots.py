@@ -109,7 +109,8 @@ def percentile_spectrum(runs: Runs) -> Figure | None:
     colours = palette(runs)
     x_max = 0.0
     with style():
-        figure, axes = new_figure(4.8)
+        labels = list(dict.fromkeys(spectrum["config"]))
+        figure, axes = new_figure(legend_height(4.8, len(labels), labels))
         axis = axes[0, 0]
         for config, group in spectrum.groupby("config", sort=False):
             inner = group[group["resolved"] & (group["percentile"] < 100)]
@@ -140,7 +141,8 @@ def percentile_spectrum(runs: Runs) -> Figure | None:
         axis.set_xlabel("percentile (log scale of nines; leftmost point = min; x = max, placed at 1 - 1/N)")
         axis.set_ylabel("latency (ms, log scale)")
         axis.set_title("Latency percentile spectrum (merged histograms of all trials)")
-        axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1), title="configuration", frameon=False)
+        axis.legend()
+        legend_outside(axis, "configuration")
     return figure
 
 
