@@ -38,7 +38,7 @@ class RunParams:
     producer_profile: str = "default"  # a file in experiments/profiles/
     producer_config: dict[str, Any] = field(default_factory=dict)  # librdkafka overrides
     service_workers: int = 1
-    delivery_bridge: str = "thread"  # thread (poll thread, the classic form) | loop (poll on the event loop)
+    delivery_bridge: str = "loop"  # loop (poll on the event loop) | thread (poll thread, the classic form)
     kafka_bootstrap: str = ""  # empty: KAFKA_BOOTSTRAP_SERVERS, else the local broker
     topic: str = ""  # empty: a fresh topic per run, so the audit sees only this run
     partitions: int = 1

@@ -1,9 +1,10 @@
-"""The delivery bridge: one shared producer, one poll thread, results handed to the loop.
+"""The delivery bridge: one shared producer, its delivery reports handed to the loop.
 
-By default this follows confluent-kafka-python's classic asyncio example: a dedicated
-thread calls `producer.poll()`, delivery callbacks run on that thread, and results reach
-the event loop through `loop.call_soon_threadsafe` (see `DeliveryBridge` for the
-alternative). Two refinements keep the loop cheap: the
+By default (`loop`) a task on the event loop calls `producer.poll(0)`, so reports are
+served on the loop thread without a GIL hand-off per report. The `thread` bridge follows
+confluent-kafka-python's classic asyncio example: a dedicated thread calls
+`producer.poll()` and results reach the event loop through `loop.call_soon_threadsafe`
+(see `DeliveryBridge` for the measurements). Two refinements keep the thread cheap: the
 callbacks of one `poll()` call are handed over in one `call_soon_threadsafe` (one wake-up,
 not one per event), and a batch request waits on one future that the poll thread
 resolves when the batch's last delivery report arrives (a count-down).
@@ -55,7 +56,7 @@ class Publisher:
     def __init__(self, config: dict[str, Any], topic: str, mode: ProducerMode,
                  metrics: Metrics, max_in_flight: int, retry_after: int,
                  shed_delay_s: float = 0.05,
-                 bridge: DeliveryBridge = DeliveryBridge.THREAD) -> None:
+                 bridge: DeliveryBridge = DeliveryBridge.LOOP) -> None:
         self.config = config
         self.bridge = bridge
         self.topic = topic

@@ -30,7 +30,7 @@ def test_defaults() -> None:
     assert s.create_topic is True
     assert s.topic_partitions == 1
     assert s.bench_endpoints is False
-    assert s.delivery_bridge == "thread"
+    assert s.delivery_bridge == "loop"
 
 
 def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
