@@ -6,7 +6,6 @@ The run notebook calls `run_experiment` and nothing else; the runner calls the n
 from __future__ import annotations
 
 import json
-import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,14 +18,11 @@ from experiments.load import LoadSpec, run_load
 from experiments.params import RunParams
 from experiments.service_proc import ServiceProcess
 
-log = logging.getLogger(__name__)
-ENDPOINT_OF_PARAM = {"seed": "seed", "single": "single", "batch": "batch"}
-
 
 def load_spec(params: RunParams, url: str) -> LoadSpec:
     return LoadSpec(
         url=url,
-        endpoint=ENDPOINT_OF_PARAM[params.endpoint],
+        endpoint=params.endpoint,
         model=params.load_model,
         connections=params.connections,
         rate=params.rate,

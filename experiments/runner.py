@@ -7,7 +7,6 @@ A failed cell is recorded in its directory and the plan goes on.
 from __future__ import annotations
 
 import json
-import logging
 import traceback
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,7 +23,6 @@ from experiments.plans import Cell, Plan, load_plan
 from experiments.report_export import export_html
 from experiments.run import load_spec
 
-log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN_NOTEBOOK = REPO_ROOT / "notebooks" / "run_experiment.ipynb"
 ANALYZE_NOTEBOOK = REPO_ROOT / "notebooks" / "analyze.ipynb"
