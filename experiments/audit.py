@@ -13,16 +13,12 @@ from __future__ import annotations
 
 import csv
 import json
-import uuid
 from collections import Counter
 from pathlib import Path
-from time import monotonic
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-
 from experiments.errors import LabError
-from experiments.kafka import end_offsets
+from experiments.kafka import TopicReadError, end_offsets, read_topic
 
 EXAMPLES = 10
 
@@ -50,59 +46,19 @@ def read_acks(acks_csv: Path) -> dict[str, float]:
 
 
 def topic_keys(bootstrap: str, topic: str, timeout_s: float) -> tuple[Counter[str], int]:
-    """How many records carry each key, and how many records have no key at all.
-
-    Reads every partition from its log start offset (not from 0: records deleted by
-    retention or `delete_records` move it) up to the end offsets seen at the start, and
-    checks that exactly that many records arrived.
-    """
+    """How many records carry each key, and how many records have no key at all
+    (`read_topic` refuses to under-count: see its docstring)."""
     counts: Counter[str] = Counter()
     unkeyed = 0
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"audit-{uuid.uuid4()}",
-        "enable.auto.commit": False,
-        "enable.partition.eof": True,
-        "auto.offset.reset": "earliest",
-    })
     try:
-        metadata = consumer.list_topics(topic, timeout=30)
-        if topic not in metadata.topics or metadata.topics[topic].error is not None:
-            raise AuditError(f"topic {topic} not found")
-        bounds = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-                  for p in metadata.topics[topic].partitions}
-        remaining = {p: high for p, (low, high) in bounds.items() if high > low}
-        expected = sum(high - low for low, high in bounds.values())
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in remaining])
-        deadline = monotonic() + timeout_s
-        read = 0
-        while remaining:
-            if monotonic() > deadline:
-                raise AuditError(f"reading {topic} did not finish in {timeout_s} s "
-                                 f"(partitions {sorted(remaining)} incomplete)")
-            for msg in consumer.consume(num_messages=10_000, timeout=1.0):
-                err, partition = msg.error(), msg.partition()
-                if err is not None:
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        raise AuditError(f"reading {topic}: {err}")
-                    if partition in remaining and (msg.offset() or 0) >= remaining[partition]:
-                        del remaining[partition]
-                    continue
-                if partition not in remaining or msg.offset() >= remaining[partition]:
-                    continue
-                read += 1
-                key = msg.key()
-                if key is None:
-                    unkeyed += 1
-                else:
-                    counts[key.decode("utf-8", "replace")] += 1
-                if msg.offset() + 1 >= remaining[partition]:
-                    del remaining[partition]
-    finally:
-        consumer.close()
-    if read != expected:
-        # Fewer records than offsets: a compacted topic or records deleted while we read.
-        raise AuditError(f"read {read} records of {topic}, its offsets promise {expected}")
+        for msg in read_topic(bootstrap, topic, timeout=timeout_s):
+            key = msg.key()
+            if key is None:
+                unkeyed += 1
+            else:
+                counts[key.decode("utf-8", "replace")] += 1
+    except TopicReadError as exc:
+        raise AuditError(str(exc)) from exc
     return counts, unkeyed
 
 

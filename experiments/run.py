@@ -51,6 +51,7 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
         broker_state = None
     broker_pid = broker_state.pid if broker_state else listening_pid(kafka.bootstrap)
     kafka_version = broker_state.kafka_version if broker_state else kafka.kafka_version
+    producer_config = params.effective_producer_config()
     topic = params.topic or unique_topic(f"lab.{params.plan}")
     create_topic(kafka.bootstrap, topic, partitions=params.partitions)
     service = ServiceProcess(
@@ -58,10 +59,10 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
         bootstrap=kafka.bootstrap,
         topic=topic,
         log_file=out_dir / "service.log",
-        producer_config=params.effective_producer_config(),
+        producer_config=producer_config,
         workers=params.service_workers,
         partitions=params.partitions,
-        extra_env={"INGEST_DELIVERY_BRIDGE": params.delivery_bridge},
+        delivery_bridge=params.delivery_bridge,
     )
     try:
         ready = service.start()
@@ -82,7 +83,7 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
                 "delivery_bridge": params.delivery_bridge,
                 "topic": topic,
                 "partitions": params.partitions,
-                "producer_config": ready.get("producer_config", params.effective_producer_config()),
+                "producer_config": ready.get("producer_config", producer_config),
                 "url": service.url,
             },
         }

@@ -12,7 +12,6 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from experiments.errors import LabError
@@ -47,7 +46,7 @@ class ServiceProcess:
         producer_config: dict[str, Any] | None = None,
         workers: int = 1,
         partitions: int = 1,
-        extra_env: dict[str, str] | None = None,
+        delivery_bridge: str = "loop",
     ) -> None:
         self.mode = mode
         self.port = free_port()
@@ -62,7 +61,7 @@ class ServiceProcess:
             "INGEST_PRODUCER_CONFIG": json.dumps(producer_config or {}),
             # The no-op endpoint is how a run measures the same server without Kafka.
             "INGEST_BENCH_ENDPOINTS": "true",
-            **(extra_env or {}),
+            "INGEST_DELIVERY_BRIDGE": delivery_bridge,
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -124,11 +123,3 @@ class ServiceProcess:
         with contextlib.suppress(FileNotFoundError):
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         return ""
-
-    def __enter__(self) -> ServiceProcess:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

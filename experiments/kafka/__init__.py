@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from experiments.kafka.broker import BrokerState, LocalKafka, default_home
 from experiments.kafka.jars import ensure_jars, kafka_version
 from experiments.kafka.topics import (
+    TopicReadError,
     broker_ready,
     create_topic,
     end_offsets,
     read_topic,
-    topic_exists,
     unique_topic,
 )
 
@@ -23,6 +23,7 @@ __all__ = [
     "BrokerState",
     "KafkaTarget",
     "LocalKafka",
+    "TopicReadError",
     "broker_ready",
     "create_topic",
     "default_home",
@@ -31,7 +32,6 @@ __all__ = [
     "ensure_kafka",
     "kafka_version",
     "read_topic",
-    "topic_exists",
     "unique_topic",
 ]
 

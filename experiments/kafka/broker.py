@@ -145,11 +145,15 @@ class LocalKafka:
 
     def status(self) -> BrokerState | None:
         """The running broker this run directory owns, or None."""
+        state = self._read_state()
+        return state if state is not None and pid_alive(state.pid) else None
+
+    def _read_state(self) -> BrokerState | None:
+        """What the state file says, whether or not that broker still runs."""
         try:
-            state = BrokerState(**json.loads(self.state_file.read_text()))
+            return BrokerState(**json.loads(self.state_file.read_text()))
         except (FileNotFoundError, json.JSONDecodeError, TypeError):
             return None
-        return state if pid_alive(state.pid) else None
 
     def start(self, timeout: float = 90.0) -> BrokerState:
         """Start the broker and wait until it answers metadata requests; idempotent."""
@@ -240,9 +244,8 @@ class LocalKafka:
 
     def stop(self, timeout: float = 30.0, keep_data: bool = False) -> bool:
         """Stop the broker (SIGTERM, then SIGKILL) and wait for its ports to close."""
-        try:
-            state = BrokerState(**json.loads(self.state_file.read_text()))
-        except (FileNotFoundError, json.JSONDecodeError, TypeError):
+        state = self._read_state()
+        if state is None:
             return False
         stopped = False
         if pid_alive(state.pid):

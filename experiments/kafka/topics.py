@@ -6,8 +6,10 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+
+from experiments.errors import LabError
 
 
 def broker_ready(bootstrap: str, timeout: float = 5.0) -> bool:
@@ -18,13 +20,6 @@ def broker_ready(bootstrap: str, timeout: float = 5.0) -> bool:
     except KafkaException:
         return False
     return True
-
-
-def topic_exists(bootstrap: str, topic: str, timeout: float = 5.0) -> bool:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    metadata = admin.list_topics(topic=topic, timeout=timeout)
-    found = metadata.topics.get(topic)
-    return found is not None and found.error is None
 
 
 def create_topic(
@@ -62,40 +57,64 @@ def end_offsets(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[int, 
         consumer.close()
 
 
-def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> Iterator[Message]:
-    """Every record of `topic` from the beginning up to the end offsets seen at the start."""
-    ends = end_offsets(bootstrap, topic)
-    remaining = {p: end for p, end in ends.items() if end > 0}
-    if not remaining:
-        return
+class TopicReadError(LabError):
+    """A topic could not be read completely (missing, timed out, or fewer records than promised)."""
+
+
+def read_topic(
+    bootstrap: str, topic: str, timeout: float = 30.0, fetch_wait_ms: int = 100
+) -> Iterator[Message]:
+    """Every record of `topic`, from each partition's log start offset (not 0: retention or
+    `delete_records` move it) up to the end offsets seen at the start.
+
+    Raises `TopicReadError` unless exactly the number of records those offsets promise
+    arrived, so a reader can never under-count silently. The one reader of whole topics:
+    the delivery audit and the tests use it.
+    """
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": f"reader-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            # A short fetch wait ends each partition quickly once it is drained.
+            "fetch.wait.max.ms": fetch_wait_ms,
         }
     )
     try:
-        # From each partition's first retained record: offset 0 may have been deleted.
+        metadata = consumer.list_topics(topic, timeout=timeout)
+        if topic not in metadata.topics or metadata.topics[topic].error is not None:
+            raise TopicReadError(f"topic {topic} not found")
+        bounds = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            for p in metadata.topics[topic].partitions
+        }
+        remaining = {p: high for p, (low, high) in bounds.items() if high > low}
+        expected = sum(high - low for low, high in bounds.values())
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in remaining])
         deadline = time.monotonic() + timeout
+        read = 0
         while remaining:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic}: partitions {sorted(remaining)} not finished")
-            batch = consumer.consume(num_messages=10000, timeout=1.0)
-            for msg in batch:
-                err = msg.error()
-                partition = msg.partition()
+                unfinished = sorted(remaining)
+                raise TopicReadError(f"reading {topic} did not finish in {timeout} s ({unfinished=})")
+            for msg in consumer.consume(num_messages=10_000, timeout=0.5):
+                err, partition = msg.error(), msg.partition()
                 if err is not None:
-                    if err.code() == err._PARTITION_EOF:
-                        if partition in remaining and (msg.offset() or 0) >= remaining[partition]:
-                            remaining.pop(partition, None)
-                        continue
-                    raise KafkaException(err)
-                if partition in remaining and msg.offset() < remaining[partition]:
-                    yield msg
-                    if msg.offset() + 1 >= remaining[partition]:
-                        remaining.pop(partition)
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        raise TopicReadError(f"reading {topic}: {err}")
+                    if partition in remaining and (msg.offset() or 0) >= remaining[partition]:
+                        del remaining[partition]
+                    continue
+                if partition not in remaining or msg.offset() >= remaining[partition]:
+                    continue
+                read += 1
+                yield msg
+                if msg.offset() + 1 >= remaining[partition]:
+                    del remaining[partition]
     finally:
         consumer.close()
+    if read != expected:
+        # Fewer records than offsets: a compacted topic or records deleted while we read.
+        raise TopicReadError(f"read {read} records of {topic}, its offsets promise {expected}")

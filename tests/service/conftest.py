@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +22,8 @@ import httpx
 import orjson
 import pytest
 import uvicorn
-from confluent_kafka import Consumer, TopicPartition
 
-from experiments.kafka import end_offsets, unique_topic
+from experiments.kafka import end_offsets, read_topic, unique_topic
 from service import Settings, create_app
 
 SEED_EVENT: dict[str, Any] = {"client_id": "test", "name": "hello_event", "data": {"test": "value"}}
@@ -75,34 +73,14 @@ def make_settings(bootstrap: str, topic: str | None = None, **overrides: Any) ->
 
 
 def records_by_key(bootstrap: str, topic: str, timeout: float = 20) -> dict[str, dict[str, Any]]:
-    """Every record up to the current end offsets, by key.
-
-    One consumer with a short fetch wait: `experiments.kafka.read_topic` is correct but
-    takes about a second per call, which adds up over dozens of assertions.
-    """
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"svc-test-{uuid.uuid4()}",
-                         "enable.auto.commit": False, "fetch.wait.max.ms": 10})
+    """Every record up to the current end offsets, by key (a short fetch wait keeps the
+    dozens of calls in these tests fast)."""
     out: dict[str, dict[str, Any]] = {}
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in partitions}
-        todo = {p: end for p, end in ends.items() if end > 0}
-        consumer.assign([TopicPartition(topic, p, 0) for p in todo])
-        deadline = time.monotonic() + timeout
-        while todo and time.monotonic() < deadline:
-            for msg in consumer.consume(1000, timeout=0.2):
-                if msg.error() is not None:
-                    continue
-                key = msg.key()
-                assert key is not None
-                out[key.decode()] = {"value": orjson.loads(msg.value() or b"null"),
-                                     "partition": msg.partition(), "offset": msg.offset()}
-                if msg.offset() + 1 >= todo.get(msg.partition(), 0):
-                    todo.pop(msg.partition(), None)
-        assert not todo, f"could not read {topic} to its end"
-    finally:
-        consumer.close()
+    for msg in read_topic(bootstrap, topic, timeout=timeout, fetch_wait_ms=10):
+        key = msg.key()
+        assert key is not None
+        out[key.decode()] = {"value": orjson.loads(msg.value() or b"null"),
+                             "partition": msg.partition(), "offset": msg.offset()}
     return out
 
 
