@@ -44,12 +44,17 @@ def collect_provenance(kafka_version: str | None = None) -> dict[str, Any]:
     }
 
 
+def _project(root: Path) -> dict[str, Any]:
+    """The `[project]` table of the repository's pyproject.toml, or {} outside a checkout."""
+    pyproject = root / "pyproject.toml"
+    return dict(tomllib.loads(pyproject.read_text()).get("project", {})) if pyproject.is_file() else {}
+
+
 def declared_dependencies(root: Path = REPO_ROOT) -> list[str]:
     """Distribution names the project depends on (pyproject.toml first, else installed metadata)."""
     specs: list[str] = []
-    pyproject = root / "pyproject.toml"
-    if pyproject.is_file():
-        project = tomllib.loads(pyproject.read_text()).get("project", {})
+    project = _project(root)
+    if project:
         specs = list(project.get("dependencies", []))
         for extra in project.get("optional-dependencies", {}).values():
             specs.extend(extra)
@@ -79,11 +84,16 @@ def package_versions(root: Path = REPO_ROOT) -> dict[str, str | None]:
     return dict(sorted(versions.items()))
 
 
-def machine_info() -> dict[str, Any]:
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity), which can be fewer than the machine's."""
     try:
-        usable = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:
-        usable = os.cpu_count()
+        return os.cpu_count() or 1
+
+
+def machine_info() -> dict[str, Any]:
+    usable = usable_cores()
     return {
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
@@ -125,11 +135,9 @@ def git_info(root: Path = REPO_ROOT) -> dict[str, Any]:
 
 
 def tool_version(root: Path = REPO_ROOT) -> str | None:
-    pyproject = root / "pyproject.toml"
-    if pyproject.is_file():
-        version = tomllib.loads(pyproject.read_text()).get("project", {}).get("version")
-        if version:
-            return str(version)
+    version = _project(root).get("version")
+    if version:
+        return str(version)
     try:
         return importlib.metadata.version(PROJECT)
     except importlib.metadata.PackageNotFoundError:

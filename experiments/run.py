@@ -5,7 +5,6 @@ The run notebook calls `run_experiment` and nothing else; the runner calls the n
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from experiments.errors import LabError
 from experiments.kafka import LocalKafka, create_topic, ensure_kafka, unique_topic
 from experiments.kafka.broker import listening_pid
 from experiments.load import LoadSpec, run_load
+from experiments.load.files import write_summary
 from experiments.params import RunParams
 from experiments.service_proc import ServiceProcess
 
@@ -77,6 +77,7 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
                 "started_at": started_at,
             },
             "params": params.as_dict(),
+            "kafka_version": kafka_version,
             "service": {
                 "mode": params.mode,
                 "workers": params.service_workers,
@@ -103,7 +104,5 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
     summary["audit"] = audit
     summary["service"]["exit_code"] = exit_code
     summary["run"]["ended_at"] = datetime.now(UTC).isoformat()
-    if kafka_version:
-        summary.setdefault("provenance", {})["kafka_version"] = kafka_version
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_summary(out_dir / "summary.json", summary)
     return summary

@@ -20,7 +20,7 @@ from experiments.load.payloads import body_pool
 from experiments.load.recorder import NS_PER_S, summarize_ms
 from experiments.load.spec import LoadSpec
 from experiments.load.worker import event_loop_name, run_workers
-from experiments.provenance import collect_provenance
+from experiments.provenance import collect_provenance, usable_cores
 
 SCHEMA = "lab.run/1"
 CEILING_FRACTION = 0.8
@@ -145,7 +145,7 @@ def results_section(execution: Execution, ceiling_rps: float | None, acks: int) 
     requests, ok = totals["sent"], totals["ok"]
     end_second = math.ceil(duration)  # the recorder's window slots: seconds 0 .. end - 1
     cpu = {c: execution.cpu.mean(c, 0, end_second) for c in COMPONENTS}
-    usable = min(spec.workers, _usable_cores())
+    usable = min(spec.workers, usable_cores())
     bound, reasons = generator_bound(requests / duration, ceiling_rps, cpu["generator"], usable)
     window_end_unix = execution.window_start_unix + duration
     return {
@@ -209,13 +209,6 @@ def other_cpu(cpu: dict[str, float | None]) -> float | None:
         return None
     parts = sum(v for k, v in cpu.items() if k != "machine" and v is not None)
     return round(max(cpu["machine"] - parts, 0.0), 1)
-
-
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def _utc_now() -> str:

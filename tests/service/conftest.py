@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -24,16 +23,11 @@ import pytest
 import uvicorn
 
 from experiments.kafka import end_offsets, read_topic, unique_topic
+from experiments.kafka.broker import free_port
 from service import Settings, create_app
 
 SEED_EVENT: dict[str, Any] = {"client_id": "test", "name": "hello_event", "data": {"test": "value"}}
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
