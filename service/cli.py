@@ -17,8 +17,6 @@ from service.metrics import MULTIPROC_ENV
 from service.modes import ProducerMode
 from service.settings import Settings
 
-_ARGS = ("mode", "host", "port", "workers", "topic", "log_level")
-
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -37,8 +35,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def apply_args(args: argparse.Namespace, environ: MutableMapping[str, str]) -> None:
     """Arguments win over the environment; worker processes re-read it, so write it there."""
-    for name in _ARGS:
-        value = getattr(args, name)
+    for name, value in vars(args).items():
         if value is not None:
             environ[f"INGEST_{name.upper()}"] = str(value)
 

@@ -7,11 +7,11 @@ from typing import Any
 import orjson
 from fastapi import Response
 
-JSON_MEDIA = "application/json"
+from service.body import JSON
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status_code=status, headers=headers, media_type=JSON_MEDIA)
+    return Response(orjson.dumps(body), status_code=status, headers=headers, media_type=JSON)
 
 
 def text_response(text: str, status: int = 200) -> Response:

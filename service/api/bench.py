@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from service.api.common import BATCH_BODY, EVENT_BODY, read_record, read_records
+from service.api.common import BATCH_BODY, EVENT_BODY, accepted_results, read_record, read_records
 from service.deps import IngestDep
 from service.responses import json_response, text_response
 
@@ -29,5 +29,4 @@ async def create_event_noop(request: Request, ingest: IngestDep) -> Response:
 async def create_events_noop(request: Request, ingest: IngestDep) -> Response:
     settings, producer = ingest
     records = await read_records(request, settings, producer.max_message_bytes)
-    results = [{"event_id": r.event_id, "status": "accepted"} for r in records]
-    return json_response({"accepted": len(records), "results": results})
+    return json_response({"accepted": len(records), "results": accepted_results(records)})

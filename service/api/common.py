@@ -80,3 +80,8 @@ def raise_if_failed(record: Record, outcome: Outcome, retry_after: int) -> None:
             retry_after=retry_after if outcome.retriable else None,
             reason=outcome.error, retriable=outcome.retriable, event_id=record.event_id,
         )
+
+
+def accepted_results(records: list[Record]) -> list[dict[str, Any]]:
+    """Batch results of events handed to the producer's buffer (and of the no-op route)."""
+    return [{"event_id": r.event_id, "status": "accepted"} for r in records]

@@ -16,6 +16,7 @@ from service.api.common import (
     BATCH_BODY,
     ERROR_RESPONSES,
     EVENT_BODY,
+    accepted_results,
     raise_if_failed,
     read_record,
     read_records,
@@ -24,6 +25,7 @@ from service.deps import IngestDep
 from service.errors import DeliveryFailed, PartialDelivery
 from service.events import Record
 from service.kafka import Outcome
+from service.kafka.delivery import QUEUE_FULL_OUTCOME
 from service.kafka.errors import QUEUE_FULL
 from service.modes import ProducerMode
 from service.responses import json_response
@@ -96,9 +98,8 @@ async def create_events_batch(request: Request, ingest: IngestDep) -> Response:
         return json_response({"delivered": ok, "results": results})
 
     accepted = producer.publish_batch_nowait(records)
-    results = [{"event_id": r.event_id, "status": "accepted"} for r in records[:accepted]]
-    results += [{"event_id": r.event_id, "status": "rejected", "error": QUEUE_FULL,
-                 "retriable": True} for r in records[accepted:]]
+    results = accepted_results(records[:accepted])
+    results += [_result(r, QUEUE_FULL_OUTCOME) for r in records[accepted:]]
     if accepted < len(records):
         _raise_partial(results, accepted, True, settings.retry_after_s)
     return json_response({"accepted": accepted, "results": results}, 202)

@@ -63,7 +63,7 @@ class Publisher:
         self.mode = mode
         self.retry_after = retry_after
         self.admission = Admission(
-            lambda: self._produced - self._reported, max_in_flight,
+            lambda: self.in_flight, max_in_flight,
             int(config.get("queue.buffering.max.messages", 100_000)), retry_after,
             shed_delay_s, self._count_rejected,
         )
@@ -138,7 +138,7 @@ class Publisher:
         next_gauges = 0.0
         while not self._stop.is_set():
             served = producer.poll(0)
-            self._hand_over()
+            self._hand_over(on_loop=True)
             now = time.monotonic()
             if now >= next_gauges:
                 self._update_gauges()
@@ -179,11 +179,18 @@ class Publisher:
         """Poll thread: queue a result for the loop; handed over after this poll() call."""
         self._ready.append((future, result))
 
-    def _hand_over(self) -> None:
+    def _hand_over(self, on_loop: bool = False) -> None:
+        """Resolve the futures whose reports arrived; from another thread through the loop.
+
+        On the loop thread itself (`loop` bridge) resolve directly: `call_soon_threadsafe`
+        would cost a wake-up write per poll for nothing.
+        """
         if self._ready:
             ready, self._ready = self._ready, []
             loop = self._loop
-            if loop is not None and not loop.is_closed():
+            if on_loop:
+                resolve_all(ready)
+            elif loop is not None and not loop.is_closed():
                 loop.call_soon_threadsafe(resolve_all, ready)
         if self._delivered_n:
             self._delivered.inc(self._delivered_n)
