@@ -148,10 +148,8 @@ def _shown_path(path: Path) -> str:
     return str(resolved.relative_to(REPO_ROOT)) if resolved.is_relative_to(REPO_ROOT) else str(resolved)
 
 
-def build_report(plan_dir: Path, reports_dir: Path = Path("reports")) -> Path:
-    """Execute analyze.ipynb over a plan's run directories and export one HTML file."""
-    plan_name = plan_dir.name
-    executed = plan_dir / "analysis.ipynb"
+def execute_analysis(plan_dir: Path, executed: Path) -> None:
+    """Execute analyze.ipynb over a plan's run directories into `executed`."""
     pm.execute_notebook(
         str(ANALYZE_NOTEBOOK),
         str(executed),
@@ -160,6 +158,13 @@ def build_report(plan_dir: Path, reports_dir: Path = Path("reports")) -> Path:
         cwd=str(REPO_ROOT),
         progress_bar=False,
     )
+
+
+def build_report(plan_dir: Path, reports_dir: Path = Path("reports")) -> Path:
+    """Execute analyze.ipynb over a plan's run directories and export one HTML file."""
+    plan_name = plan_dir.name
+    executed = plan_dir / "analysis.ipynb"
+    execute_analysis(plan_dir, executed)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return export_html(
         executed,

@@ -28,7 +28,6 @@ from experiments.analysis.load import COMPONENTS, Runs
 __all__ = [
     "cpu_per_component",
     "latency_vs_throughput",
-    "mode_palette",
     "palette",
     "percentile_spectrum",
     "setting_effect",

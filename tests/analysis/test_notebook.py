@@ -11,16 +11,15 @@ from pathlib import Path
 
 import IPython.display
 import nbformat
-import papermill
 import pytest
-from nbconvert import HTMLExporter
 
 from experiments.analysis import load_runs, report, takeaways
+from experiments.report_export import export_html
+from experiments.runner import ANALYZE_NOTEBOOK, execute_analysis
 
 from .conftest import FAILED_CELL, FIXTURE_PLAN
 
-REPO = Path(__file__).resolve().parents[2]
-NOTEBOOK = REPO / "notebooks" / "analyze.ipynb"
+NOTEBOOK = ANALYZE_NOTEBOOK
 SECTIONS = (
     "Throughput over time",
     "Latency percentile spectrum",
@@ -48,21 +47,13 @@ def test_notebook_is_stored_without_outputs() -> None:
 @pytest.mark.slow
 def test_report_from_the_fixture_plan(tmp_path: Path) -> None:
     executed = tmp_path / "analyze.ipynb"
-    # As the runner does it: repository root as working directory, plan path relative to it.
-    plan = FIXTURE_PLAN.relative_to(REPO)
-    papermill.execute_notebook(
-        str(NOTEBOOK),
-        str(executed),
-        parameters={"plan_dir": str(plan)},
-        kernel_name="python3",
-        cwd=str(REPO),
-        progress_bar=False,
-    )
+    # The runner's own steps: execute from the repository root, then its HTML export.
+    execute_analysis(FIXTURE_PLAN, executed)
     notebook = nbformat.read(executed, as_version=4)
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type in ("error", "stream")]
 
-    page, _ = HTMLExporter(exclude_input=True).from_notebook_node(notebook)
+    page = export_html(executed, tmp_path / "report.html", title="fixture").read_text()
     text = html.unescape(re.sub(r"<[^>]+>", "", page))
     for section in SECTIONS:
         assert re.search(rf"<h2[^>]*>{section}<", page), section
