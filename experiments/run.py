@@ -14,8 +14,8 @@ from experiments.errors import LabError
 from experiments.kafka import LocalKafka, create_topic, ensure_kafka, unique_topic
 from experiments.kafka.broker import listening_pid
 from experiments.load import LoadSpec, run_load
-from experiments.load.files import write_summary
 from experiments.params import RunParams
+from experiments.results import write_summary
 from experiments.service_proc import ServiceProcess
 
 
@@ -94,6 +94,7 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
             pids=pids,
             metadata=metadata,
             ceiling_rps=params.generator_ceiling_rps or None,
+            write=False,
         )
         (out_dir / "metrics.prom").write_text(service.metrics())
     finally:

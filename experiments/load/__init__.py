@@ -8,9 +8,10 @@ Command: `python -m experiments.load --help`.
 from __future__ import annotations
 
 from experiments.load.ceiling import measure_ceiling, measure_ceiling_detail
-from experiments.load.recorder import merge_encoded, new_histogram, summarize_ms
 from experiments.load.run import (
     GENERATOR_BOUND_RULE,
+    OVERLOAD_RULE,
+    DuringLoad,
     RunDirError,
     execute_load,
     generator_bound,
@@ -22,6 +23,8 @@ from experiments.load.worker import LoadRunError
 __all__ = [
     "ENDPOINT_PATHS",
     "GENERATOR_BOUND_RULE",
+    "OVERLOAD_RULE",
+    "DuringLoad",
     "LoadRunError",
     "LoadSpec",
     "LoadSpecError",
@@ -30,8 +33,5 @@ __all__ = [
     "generator_bound",
     "measure_ceiling",
     "measure_ceiling_detail",
-    "merge_encoded",
-    "new_histogram",
     "run_load",
-    "summarize_ms",
 ]

@@ -37,6 +37,9 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed)
     parser.add_argument("--workers", type=int, default=DEFAULTS.workers)
     parser.add_argument("--timeout", dest="timeout_s", type=float, default=DEFAULTS.timeout_s)
+    parser.add_argument("--drain-limit", dest="drain_limit_s", type=float,
+                        default=DEFAULTS.drain_limit_s,
+                        help="seconds after the window that answers may still arrive")
     parser.add_argument("--allow-remote", action="store_true",
                         help="permit a non-loopback URL (off by default)")
 
@@ -94,9 +97,9 @@ def _run(args: argparse.Namespace) -> int:
     summary = run_load(spec_from_args(args), args.out, pids=pids or None,
                        ceiling_rps=args.ceiling)
     results = summary["results"]
-    _emit({key: results[key] for key in ("requests", "throughput_rps", "events_per_s",
-                                         "error_rate", "late", "latency_ms", "cpu_percent",
-                                         "generator_bound")} | {"out": str(args.out)})
+    shown = ("sent", "throughput_rps", "events_per_s", "error_rate", "late", "latency_ms",
+             "cpu_percent", "generator_bound", "overloaded", "unfinished")
+    _emit({key: results[key] for key in shown} | {"out": str(args.out)})
     return 0
 
 

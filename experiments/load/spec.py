@@ -58,6 +58,9 @@ class LoadSpec:
     seed: int = 1
     workers: int = 1
     timeout_s: float = 10.0
+    # After the window: how long overdue sends and unanswered requests may still finish.
+    # What is left then is counted as unfinished, so a collapsed service cannot hold a run.
+    drain_limit_s: float = 5.0
     # Load is only ever aimed at this machine unless the caller says otherwise on purpose.
     allow_remote: bool = False
 
@@ -97,6 +100,7 @@ class LoadSpec:
         _check_range("field_size", self.field_size, 0, 10_000_000)
         _check_range("batch_size", self.batch_size, 1, 100_000)
         _check_range("timeout_s", self.timeout_s, 0.001, 600.0)
+        _check_range("drain_limit_s", self.drain_limit_s, 0.0, 600.0)
         if self.body_file is not None and not Path(self.body_file).is_file():
             raise LoadSpecError("body_file", f"{self.body_file} is not a file")
         return self

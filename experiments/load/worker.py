@@ -102,16 +102,16 @@ async def _run_worker(job: WorkerJob, messages: Any, start: Any, start_ns: Any) 
         t_start = int(start_ns.value)
         t_window = t_start + round(spec.warmup_s * NS_PER_S)
         t_end = t_window + round(spec.duration_s * NS_PER_S)
-        recorder = Recorder(t_window, spec.warmup_s, spec.duration_s,
+        recorder = Recorder(t_window, spec.warmup_s, spec.duration_s, spec.drain_limit_s,
                             record_acks=job.acks_dir is not None)
         sender = Sender(session, spec.target, bodies, PARSERS[spec.endpoint], recorder)
+        drain_deadline = t_end + round(spec.drain_limit_s * NS_PER_S)
         if spec.model == "closed":
-            await run_closed(sender, recorder, share.connections, t_start, t_end)
+            await run_closed(sender, recorder, share.connections, t_start, t_end, drain_deadline)
         else:
             assert spec.rate is not None  # validate() refuses an open loop without a rate
             schedule = Schedule(t_start, t_end, spec.rate, job.index, spec.workers)
-            give_up = t_end + round(spec.timeout_s * NS_PER_S)
-            await run_open(sender, recorder, share.connections, schedule, give_up)
+            await run_open(sender, recorder, share.connections, schedule, drain_deadline)
     acks_file = Path(job.acks_dir) / f"acks.w{job.index}.part" if job.acks_dir else None
     return recorder.finish(job.index, os.getpid(), acks_file)
 
@@ -139,7 +139,7 @@ def run_workers(spec: LoadSpec, acks_dir: Path | None,
         if on_start is not None:
             on_start(t_start, [ready[i] for i in range(spec.workers)])
         start.set()
-        budget = spec.warmup_s + spec.duration_s + 2 * spec.timeout_s + FINISH_ALLOWANCE_S
+        budget = spec.warmup_s + spec.duration_s + spec.drain_limit_s + FINISH_ALLOWANCE_S
         results = _collect(messages, "result", spec.workers, monotonic() + budget, procs)
         for proc in procs:
             proc.join(timeout=10)

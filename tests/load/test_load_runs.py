@@ -14,9 +14,15 @@ from pathlib import Path
 import pytest
 from hdrh.log import HistogramLogReader
 
-from experiments.load import LoadSpec, RunDirError, measure_ceiling, merge_encoded, run_load
-from experiments.load.merge import SERIES_COLUMNS
-from experiments.load.recorder import decode, encode, new_histogram
+from experiments.load import LoadSpec, RunDirError, measure_ceiling, run_load
+from experiments.results import (
+    SCHEMA,
+    SERIES_COLUMNS,
+    decode_histogram,
+    encode_histogram,
+    merge_histograms,
+    new_histogram,
+)
 
 from .server_client import TestServer
 
@@ -31,7 +37,7 @@ def read_series(run_dir: Path) -> list[dict[str, str]]:
 def read_acks(run_dir: Path) -> list[list[str]]:
     with (run_dir / "acks.csv").open() as src:
         rows = list(csv.reader(src))
-    assert rows[0] == ["event_id", "t_ack_s"]
+    assert rows[0] == ["event_id", "t_ack_s", "status"]
     return rows[1:]
 
 
@@ -42,24 +48,26 @@ def test_request_count_equals_server_count_exactly(server: TestServer, tmp_path:
     stats = server.stats()
     results = summary["results"]
 
-    assert results["requests_including_warmup"] == stats["count"] > 100
+    assert results["sent_including_warmup"] == stats["count"] > 100
     series = read_series(tmp_path)
     assert sum(int(row["sent"]) for row in series) == stats["count"]
     # Every request got exactly one outcome, and every issued id was recorded once.
-    assert results["requests"] == results["ok"] > 0
+    assert results["sent"] == sum(results[k] for k in ("completed_in_window", "completed_after_window"))
+    assert sum(int(row["ok"]) for row in series) == stats["count"]
+    assert results["unfinished"] == 0 and results["overloaded"] is None
     assert results["error_rate"] == 0
     acks = read_acks(tmp_path)
     assert sorted(row[0] for row in acks) == sorted(stats["issued"])
     assert results["latency_count"] == results["ok"]
-    assert {row["phase"] for row in series} == {"warmup", "measure"}
+    assert {row["phase"] for row in series} <= {"warmup", "measure", "drain"}
     assert list(series[0]) == list(SERIES_COLUMNS)
     # The files of the contract, and the per-worker histograms merge to latency.hdr.
     for name in ("series.csv", "cpu.csv", "latency.hdr", "acks.csv", "summary.json"):
         assert (tmp_path / name).is_file(), name
     workers = sorted((tmp_path / "histograms").glob("worker-*.hdr"))
     assert len(workers) == 2
-    merged = merge_encoded(p.read_text() for p in workers)
-    assert merged.get_total_count() == results["ok"]
+    merged = merge_histograms(p.read_text() for p in workers)
+    assert merged.get_total_count() == results["latency_count"]
     # The per-second interval logs add up to each worker's window histogram (warm-up: 1 s).
     for index in (0, 1):
         reader = HistogramLogReader(str(tmp_path / "intervals" / f"worker-{index}.hlog"),
@@ -67,10 +75,10 @@ def test_request_count_equals_server_count_exactly(server: TestServer, tmp_path:
         window = new_histogram()
         while (interval := reader.get_next_interval_histogram(1.0, 1e9)) is not None:
             window.add(interval)
-        expected = decode((tmp_path / "histograms" / f"worker-{index}.hdr").read_text())
-        assert encode(window) == encode(expected)
+        expected = decode_histogram((tmp_path / "histograms" / f"worker-{index}.hdr").read_text())
+        assert encode_histogram(window) == encode_histogram(expected)
     on_disk = json.loads((tmp_path / "summary.json").read_text())
-    assert on_disk["schema"] == "lab.run/1"
+    assert on_disk["schema"] == SCHEMA
     assert on_disk["run"]["plan"] == "t" and on_disk["run"]["started_at"]
     assert "audit" not in on_disk
     assert on_disk["provenance"]["machine"]["cpu_count"] >= 1
@@ -90,7 +98,9 @@ def test_open_loop_holds_the_rate(server: TestServer, tmp_path: Path) -> None:
     server_rate = (len(window) - 1) / ((window[-1] - window[0]) / 1e9)
     print(f"asked {rate}/s; server saw {server_rate:.1f}/s; late {results['late']}; "
           f"lag {results['schedule_lag_ms']}")
-    assert results["requests"] == int(rate * duration)
+    assert results["sent"] == results["offered"] == int(rate * duration)
+    assert results["overloaded"] is False and results["unfinished"] == 0
+    assert abs(results["throughput_rps"] - rate) / rate < 0.02
     assert abs(server_rate - rate) / rate < 0.02
     measured = [row for row in read_series(tmp_path) if row["phase"] == "measure"]
     assert [int(row["sent"]) for row in measured] == [int(rate)] * int(duration)
@@ -124,8 +134,9 @@ def test_errors_are_counted_by_class_and_never_as_latency(server: TestServer,
                     warmup_s=0)
     results = run_load(spec, tmp_path)["results"]
     total = server.stats()["count"]
-    assert results["requests"] == total
+    assert results["sent"] == total
     assert results["server_errors"] == total // 4
+    assert results["status_counts"] == {"503": total // 4}
     assert results["ok"] == total - total // 4 == results["latency_count"]
     assert len(read_acks(tmp_path)) == results["ok"]
 
@@ -133,7 +144,7 @@ def test_errors_are_counted_by_class_and_never_as_latency(server: TestServer,
 def test_unreachable_server_counts_transport_errors(tmp_path: Path) -> None:
     spec = LoadSpec(url="http://127.0.0.1:9", connections=2, duration_s=0.3, warmup_s=0)
     results = run_load(spec, tmp_path)["results"]
-    assert results["requests"] == results["transport_errors"] > 0
+    assert results["sent"] == results["transport_errors"] > 0
     assert results["ok"] == 0 and results["latency_ms"]["p50"] is None
 
 
@@ -163,25 +174,26 @@ def test_command_line_writes_a_run_directory(server: TestServer, tmp_path: Path)
                "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["requests"] == server.stats()["count"]
+    assert json.loads(done.stdout)["sent"] == server.stats()["count"]
     assert json.loads((out / "summary.json").read_text())["load"]["endpoint"] == "single"
     again = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert again.returncode == 2 and "never overwritten" in again.stderr
 
 
-def test_a_server_that_never_recovers_is_bounded_by_the_timeout(server: TestServer,
-                                                                tmp_path: Path) -> None:
+def test_a_server_that_never_recovers_is_bounded_by_the_drain_limit(server: TestServer,
+                                                                    tmp_path: Path) -> None:
     server.reset(stall_after_s=0, stall_ms=3000)
     spec = LoadSpec(url=server.url, model="open", rate=200, connections=5, duration_s=0.5,
-                    warmup_s=0, timeout_s=0.3)
+                    warmup_s=0, timeout_s=10, drain_limit_s=0.5)
     started = time.monotonic()
     results = run_load(spec, tmp_path)["results"]
     assert time.monotonic() - started < 2.9  # did not wait for the stall to end
-    # Every slot of the schedule is accounted for: sent (and timed out) or never sent.
-    assert results["requests"] + results["unsent"] == 100
-    assert results["transport_errors"] == results["requests"] > 0
-    assert results["unsent"] > 50
-    assert all("Timeout" in kind for kind in results["transport_error_kinds"])
+    # Every slot of the schedule is accounted for: never sent, or sent and cut off unanswered.
+    assert results["offered"] == results["sent"] + results["never_sent"] == 100
+    assert results["in_flight_at_end"] == results["sent"] == 5
+    assert results["unfinished"] == 100 and results["unfinished_fraction"] == 1.0
+    assert results["ok"] == results["transport_errors"] == 0
+    assert results["overloaded"] is True and results["throughput_rps"] == 0
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")

@@ -107,22 +107,22 @@ def test_cli_maps_arguments_onto_the_spec(monkeypatch: pytest.MonkeyPatch,
     def fake_run_load(spec: LoadSpec, out_dir: Path, pids: dict | None = None,
                       ceiling_rps: float | None = None) -> dict:
         calls.append({"spec": spec, "out": out_dir, "pids": pids, "ceiling": ceiling_rps})
-        return {"results": dict.fromkeys(["requests", "throughput_rps", "events_per_s",
+        return {"results": dict.fromkeys(["sent", "throughput_rps", "events_per_s",
                                           "error_rate", "late", "latency_ms", "cpu_percent",
-                                          "generator_bound"])}
+                                          "generator_bound", "overloaded", "unfinished"])}
 
     monkeypatch.setattr(cli, "run_load", fake_run_load)
     code = cli.main(["--url", "http://127.0.0.1:8123", "--endpoint", "batch", "--model", "open",
                      "--rate", "250", "--connections", "8", "--duration", "3", "--warmup", "1",
                      "--batch-size", "5", "--data-fields", "2", "--field-size", "9",
-                     "--workers", "2", "--seed", "11", "--timeout", "4",
+                     "--workers", "2", "--seed", "11", "--timeout", "4", "--drain-limit", "2",
                      "--service-pid", "123", "--ceiling", "5000", "--out", str(tmp_path / "x")])
     assert code == 0
     [call] = calls
     assert call["spec"] == LoadSpec(url="http://127.0.0.1:8123", endpoint="batch", model="open",
                                     rate=250.0, connections=8, duration_s=3.0, warmup_s=1.0,
                                     batch_size=5, data_fields=2, field_size=9, workers=2,
-                                    seed=11, timeout_s=4.0)
+                                    seed=11, timeout_s=4.0, drain_limit_s=2.0)
     assert call["pids"] == {"service": 123}
     assert call["ceiling"] == 5000.0
     assert call["out"] == tmp_path / "x"
