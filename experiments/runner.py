@@ -16,6 +16,7 @@ from typing import Any
 import papermill as pm
 from tqdm import tqdm
 
+from experiments import search
 from experiments.kafka import LocalKafka, ensure_kafka
 from experiments.load import measure_ceiling
 from experiments.params import RunParams
@@ -93,53 +94,97 @@ def run_plan(
     plan_dir = results_dir / plan.name
     plan_dir.mkdir(parents=True, exist_ok=True)
     cells = plan.cells(results_dir)
-    (plan_dir / "plan.json").write_text(
-        json.dumps(
-            {
-                "name": plan.name,
-                "description": plan.description,
-                "trials": plan.trials,
-                "base": plan.base,
-                "matrix": plan.matrix,
-                "source": str(plan.path),
-                "cells": [c.id for c in cells],
-            },
-            indent=2,
-        )
-    )
+    write_plan_json(plan, plan_dir, cells)
     outcome = PlanOutcome(plan=plan.name, plan_dir=plan_dir)
     local = LocalKafka()
     kafka = ensure_kafka(local=local)
     try:
-        for cell in tqdm(cells, desc=f"plan {plan.name}", unit="cell"):
-            cell_dir = plan_dir / cell.id
-            if resume and cell_finished(cell_dir):
-                outcome.skipped.append(cell.id)
-                continue
-            if cell_dir.exists() and not resume:
-                raise FileExistsError(f"{cell_dir} exists; results are never overwritten")
-            cell_dir.mkdir(parents=True, exist_ok=True)
-            try:
-                extra = {
-                    "kafka_bootstrap": kafka.bootstrap,
-                    "generator_ceiling_rps": generator_ceiling(plan, plan_dir, cell.params),
-                }
-                execute_cell(cell, cell_dir, extra)
-                outcome.ran.append(cell.id)
-            except Exception as exc:  # keep going: one failed combination must not stop a plan
-                (cell_dir / "error.txt").write_text(
-                    f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}"
-                )
-                outcome.failed[cell.id] = (
-                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                )
-                tqdm.write(f"cell {cell.id} failed: see {cell_dir / 'error.txt'}")
+        run = CellRunner(plan, plan_dir, kafka.bootstrap, resume, outcome)
+        if plan.kind == "search":
+            run_search(plan, results_dir, run)
+        else:
+            for cell in tqdm(cells, desc=f"plan {plan.name}", unit="cell"):
+                run(cell)
     finally:
         if kafka.started_here:
             local.stop()
     if report:
         outcome.report = build_report(plan_dir, reports_dir)
     return outcome
+
+
+def write_plan_json(plan: Plan, plan_dir: Path, cells: list[Cell]) -> None:
+    (plan_dir / "plan.json").write_text(json.dumps(plan.describe(cells), indent=2) + "\n")
+
+
+class CellRunner:
+    """Runs one cell through the run notebook: resumes past finished cells, records a
+    failure in the cell's directory and goes on, never overwrites a result."""
+
+    def __init__(self, plan: Plan, plan_dir: Path, bootstrap: str, resume: bool,
+                 outcome: PlanOutcome) -> None:
+        self.plan = plan
+        self.plan_dir = plan_dir
+        self.bootstrap = bootstrap
+        self.resume = resume
+        self.outcome = outcome
+
+    def __call__(self, cell: Cell) -> Path:
+        cell_dir = self.plan_dir / cell.id
+        outcome = self.outcome
+        if self.resume and cell_finished(cell_dir):
+            outcome.skipped.append(cell.id)
+            return cell_dir
+        if cell_dir.exists() and not self.resume:
+            raise FileExistsError(f"{cell_dir} exists; results are never overwritten")
+        cell_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            extra = {
+                "kafka_bootstrap": self.bootstrap,
+                "generator_ceiling_rps": generator_ceiling(self.plan, self.plan_dir, cell.params),
+            }
+            execute_cell(cell, cell_dir, extra)
+            outcome.ran.append(cell.id)
+        except Exception as exc:  # keep going: one failed combination must not stop a plan
+            (cell_dir / "error.txt").write_text(
+                f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}"
+            )
+            outcome.failed[cell.id] = (
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            )
+            tqdm.write(f"cell {cell.id} failed: see {cell_dir / 'error.txt'}")
+        return cell_dir
+
+
+def run_search(plan: Plan, results_dir: Path, run: CellRunner) -> dict[str, search.Outcome]:
+    """Bisect each configuration's rate (experiments/search.py). plan.json is rewritten
+    after every step and search.json after every configuration, so a half-finished search
+    can be read; resuming replays the same path over the finished cells."""
+    assert plan.search is not None and plan.slo_p99_ms is not None  # load_plan checked both
+    cells: list[Cell] = []
+    outcomes: dict[str, search.Outcome] = {}
+    progress = tqdm(desc=f"plan {plan.name} (search)", unit="cell")
+    for config, values in plan.combinations():
+
+        def probe(value: float, config: str = config, values: dict[str, Any] = values
+                  ) -> tuple[list[str], list[dict[str, Any] | None]]:
+            step_cells = []
+            for trial in range(1, plan.trials + 1):
+                cell = plan.cell(results_dir, len(cells) + 1, f"{config}_rate={value:g}",
+                                 {**values, "rate": value}, trial)
+                cells.append(cell)
+                step_cells.append(cell)
+                run(cell)
+                progress.update()
+            write_plan_json(plan, run.plan_dir, cells)
+            dirs = [run.plan_dir / c.id for c in step_cells]
+            return [c.id for c in step_cells], search.step_results(dirs)
+
+        outcomes[config] = search.bisect(plan.search, plan.slo_p99_ms, probe)
+        search.write_search(run.plan_dir / search.SEARCH_FILE, plan.search, plan.slo_p99_ms,
+                            outcomes)
+    progress.close()
+    return outcomes
 
 
 def _shown_path(path: Path) -> str:

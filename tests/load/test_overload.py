@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from experiments import search
 from experiments.load import LoadSpec, run_load
 
 from .server_client import TestServer
@@ -78,3 +79,25 @@ def test_closed_loop_reads_the_same_completion_clock(server: TestServer, tmp_pat
     assert results["overloaded"] is None  # a closed loop offers only what was answered
     rows = [row for row in series(tmp_path) if row["phase"] == "measure"]
     assert sum(int(row["ok"]) for row in rows) == results["ok"]
+
+
+@pytest.mark.parametrize("behaviour", ["cap_rps", "slow_above_rps"])
+def test_capacity_search_finds_a_known_rate_within_its_resolution(
+        server: TestServer, tmp_path: Path, behaviour: str) -> None:
+    """Capacity 200/s, by overload (a capped server) or by latency (300 ms added past it)."""
+    known, resolution = 200.0, 40.0
+    config = {"cap_rps": known} if behaviour == "cap_rps" else {"slow_above_rps": known, "slow_ms": 300}
+    runs = iter(range(100))
+
+    def probe(value: float) -> tuple[list[str], list[dict | None]]:
+        server.reset(**config)
+        out = tmp_path / f"step-{next(runs)}"
+        spec = LoadSpec(url=server.url, model="open", rate=value, connections=200,
+                        duration_s=2.0, warmup_s=1.0, drain_limit_s=1.0)
+        return [out.name], [run_load(spec, out)["results"]]
+
+    plan = search.Search(param="rate", low=60, high=500, resolution=resolution)
+    outcome = search.bisect(plan, budget_ms=50, probe=probe)
+    print([(s.value, s.p99_ms, s.overloaded, s.holds) for s in outcome.steps])
+    assert outcome.capacity is not None
+    assert known - resolution <= outcome.capacity <= known + resolution
