@@ -11,9 +11,10 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import papermill as pm
+from jupyter_client.manager import AsyncKernelManager
 from tqdm import tqdm
 
 from experiments import search
@@ -61,7 +62,25 @@ def execute_cell(cell: Cell, cell_dir: Path, extra: dict[str, Any]) -> None:
             log_output=False,
             stdout_file=out,
             stderr_file=out,
+            kernel_manager_class=kernel_manager_for_log(out),
         )
+
+
+def kernel_manager_for_log(log: IO[str]) -> type[AsyncKernelManager]:
+    """A kernel manager whose kernel writes its own output into `log`.
+
+    The kernel's process-level output (ipykernel's start-up notice about unencrypted
+    local TCP, librdkafka's log lines) otherwise lands on the user's terminal once per
+    cell, where nobody can act on it; in the cell's papermill.log it stays findable.
+    """
+
+    class CellKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            kw.setdefault("stdout", log)
+            kw.setdefault("stderr", log)
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    return CellKernelManager
 
 
 def generator_ceiling(plan: Plan, plan_dir: Path, params: dict[str, Any]) -> float:
