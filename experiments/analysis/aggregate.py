@@ -109,6 +109,23 @@ def config_table(runs: Runs, metrics: Sequence[str] = SPREAD_METRICS) -> pd.Data
     return pd.DataFrame(rows)
 
 
+def overload_marks(runs: Runs) -> dict[str, str]:
+    """Per configuration its label with the overload mark, for every table and legend:
+    `durable, rate=3000 (OVERLOADED)`, `... (OVERLOADED in 1 of 2)`, or the label alone."""
+    s = runs.summaries
+    marks = {}
+    for config in runs.configs:
+        group = s.loc[s["config"] == config, "overloaded"]
+        over, trials = _count_true(group), len(group)
+        if not over:
+            marks[config] = config
+        elif over == trials:
+            marks[config] = f"{config} (OVERLOADED)"
+        else:
+            marks[config] = f"{config} (OVERLOADED in {over} of {trials})"
+    return marks
+
+
 def _count_true(values: pd.Series) -> int:
     return int(sum(1 for v in values if not is_missing(v) and bool(v)))
 
