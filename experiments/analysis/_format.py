@@ -77,3 +77,8 @@ def fmt_range(low: Any, high: Any, fmt: Any = fmt_num) -> str:
         return "n/a"
     a, b = fmt(low), fmt(high)
     return a if a == b else f"{a}-{b}"
+
+
+def fmt_seconds(value: Any) -> str:
+    """A duration: `2.61 s`; `never` when it did not end."""
+    return "never" if _missing(value) else f"{fmt_num(value)} s"

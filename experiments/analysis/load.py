@@ -1,7 +1,9 @@
-"""Read every run directory of a plan into tables (the contract is experiments/RESULTS.md).
+"""Read every run directory of a plan into tables (the contract is experiments/RESULTS.md,
+schema lab.run/2).
 
 Nothing here computes a statistic: it only reshapes what the result files say, so the
-report's numbers can be traced back to a file.
+report's numbers can be traced back to a file. The one exception is the overload mark of
+a summary written without one, which is derived by the contract's own rule.
 """
 
 from __future__ import annotations
@@ -15,6 +17,22 @@ from typing import Any
 import pandas as pd
 from hdrh.histogram import HdrHistogram
 
+from experiments.analysis._results import (
+    CPU_FILE,
+    ERROR_FILE,
+    ERRORS_FILE,
+    HISTOGRAMS_DIR,
+    LATENCY_FILE,
+    NOTEBOOK_FILE,
+    PAPERMILL_LOG,
+    PLAN_FILE,
+    SCHEMA,
+    SEARCH_FILE,
+    SERIES_FILE,
+    SUMMARY_FILE,
+    decode_histogram,
+    merge_histograms,
+)
 from experiments.analysis.params import (
     config_label,
     flatten_params,
@@ -23,9 +41,11 @@ from experiments.analysis.params import (
     varying_params,
 )
 
-SCHEMA = "lab.run/1"
-RUN_FILES = ("summary.json", "error.txt", "series.csv", "notebook.ipynb", "papermill.log", "latency.hdr")
+RUN_FILES = (SUMMARY_FILE, ERROR_FILE, SERIES_FILE, NOTEBOOK_FILE, PAPERMILL_LOG, LATENCY_FILE)
 COMPONENTS = ("generator", "service", "broker")
+# The contract's overload rule (RESULTS.md), used only for summaries that lack the mark.
+OVERLOAD_COMPLETED_SHARE = 0.99
+OVERLOAD_UNFINISHED_SHARE = 0.01
 
 # summary.json `results.latency_ms` keys -> column names that survive attribute access.
 LATENCY_KEYS = {
@@ -39,7 +59,7 @@ LATENCY_KEYS = {
     "mean": "mean_ms",
 }
 RESULT_KEYS = (
-    "requests",
+    "sent",
     "ok",
     "client_errors",
     "server_errors",
@@ -48,29 +68,68 @@ RESULT_KEYS = (
     "throughput_rps",
     "events_per_s",
     "error_rate",
+    "offered",
+    "offered_rps",
+    "sent_rps",
+    "completed_in_window",
+    "completed_after_window",
+    "never_sent",
+    "in_flight_at_end",
+    "unfinished",
+    "unfinished_fraction",
+    "overloaded",
+    "drain_s",
+    "drain_limit_s",
     "late",
+    "late_fraction",
     "generator_bound",
     "generator_ceiling_rps",
 )
 AUDIT_KEYS = ("acknowledged", "present", "lost", "unacknowledged", "duplicates")
+# Audit counts per answer class (200 durable, 202 fire-and-forget): `lost_202` etc.
+AUDIT_CLASS_KEYS = ("acknowledged_by_class", "lost_by_class")
+# Facts of the run's fault and of the service's availability around it (summary `faults`,
+# `availability`); absent (missing) for runs without a fault.
+FAULT_COLUMNS = (
+    "fault_kind",
+    "fault_injected",
+    "fault_at_s",
+    "fault_windows",
+    "unavailable_s",
+    "first_ok_after_fault_s",
+    "ok_during_fault",
+    "errors_during_fault",
+    "p99_during_fault_ms",
+    "p99_outside_fault_ms",
+)
+# Who generated the load and what it was aimed at (NEW in lab.run/2).
+TARGET_COLUMNS = ("engine", "target_url", "target_impl", "launched_by_suite")
 # Parameters every run has, taken from `load`/`service` when the plan did not set them.
 CORE_PARAMS = ("mode", "endpoint", "load_model", "connections", "rate")
 ID_COLUMNS = ("run", "plan", "trial", "config", "started_at", "ended_at", "cores")
+CPU_COLUMNS = tuple(f"cpu_{c}" for c in (*COMPONENTS, "machine", "other"))
 RESULT_COLUMNS = frozenset(
     {
         *ID_COLUMNS,
         "measured_s",
         *RESULT_KEYS,
         *LATENCY_KEYS.values(),
-        *(f"cpu_{c}" for c in (*COMPONENTS, "machine")),
+        *CPU_COLUMNS,
         *AUDIT_KEYS,
+        *FAULT_COLUMNS,
+        *TARGET_COLUMNS,
     }
 )
 
 
 @dataclass(frozen=True, eq=False)
 class Runs:
-    """Every run of one plan. `summaries` has one row per run, ordered by configuration."""
+    """Every run of one plan. `summaries` has one row per run, ordered by configuration.
+
+    `series` is series.csv of every run (two clocks: see RESULTS.md), `errors` errors.csv
+    (non-2xx outcomes per completion second and status), `plan_info` the runner's plan.json
+    and `search` its search.json (None unless the plan searched for a capacity).
+    """
 
     plan: str
     plan_dir: Path
@@ -84,10 +143,28 @@ class Runs:
     param_columns: tuple[str, ...]
     varying: tuple[str, ...]
     configs: tuple[str, ...]
+    errors: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    plan_info: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    search: Mapping[str, Any] | None = field(default=None, repr=False)
 
     @property
     def modes(self) -> tuple[str, ...]:
         return tuple(sorted(self.summaries["mode"].dropna().unique(), key=mode_rank))
+
+    @property
+    def slo_p99_ms(self) -> float | None:
+        """The plan's latency budget for capacity at an SLO (plan.json, else search.json)."""
+        for source in (self.plan_info, self.search or {}):
+            value = source.get("slo_p99_ms")
+            if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+                return float(value)
+        return None
+
+    @property
+    def has_faults(self) -> bool:
+        """Whether some run injected (or tried to inject) a fault."""
+        kinds = self.summaries["fault_kind"].dropna() if "fault_kind" in self.summaries else []
+        return any(kind != "none" for kind in kinds)
 
 
 def load_runs(plan_dir: Path | str) -> Runs:
@@ -104,7 +181,7 @@ def load_runs(plan_dir: Path | str) -> Runs:
             failed.append({"run": run_dir.name, "error": error})
         else:
             raw[run_dir.name] = summary
-    plan_info = _read_plan_info(plan_dir)
+    plan_info = _read_json(plan_dir / PLAN_FILE)
     present = {p.name for p in run_dirs}
     failed += [
         {"run": cell, "error": "not run: no run directory"}
@@ -124,20 +201,24 @@ def load_runs(plan_dir: Path | str) -> Runs:
     configs = tuple(dict.fromkeys(summaries["config"]))
 
     ids = summaries[["run", "config", "mode", "trial"]]
-    plan = next((str(s["run"]["plan"]) for s in raw.values() if s["run"].get("plan")), None)
+    plan = next((str(s["run"]["plan"]) for s in raw.values() if s.get("run", {}).get("plan")), None)
+    search = _read_json(plan_dir / SEARCH_FILE) or None
     return Runs(
         plan=plan or str(plan_info.get("name") or plan_dir.name),
         plan_dir=plan_dir,
         description=str(plan_info.get("description") or "").strip(),
         summaries=summaries,
-        series=_read_tables(plan_dir, ids, "series.csv"),
-        cpu=_read_tables(plan_dir, ids, "cpu.csv"),
+        series=_read_tables(plan_dir, ids, SERIES_FILE),
+        cpu=_read_tables(plan_dir, ids, CPU_FILE),
         histograms=_read_histograms(plan_dir, list(raw)),
         failed=pd.DataFrame(failed, columns=["run", "error"]),
         raw=raw,
         param_columns=param_columns,
         varying=varying,
         configs=configs,
+        errors=_read_tables(plan_dir, ids, ERRORS_FILE, dtype={"status": "string"}),
+        plan_info=plan_info,
+        search=search,
     )
 
 
@@ -147,10 +228,10 @@ def _is_run_dir(path: Path) -> bool:
     return path.name[:1].isdigit() or any((path / name).exists() for name in RUN_FILES)
 
 
-def _read_plan_info(plan_dir: Path) -> dict[str, Any]:
-    """The runner's plan.json (name, description, cells), when there is one."""
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file of the runner (plan.json, search.json); empty when absent or bad."""
     try:
-        info = json.loads((plan_dir / "plan.json").read_text())
+        info = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
     return info if isinstance(info, dict) else {}
@@ -162,20 +243,26 @@ def _read_summary(run_dir: Path) -> tuple[dict[str, Any] | None, str]:
     An error.txt wins over a summary.json: the runner writes it when the cell failed, and
     a summary written before the failure (say, before the audit) is not a finished run.
     """
-    path = run_dir / "summary.json"
-    if (run_dir / "error.txt").exists() or not path.exists():
+    path = run_dir / SUMMARY_FILE
+    if (run_dir / ERROR_FILE).exists() or not path.exists():
         return None, _error_text(run_dir)
     try:
         summary = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         return None, f"unreadable summary.json: {exc}"
-    if summary.get("schema") != SCHEMA:
-        return None, f"summary.json schema {summary.get('schema')!r}, expected {SCHEMA!r}"
+    schema = summary.get("schema") if isinstance(summary, dict) else None
+    if schema != SCHEMA:
+        # lab.run/1 counted throughput by intended send time: mixing it in would put
+        # rates the service never reached beside the ones it did.
+        return None, (
+            f"summary.json schema {schema!r}, expected {SCHEMA!r}: written by another version "
+            "of the suite; re-run the cell (or report it with that version)"
+        )
     return summary, ""
 
 
 def _error_text(run_dir: Path) -> str:
-    path = run_dir / "error.txt"
+    path = run_dir / ERROR_FILE
     if not path.exists():
         return "no summary.json and no error.txt"
     lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
@@ -184,12 +271,16 @@ def _error_text(run_dir: Path) -> str:
     return lines[-1][:300] if lines else "empty error.txt"
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def _summary_row(name: str, summary: Mapping[str, Any]) -> dict[str, Any]:
-    run = summary.get("run", {})
-    load = summary.get("load", {})
-    service = summary.get("service", {})
-    results = summary.get("results", {})
-    params = dict(summary.get("params", {}))
+    run = _mapping(summary.get("run"))
+    load = _mapping(summary.get("load"))
+    service = _mapping(summary.get("service"))
+    results = _mapping(summary.get("results"))
+    params = dict(_mapping(summary.get("params")))
     # The trial number is an id column of its own, never a parameter of the configuration.
     param_trial = params.pop("trial", None)
     # The plan may leave core settings to notebook defaults; the envelope still has them.
@@ -216,19 +307,67 @@ def _summary_row(name: str, summary: Mapping[str, Any]) -> dict[str, Any]:
         "trial": trial,
         "started_at": pd.to_datetime(run.get("started_at"), utc=True),
         "ended_at": pd.to_datetime(run.get("ended_at"), utc=True),
-        "cores": summary.get("provenance", {}).get("machine", {}).get("cpu_count"),
+        "cores": _mapping(_mapping(summary.get("provenance")).get("machine")).get("cpu_count"),
         **flat,
         "measured_s": results.get("duration_s"),
     }
     row.update({key: results.get(key) for key in RESULT_KEYS})
-    latency = results.get("latency_ms") or {}
+    if row["overloaded"] is None:
+        row["overloaded"] = _overload_mark(params.get("load_model"), results)
+    latency = _mapping(results.get("latency_ms"))
     row.update({column: latency.get(key) for key, column in LATENCY_KEYS.items()})
-    cpu = results.get("cpu_percent") or {}
+    cpu = _mapping(results.get("cpu_percent"))
     row.update({f"cpu_{c}": cpu.get(c) for c in (*COMPONENTS, "machine")})
-    audit = summary.get("audit") or {}
+    row["cpu_other"] = results.get("cpu_other_percent")
+    audit = _mapping(summary.get("audit"))
     row.update({key: audit.get(key) for key in AUDIT_KEYS})
+    for key in AUDIT_CLASS_KEYS:
+        prefix = key.removesuffix("_by_class")
+        row.update({f"{prefix}_{status}": count for status, count in _mapping(audit.get(key)).items()})
+    row.update(_target_facts(summary, params))
+    row.update(_fault_facts(summary))
     row["_params"] = list(flat)
     return row
+
+
+def _overload_mark(load_model: Any, results: Mapping[str, Any]) -> bool | None:
+    """The contract's rule for a summary that carries no mark: open loop only."""
+    offered = results.get("offered_rps")
+    if load_model != "open" or not offered:
+        return None
+    completed = results.get("throughput_rps") or 0.0
+    unfinished = results.get("unfinished_fraction") or 0.0
+    return bool(completed < OVERLOAD_COMPLETED_SHARE * offered or unfinished > OVERLOAD_UNFINISHED_SHARE)
+
+
+def _target_facts(summary: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    load, target = _mapping(summary.get("load")), _mapping(summary.get("target"))
+    launched = target.get("launched_by_suite")
+    return {
+        "engine": load.get("engine") or params.get("load_engine"),
+        "target_url": target.get("url") or params.get("target_url") or None,
+        "target_impl": target.get("impl") or params.get("service_impl"),
+        # Absent means the suite launched it: that was the only way before lab.run/2.
+        "launched_by_suite": True if launched is None else bool(launched),
+    }
+
+
+def _fault_facts(summary: Mapping[str, Any]) -> dict[str, Any]:
+    faults, availability = _mapping(summary.get("faults")), _mapping(summary.get("availability"))
+    kind = faults.get("kind") or _mapping(summary.get("params")).get("fault")
+    during = _mapping(availability.get("errors_during_fault"))
+    return {
+        "fault_kind": kind,
+        "fault_injected": faults.get("injected"),
+        "fault_at_s": faults.get("at_s"),
+        "fault_windows": json.dumps(faults["windows"]) if faults.get("windows") else None,
+        "unavailable_s": availability.get("unavailable_s"),
+        "first_ok_after_fault_s": availability.get("first_ok_after_fault_s"),
+        "ok_during_fault": availability.get("ok_during_fault"),
+        "errors_during_fault": sum(during.values()) if availability else None,
+        "p99_during_fault_ms": _mapping(availability.get("latency_ms_during_fault")).get("p99"),
+        "p99_outside_fault_ms": _mapping(availability.get("latency_ms_outside_fault")).get("p99"),
+    }
 
 
 def _column_order(rows: list[dict[str, Any]], param_columns: tuple[str, ...]) -> list[str]:
@@ -243,8 +382,10 @@ def _column_order(rows: list[dict[str, Any]], param_columns: tuple[str, ...]) ->
         "measured_s",
         *RESULT_KEYS,
         *LATENCY_KEYS.values(),
-        *(f"cpu_{c}" for c in (*COMPONENTS, "machine")),
+        *CPU_COLUMNS,
         *AUDIT_KEYS,
+        *TARGET_COLUMNS,
+        *FAULT_COLUMNS,
     ]
     rest = [c for row in rows for c in row if c not in ids and c not in param_columns]
     return list(dict.fromkeys([*ids, *params, *fixed, *rest]))
@@ -268,13 +409,16 @@ def _sorted(summaries: pd.DataFrame) -> pd.DataFrame:
     return summaries.loc[order].reset_index(drop=True)
 
 
-def _read_tables(plan_dir: Path, ids: pd.DataFrame, filename: str) -> pd.DataFrame:
+def _read_tables(
+    plan_dir: Path, ids: pd.DataFrame, filename: str, dtype: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     frames = []
     for record in ids.to_dict("records"):
         path = plan_dir / record["run"] / filename
         if path.exists():
-            table = pd.read_csv(path)
-            frames.append(table.assign(**record))
+            table = pd.read_csv(path, dtype=dtype)  # type: ignore[arg-type]
+            if len(table):
+                frames.append(table.assign(**record))
     if not frames:
         return pd.DataFrame(columns=[*ids.columns])
     return pd.concat(frames, ignore_index=True)
@@ -291,19 +435,10 @@ def _read_histograms(plan_dir: Path, names: list[str]) -> dict[str, HdrHistogram
 
 def read_histogram(run_dir: Path) -> HdrHistogram | None:
     """The run's merged latency histogram; rebuilt from the per-worker ones if missing."""
-    merged = run_dir / "latency.hdr"
+    merged = run_dir / LATENCY_FILE
     if merged.exists():
         return decode_histogram(merged.read_text())
-    parts = sorted((run_dir / "histograms").glob("*")) if (run_dir / "histograms").is_dir() else []
+    parts_dir = run_dir / HISTOGRAMS_DIR
+    parts = sorted(parts_dir.glob("*")) if parts_dir.is_dir() else []
     histograms = [decode_histogram(p.read_text()) for p in parts if p.is_file()]
-    if not histograms:
-        return None
-    first, *rest = histograms
-    for other in rest:
-        first.add(other)
-    return first
-
-
-def decode_histogram(text: str) -> HdrHistogram:
-    """Decode one base64 HdrHistogram (the `latency.hdr` encoding)."""
-    return HdrHistogram.decode(text.strip().encode("ascii"))
+    return merge_histograms(histograms) if histograms else None

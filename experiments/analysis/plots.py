@@ -4,10 +4,13 @@ trials drawn, never hidden."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
+import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from experiments.analysis import aggregate
@@ -27,9 +30,12 @@ from experiments.analysis.load import COMPONENTS, Runs
 
 __all__ = [
     "cpu_per_component",
+    "fault_timelines",
     "latency_vs_throughput",
     "palette",
     "percentile_spectrum",
+    "saturation",
+    "search_path",
     "setting_effect",
     "throughput_over_time",
 ]
@@ -46,33 +52,53 @@ NINES_TICKS = {
 
 
 def _trial_counts(runs: Runs) -> dict[str, str]:
+    """Legend labels: configuration, trial count and the overload mark."""
     counts = runs.summaries.groupby("config", sort=False).size()
-    return {c: f"{c} ({n} trial{'s' if n > 1 else ''})" for c, n in counts.items()}
+    marks = aggregate.overload_marks(runs)
+    return {c: f"{c} ({n} trial{'s' if n > 1 else ''})" + marks[c].removeprefix(c) for c, n in counts.items()}
+
+
+def _shade_phases(axis: Axes, first: int, window_end: float | None, last: int) -> None:
+    """Warm-up and drain shaded grey: neither counts as throughput."""
+    if first < 0:
+        axis.axvspan(first - 0.5, -0.5, color="0.92", zorder=0)
+        axis.text(
+            first - 0.3,
+            0.02,
+            "warm-up\n(not measured)",
+            transform=axis.get_xaxis_transform(),
+            fontsize=8,
+            color="0.35",
+            va="bottom",
+        )
+    if window_end is not None and last >= window_end:
+        axis.axvspan(window_end - 0.5, last + 0.5, facecolor="0.94", hatch="//", edgecolor="0.85", zorder=0)
+        axis.text(
+            window_end - 0.3,
+            0.02,
+            "drain\n(not counted)",
+            transform=axis.get_xaxis_transform(),
+            fontsize=8,
+            color="0.35",
+            va="bottom",
+        )
 
 
 def throughput_over_time(runs: Runs) -> Figure | None:
-    """Events accepted per second for each configuration; warm-up shaded."""
+    """Events accepted per second of COMPLETION for each configuration; warm-up and drain
+    shaded; the offered rate dotted for open-loop configurations."""
     series = runs.series
     if series.empty:
         return None
     labels = _trial_counts(runs)
     data = series.assign(label=series["config"].map(labels))
     colours = {labels[c]: colour for c, colour in palette(runs).items() if c in labels}
+    windows = runs.summaries["measured_s"].dropna()
+    window_end = float(windows.max()) if len(windows) else None
     with style():
-        figure, axes = new_figure(legend_height(4.5, len(labels)))
+        figure, axes = new_figure(legend_height(4.5, len(labels), list(labels.values())))
         axis = axes[0, 0]
-        first = int(series["second"].min())
-        if first < 0:
-            axis.axvspan(first - 0.5, -0.5, color="0.92", zorder=0)
-            axis.text(
-                first - 0.3,
-                0.02,
-                "warm-up\n(not measured)",
-                transform=axis.get_xaxis_transform(),
-                fontsize=8,
-                color="0.35",
-                va="bottom",
-            )
+        _shade_phases(axis, int(series["second"].min()), window_end, int(series["second"].max()))
         sns.lineplot(
             data=data,
             x="second",
@@ -86,11 +112,21 @@ def throughput_over_time(runs: Runs) -> Figure | None:
             markersize=4,
             ax=axis,
         )
+        table = aggregate.config_table(runs)
+        for _, row in table[table["open_loop"]].iterrows():
+            if row["config"] in labels and not math.isnan(row["offered_rps_median"]):
+                axis.axhline(
+                    row["offered_rps_median"],
+                    color=colours[labels[row["config"]]],
+                    linestyle=":",
+                    linewidth=1,
+                )
         axis.set_ylim(bottom=0)
         thousands(axis)
-        axis.set_xlabel("second of the run (0 = start of the measured window)")
+        axis.set_xlabel("second of the run by completion time (0 = start of the measured window)")
         axis.set_ylabel("events accepted per second")
-        axis.set_title("Events accepted per second (line: median of trials; band: min-max)")
+        title = "Events accepted per second of completion (line: median of trials; band: min-max"
+        axis.set_title(title + ("; dotted: offered rate)" if table["open_loop"].any() else ")"))
         legend_outside(axis, "configuration")
     return figure
 
@@ -106,6 +142,7 @@ def percentile_spectrum(runs: Runs) -> Figure | None:
     if spectrum.empty:
         return None
     colours = palette(runs)
+    marks = aggregate.overload_marks(runs)
     x_max = 0.0
     with style():
         labels = list(dict.fromkeys(spectrum["config"]))
@@ -120,7 +157,7 @@ def percentile_spectrum(runs: Runs) -> Figure | None:
                 marker="o",
                 markersize=4,
                 color=colours[config],
-                label=f"{config} ({group['samples'].iloc[0]:,} requests)",
+                label=f"{marks.get(config, config)} ({group['samples'].iloc[0]:,} requests)",
             )
             # The maximum is the top 1/N of N samples: draw it there, dotted, marked x.
             top = group[group["percentile"] == 100].iloc[0]
@@ -146,11 +183,17 @@ def percentile_spectrum(runs: Runs) -> Figure | None:
 
 
 def latency_vs_throughput(runs: Runs) -> Figure | None:
-    """p50 and p99 against achieved events/s: one point per run, a line through medians."""
+    """Closed loop: p50 and p99 against achieved events/s, one point per run, a line through
+    medians. Open-loop runs are drawn against their offered rate instead (`saturation`):
+    against the achieved rate a collapsing service folds the curve back."""
     s = runs.summaries
     if s.empty:
         return None
+    s = s[s["load_model"] != "open"]
+    if s.empty:
+        return None
     table = aggregate.config_table(runs)
+    table = table[table["config"].isin(set(s["config"]))]
     colours, mode_colours = palette(runs), mode_palette(runs)
     with style():
         figure, axes = new_figure(
@@ -172,7 +215,7 @@ def latency_vs_throughput(runs: Runs) -> Figure | None:
                 x="events_per_s",
                 y=metric,
                 hue="config",
-                hue_order=list(runs.configs),
+                hue_order=[c for c in runs.configs if c in set(s["config"])],
                 palette=colours,
                 s=45,
                 edgecolor="white",
@@ -260,7 +303,11 @@ def cpu_per_component(runs: Runs) -> Figure | None:
         lambda b: int(b.fillna(False).astype(bool).sum())
     )
     trials = s.groupby("config", sort=False).size()
-    names = {c: c + (f"\n(generator-bound {bound[c]}/{trials[c]})" if bound[c] else "") for c in runs.configs}
+    marks = aggregate.overload_marks(runs)
+    names = {
+        c: marks[c] + (f"\n(generator-bound {bound[c]}/{trials[c]})" if bound[c] else "")
+        for c in runs.configs
+    }
     long["config"] = long["config"].map(names)
     with style():
         # Horizontal bars: configuration labels stay readable however many there are.
@@ -304,3 +351,259 @@ def cpu_per_component(runs: Runs) -> Figure | None:
         axis.legend_ = None
         figure.legend(handles, labels, loc="outside lower center", ncols=4, frameon=False)
     return figure
+
+
+SATURATION_KEY = "line: median of trials; X: overloaded; dash-dot: knee; p50 dotted, p99 solid, p99.9 dashed"
+
+
+def saturation(runs: Runs) -> Figure | None:
+    """Open loop against the OFFERED rate: completed rate with the identity line (left), and
+    p50 / p99 / p99.9 with the trials' min-max (right); overloaded points crossed, the knee
+    and the SLO budget marked."""
+    table = aggregate.saturation_table(runs)
+    if table.empty:
+        return None
+    knees = aggregate.knees(runs)
+    sweeps = list(dict.fromkeys(table["sweep"]))
+    colours = _sweep_colours(runs, table)
+    slo = runs.slo_p99_ms
+    with style():
+        figure, axes = new_figure(legend_height(4.8, len(sweeps) + 4), ncols=2)
+        left, right = axes[0]
+        top = float(table["offered_rps"].max()) * 1.08
+        left.plot([0, top], [0, top], color="0.5", linestyle="--", linewidth=1, label="completed = offered")
+        for sweep in sweeps:
+            rows = table[table["sweep"] == sweep]
+            x, colour = rows["offered_rps"], colours[sweep]
+            left.plot(x, rows["events_per_s_median"], marker="o", color=colour, label=sweep)
+            left.fill_between(x, rows["events_per_s_min"], rows["events_per_s_max"], color=colour, alpha=0.2)
+            over = rows[rows["overloaded_trials"] > 0]
+            left.scatter(
+                over["offered_rps"],
+                over["events_per_s_median"],
+                marker="X",
+                s=90,
+                color=colour,
+                edgecolor="black",
+                linewidth=0.6,
+                zorder=5,
+            )
+            for metric, style_, label in (
+                ("p50_ms", ":", "p50"),
+                ("p99_ms", "-", "p99"),
+                ("p999_ms", "--", "p99.9"),
+            ):
+                valid = rows.dropna(subset=[f"{metric}_median"])
+                lower = valid[f"{metric}_median"] - valid[f"{metric}_min"]
+                upper = valid[f"{metric}_max"] - valid[f"{metric}_median"]
+                right.errorbar(
+                    valid["offered_rps"],
+                    valid[f"{metric}_median"],
+                    yerr=[lower, upper],
+                    color=colour,
+                    linestyle=style_,
+                    marker="o",
+                    markersize=3,
+                    capsize=2,
+                    label=f"{sweep} {label}",
+                )
+            over = over.dropna(subset=["p99_ms_median"])
+            right.scatter(
+                over["offered_rps"],
+                over["p99_ms_median"],
+                marker="X",
+                s=90,
+                color=colour,
+                edgecolor="black",
+                linewidth=0.6,
+                zorder=5,
+            )
+            knee = knees.get(sweep)
+            if knee is not None:
+                for axis in (left, right):
+                    axis.axvline(knee, color=colour, linestyle="-.", linewidth=1)
+                left.annotate(
+                    f"knee {knee:,.0f}/s",
+                    (knee, 0.02),
+                    xycoords=("data", "axes fraction"),
+                    rotation=90,
+                    fontsize=8,
+                    color=colour,
+                    ha="right",
+                    va="bottom",
+                )
+        if slo is not None:
+            right.axhline(slo, color="crimson", linewidth=1, label=f"SLO p99 <= {slo:g} ms")
+        left.scatter([], [], marker="X", s=90, color="0.6", edgecolor="black", label="overloaded (a trial)")
+        left.set_xlim(0, top)
+        left.set_ylim(0, top)
+        thousands(left, "x")
+        thousands(left)
+        left.set_xlabel("offered requests/s")
+        left.set_ylabel("completed events/s in the window")
+        left.set_title("Completed against offered rate (band: min-max of trials)")
+        log_ms(right)
+        right.set_xlim(0, top)
+        thousands(right, "x")
+        right.set_xlabel("offered requests/s")
+        right.set_ylabel("latency from intended send (ms, log scale)")
+        right.set_title("Latency against offered rate (bars: min-max)")
+        handles, labels = left.get_legend_handles_labels()
+        for handle, label in zip(*right.get_legend_handles_labels(), strict=True):
+            if label.startswith("SLO"):
+                handles.append(handle)
+                labels.append(label)
+        figure.legend(
+            handles, labels, loc="outside lower center", ncols=3, frameon=False, title=SATURATION_KEY
+        )
+    return figure
+
+
+def _sweep_colours(runs: Runs, table: pd.DataFrame) -> dict[str, tuple[float, float, float]]:
+    """A colour per sweep line: its mode's family, shades within a mode."""
+    colours = {}
+    modes = mode_palette(runs)
+    for mode, group in table.groupby("mode", sort=False):
+        lines = list(dict.fromkeys(group["sweep"]))
+        if len(lines) == 1:
+            colours[lines[0]] = modes.get(mode, (0.3, 0.3, 0.3))
+            continue
+        family = palette(runs)
+        configs = [
+            c
+            for c in runs.configs
+            if runs.summaries.loc[runs.summaries["config"] == c, "mode"].iloc[0] == mode
+        ]
+        for i, line in enumerate(lines):
+            colours[line] = family[configs[min(i, len(configs) - 1)]]
+    return colours
+
+
+def search_path(runs: Runs) -> Figure | None:
+    """The capacity search: the rate tried at each step (filled: holds, x: fails), per
+    configuration, with the capacity found."""
+    path = aggregate.search_path(runs)
+    if path.empty:
+        return None
+    configs = list(dict.fromkeys(path["config"]))
+    mode_colours = mode_palette(runs)
+    found = (runs.search or {}).get("configs") or {}
+    with style():
+        figure, axes = new_figure(4.2)
+        axis = axes[0, 0]
+        for config in configs:
+            steps = path[path["config"] == config]
+            colour = mode_colours.get(config.split(",")[0], (0.3, 0.3, 0.3))
+            axis.plot(steps["step"], steps["value"], color=colour, linewidth=1, alpha=0.6)
+            held, failed = steps[steps["holds"]], steps[~steps["holds"]]
+            axis.scatter(
+                held["step"], held["value"], color=colour, marker="o", s=50, label=f"{config}: holds"
+            )
+            axis.scatter(
+                failed["step"], failed["value"], color=colour, marker="x", s=60, label=f"{config}: fails"
+            )
+            capacity = found.get(config, {}).get("capacity")
+            if capacity is not None:
+                axis.axhline(capacity, color=colour, linestyle="--", linewidth=1)
+                axis.annotate(
+                    f"capacity {capacity:,.0f}/s",
+                    (1, capacity),
+                    xycoords=("axes fraction", "data"),
+                    ha="right",
+                    va="bottom",
+                    fontsize=8,
+                    color=colour,
+                )
+        axis.set_xticks(sorted(set(int(v) for v in path["step"])))
+        axis.set_ylim(bottom=0)
+        thousands(axis)
+        axis.set_xlabel("search step")
+        axis.set_ylabel("offered requests/s")
+        slo = runs.slo_p99_ms
+        budget = f" at p99 <= {slo:g} ms" if slo is not None else ""
+        axis.set_title(f"Capacity search{budget} (o: step holds; x: fails; dashed: capacity found)")
+        axis.legend()
+        legend_outside(axis, "configuration")
+    return figure
+
+
+def fault_timelines(runs: Runs) -> list[Figure]:
+    """One figure per fault kind: completed events, error answers by status and p99 per
+    second, the fault window shaded; medians of trials per configuration."""
+    s = runs.summaries
+    if s.empty or not runs.has_faults or runs.series.empty:
+        return []
+    colours = palette(runs)
+    figures = []
+    for kind in dict.fromkeys(s.loc[s["fault_kind"].notna() & (s["fault_kind"] != "none"), "fault_kind"]):
+        configs = [c for c in runs.configs if (s.loc[s["config"] == c, "fault_kind"] == kind).any()]
+        series = runs.series[runs.series["config"].isin(configs)]
+        errors = runs.errors[runs.errors["config"].isin(configs)] if len(runs.errors) else runs.errors
+        with style():
+            figure, axes = new_figure(8.0, nrows=3, sharex=True)
+            throughput, failures, tail = axes[:, 0]
+            for axis in axes[:, 0]:
+                _shade_fault(axis, s[s["config"].isin(configs)])
+            for config in configs:
+                colour = colours[config]
+                rows = series[series["config"] == config].groupby("second")
+                throughput.plot(
+                    rows["events_accepted"].median(), color=colour, marker="o", markersize=3, label=config
+                )
+                tail.plot(rows["p99_ms"].median(), color=colour, marker="o", markersize=3, label=config)
+                if len(errors):
+                    mine = errors[errors["config"] == config]
+                    per_status = (
+                        mine.groupby(["status", "second", "run"])["count"]
+                        .sum()
+                        .groupby(["status", "second"])
+                        .median()
+                    )
+                    for (status, line), style_ in zip(
+                        per_status.groupby(level=0), ("-", "--", ":", "-."), strict=False
+                    ):
+                        line = line.droplevel(0)
+                        failures.plot(
+                            line.index,
+                            line.to_numpy(),
+                            color=colour,
+                            linestyle=style_,
+                            marker="o",
+                            markersize=3,
+                            label=f"{config}: {status}",
+                        )
+            throughput.set_ylim(bottom=0)
+            thousands(throughput)
+            throughput.set_ylabel("events accepted/s")
+            throughput.set_title(f"Fault: {kind} (shaded: fault window; medians of trials)")
+            failures.set_ylabel("error answers/s")
+            failures.set_ylim(bottom=0)
+            failures.set_title("Error answers per second by status (transport: no HTTP answer)")
+            log_ms(tail)
+            tail.set_ylabel("p99 (ms, log scale)")
+            tail.set_title("p99 per second of send time")
+            tail.set_xlabel("second of the run (0 = start of the measured window)")
+            # One legend below all three panels: configurations, then their error statuses.
+            handles, labels = throughput.get_legend_handles_labels()
+            more = failures.get_legend_handles_labels()
+            figure.legend(
+                handles + more[0],
+                labels + more[1],
+                loc="outside lower center",
+                ncols=2,
+                frameon=False,
+                title="configuration (error panel: configuration: status)",
+            )
+        figures.append(figure)
+    return figures
+
+
+def _shade_fault(axis: Axes, summaries: pd.DataFrame) -> None:
+    """The union of the runs' fault windows, shaded once per distinct window."""
+    seen = set()
+    for windows in summaries["fault_windows"].dropna():
+        for start, end in json.loads(windows):
+            if (start, end) in seen:
+                continue
+            seen.add((start, end))
+            axis.axvspan(start - 0.5, end - 0.5, color="#f4cccc", alpha=0.6, zorder=0)

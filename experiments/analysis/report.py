@@ -16,9 +16,17 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from experiments.analysis import aggregate
-from experiments.analysis._format import fmt_count, fmt_num, fmt_pct, fmt_range, fmt_rate
-from experiments.analysis.load import AUDIT_KEYS, Runs
-from experiments.analysis.params import format_value, is_config_param, setting_name
+from experiments.analysis._format import (
+    fmt_cores,
+    fmt_count,
+    fmt_num,
+    fmt_pct,
+    fmt_range,
+    fmt_rate,
+    fmt_seconds,
+)
+from experiments.analysis.load import AUDIT_KEYS, COMPONENTS, Runs
+from experiments.analysis.params import format_value, is_config_param, is_missing, setting_name
 
 # Percentiles of the spectrum table, with their column titles.
 SPECTRUM_COLUMNS = {
@@ -71,6 +79,8 @@ def header_facts(runs: Runs) -> dict[str, str]:
         facts["Time"] = f"{_when(start)} to {_when(end)} (UTC)"
     facts["Varied"] = ", ".join(setting_name(c) for c in runs.varying) or "nothing but the trial"
     facts["Fixed"] = _fixed_params(runs) or "none"
+    facts["Load engine"] = _engines(runs)
+    facts["Target"] = _targets(runs)
     facts["Machine"] = _one(_distinct(runs, "provenance", "machine"), _machine)
     facts["Python"] = _one(_distinct(runs, "provenance", "python"))
     facts["Kafka"] = _kafka_version(runs)
@@ -78,6 +88,38 @@ def header_facts(runs: Runs) -> dict[str, str]:
     facts["Tool"] = _one(_distinct(runs, "provenance", "tool_version"))
     facts["Git commit"] = _one(_distinct(runs, "provenance", "git"), _git)
     return facts
+
+
+def _engines(runs: Runs) -> str:
+    """The load generator engine(s): results of two engines are not one measurement."""
+    engines = runs.summaries["engine"].dropna() if len(runs.summaries) else pd.Series(dtype=object)
+    if engines.empty:
+        return "unknown (not recorded)"
+    counts = engines.value_counts(sort=False)
+    if len(counts) == 1:
+        return str(counts.index[0])
+    return ", ".join(f"{engine} ({_plural(int(n), 'run')})" for engine, n in counts.items()) + (
+        " (differs between runs)"
+    )
+
+
+def _targets(runs: Runs) -> str:
+    """Whether the suite launched the service it measured; external targets are marked."""
+    s = runs.summaries
+    if s.empty:
+        return "unknown"
+    external = s[~s["launched_by_suite"].astype(bool)]
+    if external.empty:
+        return "a service the suite launched for every run"
+    where = "; ".join(
+        f"{url or 'unknown URL'}" + (f" ({impl})" if not is_missing(impl) else "")
+        for url, impl in dict.fromkeys(zip(external["target_url"], external["target_impl"], strict=True))
+    )
+    scope = "every run" if len(external) == len(s) else f"{len(external)} of {len(s)} runs"
+    return (
+        f"NOT launched by the suite in {scope}: {where}; its CPU is known only for local processes "
+        "the suite found by port"
+    )
 
 
 def _plural(count: int, noun: str) -> str:
@@ -154,21 +196,31 @@ def _escape(text: str) -> str:
 
 
 def summary_table(runs: Runs) -> pd.DataFrame:
-    """Per configuration: trials, median and spread of throughput and latency, errors, audit."""
+    """Per configuration: trials, median and spread of throughput and latency, errors, audit.
+
+    Throughput is what completed inside the measured window. Open-loop plans add the offered
+    rate, the unfinished share and the overloaded trials (an overloaded configuration's name
+    carries the mark too), and the capacity at the plan's SLO of its sweep line.
+    """
     table = aggregate.config_table(runs)
     dispersion = bool(len(table)) and table["trials"].max() >= aggregate.MIN_TRIALS_FOR_DISPERSION
+    open_loop = bool(len(table)) and bool(table["open_loop"].any())
+    capacities = _capacity_by_config(runs)
+    marks = aggregate.overload_marks(runs)
     rows = []
     for _, r in table.iterrows():
-        row = {
-            "configuration": r["config"],
-            "trials": str(r["trials"]),
-            "events/s (median)": fmt_rate(r["events_per_s_median"]),
-            "events/s (min-max)": fmt_range(r["events_per_s_min"], r["events_per_s_max"], fmt_rate),
-        }
+        row = {"configuration": marks[r["config"]], "trials": str(r["trials"])}
+        if open_loop:
+            row["offered requests/s"] = fmt_rate(r["offered_rps_median"])
+        row["events/s (median)"] = fmt_rate(r["events_per_s_median"])
+        row["events/s (min-max)"] = fmt_range(r["events_per_s_min"], r["events_per_s_max"], fmt_rate)
         if dispersion:
             row["events/s IQR / stdev"] = (
                 f"{fmt_rate(r['events_per_s_iqr'])} / {fmt_rate(r['events_per_s_std'])}"
             )
+        if open_loop:
+            row["unfinished (median)"] = fmt_pct(r["unfinished_fraction_median"])
+            row["overloaded trials"] = f"{r['overloaded_trials']} of {r['trials']}"
         for metric, label in (("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9")):
             row[f"{label} ms (median, min-max)"] = (
                 f"{fmt_num(r[f'{metric}_median'])} ({fmt_range(r[f'{metric}_min'], r[f'{metric}_max'])})"
@@ -176,6 +228,152 @@ def summary_table(runs: Runs) -> pd.DataFrame:
         row["error rate (median)"] = fmt_pct(r["error_rate_median"])
         row["lost events"] = fmt_count(r["lost"])
         row["generator-bound trials"] = f"{r['generator_bound_trials']} of {r['trials']}"
+        if capacities:
+            row[capacity_heading(runs)] = capacities.get(r["config"], "n/a")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _run_mark(overloaded: Any) -> str:
+    return " (OVERLOADED)" if not is_missing(overloaded) and bool(overloaded) else ""
+
+
+def capacity_heading(runs: Runs) -> str:
+    return f"capacity at p99 <= {format_value(runs.slo_p99_ms)} ms (events/s)"
+
+
+def _capacity_by_config(runs: Runs) -> dict[str, str]:
+    """Each configuration's sweep-line capacity as text, keyed by configuration."""
+    table = aggregate.capacity(runs)
+    if table.empty:
+        return {}
+    text = {row["sweep"]: capacity_text(row) for _, row in table.iterrows()}
+    s = runs.summaries.assign(sweep=aggregate.sweep_label(runs))
+    return {c: text.get(w, "n/a") for c, w in zip(s["config"], s["sweep"], strict=True)}
+
+
+def capacity_text(row: pd.Series) -> str:
+    """`625 (500-750)`, `>= 3,000` when every rate held, `none held`."""
+    if is_missing(row["median"]):
+        return "none held"
+    prefix = ">= " if row["all_held"] else ""
+    spread = fmt_range(row["min"], row["max"], fmt_rate)
+    if row["source"] == "search" or row["min"] == row["max"]:
+        return prefix + fmt_rate(row["median"])
+    return f"{prefix}{fmt_rate(row['median'])} ({spread})"
+
+
+def capacity_table(runs: Runs) -> pd.DataFrame:
+    """Capacity at the plan's SLO per configuration (without its rate), with every trial's."""
+    table = aggregate.capacity(runs)
+    rows = []
+    for _, r in table.iterrows():
+        row = {
+            "configuration": r["sweep"],
+            capacity_heading(runs): capacity_text(r),
+            "trials": str(r["trials"]),
+        }
+        if r["source"] == "search":
+            found = ((runs.search or {}).get("configs") or {}).get(r["sweep"], {})
+            bracket = found.get("bracket") or [None, None]
+            row["per trial / bracket"] = f"search bracket {fmt_range(*bracket, fmt_rate)}"
+        else:
+            row["per trial / bracket"] = ", ".join(
+                f"t{format_value(t)}: {'none held' if is_missing(v) else fmt_rate(v)}"
+                for t, v in r["per_trial"].items()
+            )
+        row["highest rate measured"] = fmt_rate(r["highest_rate"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def saturation_table(runs: Runs) -> pd.DataFrame:
+    """Per offered rate: completed rate, unfinished share, latency, overloaded trials."""
+    table = aggregate.saturation_table(runs)
+    rows = []
+    for _, r in table.iterrows():
+        rows.append(
+            {
+                "configuration": r["sweep"],
+                "offered requests/s": fmt_rate(r["offered_rps"]),
+                "completed events/s (median, min-max)": (
+                    f"{fmt_rate(r['events_per_s_median'])} "
+                    f"({fmt_range(r['events_per_s_min'], r['events_per_s_max'], fmt_rate)})"
+                ),
+                "unfinished (median)": fmt_pct(r["unfinished_fraction_median"]),
+                "p99 ms (median, min-max)": (
+                    f"{fmt_num(r['p99_ms_median'])} ({fmt_range(r['p99_ms_min'], r['p99_ms_max'])})"
+                ),
+                "overloaded": f"{r['overloaded_trials']} of {r['trials']}"
+                + (" (OVERLOADED)" if r["overloaded_trials"] else ""),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def search_table(runs: Runs) -> pd.DataFrame:
+    """The capacity search's path: each step's value, its trials' p99 and the verdict."""
+    path = aggregate.search_path(runs)
+    rows = []
+    for _, r in path.iterrows():
+        rows.append(
+            {
+                "configuration": r["config"],
+                "step": str(r["step"]),
+                "offered requests/s": fmt_rate(r["value"]),
+                "p99 ms (median, min-max)": (
+                    f"{fmt_num(r['p99_ms_median'])} ({fmt_range(r['p99_ms_min'], r['p99_ms_max'])})"
+                ),
+                "overloaded trials": f"{r['overloaded_trials']} of {r['trials']}",
+                "verdict": "holds" if r["holds"] else "fails",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def cpu_table(runs: Runs) -> pd.DataFrame:
+    """Mean CPU per run and component, with everything else on the box, flagged above 10%."""
+    s = runs.summaries
+    busy = aggregate.busy_box(s) if len(s) else pd.Series(dtype=bool)
+    rows = []
+    for i, r in s.iterrows():
+        row = {"run": r["run"] + _run_mark(r["overloaded"]), "configuration": r["config"]}
+        row.update({f"{c} (cores)": fmt_cores(r[f"cpu_{c}"]) for c in COMPONENTS})
+        row["everything else (cores)"] = fmt_cores(r["cpu_other"])
+        row["machine (cores)"] = fmt_cores(r["cpu_machine"])
+        row["flag"] = (
+            f"other load > {fmt_pct(aggregate.CPU_OTHER_SHARE)} of the machine" if bool(busy.loc[i]) else ""
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+FAULTS_INTRO = """## Faults
+
+What each producer mode loses when something fails during the load: one timeline per fault
+kind with the fault window shaded (completed events per second, error answers by status, p99
+per second of send time), then per configuration the audit (acknowledged, lost, duplicates),
+how long the service gave no successful answer after the fault started, and the error answers
+during the fault (median and min-max over trials)."""
+
+
+def fault_table(runs: Runs) -> pd.DataFrame:
+    """Mode x fault: acknowledged, lost, duplicates, unavailability and errors (median, min-max)."""
+    table = aggregate.fault_table(runs)
+    rows = []
+    for _, r in table.iterrows():
+        row = {"configuration": r["config"], "fault": r["fault"], "trials": str(r["trials"])}
+        for metric, label, fmt in (
+            ("acknowledged", "acknowledged", fmt_count),
+            ("lost", "acknowledged and lost", fmt_count),
+            ("duplicates", "duplicates", fmt_count),
+            ("unavailable_s", "unavailable after the fault start", fmt_seconds),
+            ("errors_during_fault", "error answers during the fault", fmt_count),
+        ):
+            median, low, high = (r[f"{metric}_{k}"] for k in ("median", "min", "max"))
+            row[f"{label} (median, min-max)"] = f"{fmt(median)} ({fmt_range(low, high, fmt)})"
+        if r["not_injected"]:
+            row["configuration"] += f" (fault NOT injected in {r['not_injected']} of {r['trials']})"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -183,9 +381,10 @@ def summary_table(runs: Runs) -> pd.DataFrame:
 def spectrum_table(runs: Runs) -> pd.DataFrame:
     """Merged-histogram latency (ms) per configuration at every spectrum percentile."""
     spectrum = aggregate.percentile_spectrum(runs)
+    marks = aggregate.overload_marks(runs)
     rows = []
     for config, group in spectrum.groupby("config", sort=False):
-        row = {"configuration": config, "requests": fmt_count(group["samples"].iloc[0])}
+        row = {"configuration": marks.get(config, config), "requests": fmt_count(group["samples"].iloc[0])}
         for _, point in group.iterrows():
             value = fmt_num(point["latency_ms"]) if point["resolved"] else "-"
             row[SPECTRUM_COLUMNS.get(point["percentile"], str(point["percentile"]))] = value
@@ -197,7 +396,11 @@ def audit_table(runs: Runs) -> pd.DataFrame:
     """The delivery audit of every run, as counted by the load generator's audit."""
     s = runs.summaries
     table = pd.DataFrame(
-        {"run": s["run"], "configuration": s["config"], "trial": s["trial"].map(format_value)}
+        {
+            "run": s["run"] + s["overloaded"].map(_run_mark),
+            "configuration": s["config"],
+            "trial": s["trial"].map(format_value),
+        }
     )
     for key in AUDIT_KEYS:
         table[key] = s[key].map(fmt_count)
@@ -249,7 +452,16 @@ def caption(text: str) -> str:
 
 
 def say(text: str) -> None:
-    """Display a takeaway under a figure in a notebook."""
+    """Display a takeaway under a figure in a notebook; nothing for an empty one (a
+    takeaway is empty when its question does not apply to the plan)."""
     from IPython.display import Markdown, display
 
-    display(Markdown(caption(text)))
+    if text:
+        display(Markdown(caption(text)))
+
+
+def heading(markdown: str) -> None:
+    """Display a section that only some plans have (Faults), as the notebook's own would be."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(markdown))

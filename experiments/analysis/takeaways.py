@@ -21,17 +21,22 @@ from experiments.analysis._format import (
     fmt_range,
     fmt_rate,
     fmt_ratio,
+    fmt_seconds,
 )
 from experiments.analysis.load import COMPONENTS, Runs
-from experiments.analysis.params import is_missing
+from experiments.analysis.params import format_value, is_missing
 
 __all__ = [
     "audit",
+    "capacity",
     "cpu",
     "failed",
+    "faults",
     "latency",
     "ramp",
+    "replication",
     "saturation",
+    "search",
     "setting_effect",
     "spread",
     "throughput",
@@ -57,13 +62,29 @@ def _best_per_mode(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def throughput(runs: Runs) -> str:
-    """Which mode sustained more events per second, and by how much."""
+    """Which mode sustained more events per second, and by how much.
+
+    Throughput is what completed inside the measured window. A configuration with an
+    overloaded trial did not sustain anything: it is left out of the comparison and named
+    with what it completed of what was offered.
+    """
     table = aggregate.config_table(runs)
     if table.empty:
         return NO_RESULTS
     table = table.dropna(subset=["events_per_s_median"])
     if table.empty:
         return "no run reported its throughput"
+    overloaded = table[table["overloaded_trials"] > 0]
+    steady = table[table["overloaded_trials"] == 0]
+    if steady.empty:
+        return "every configuration was overloaded, so none sustained a rate: " + _overloaded_list(overloaded)
+    text = _sustained(steady)
+    if len(overloaded):
+        text += "; overloaded, so not steady and left out: " + _overloaded_list(overloaded)
+    return text
+
+
+def _sustained(table: pd.DataFrame) -> str:
     best = _best_per_mode(table)
     several = table.groupby("mode").size().max() > 1
     trials = _trials_phrase(list(best["trials"]))
@@ -98,6 +119,23 @@ def throughput(runs: Runs) -> str:
     return text
 
 
+def _overloaded_list(table: pd.DataFrame) -> str:
+    """`durable, rate=3000 completed 1,000 of 3,000 requests/s offered (77% unfinished)`."""
+    parts = []
+    for _, row in table.iterrows():
+        trials = (
+            ""
+            if row["overloaded_trials"] == row["trials"]
+            else (f", overloaded in {row['overloaded_trials']} of {row['trials']} trials")
+        )
+        parts.append(
+            f"{row['config']} completed {fmt_rate(row['throughput_rps_median'])} of "
+            f"{fmt_rate(row['offered_rps_median'])} requests/s offered "
+            f"({fmt_pct(row['unfinished_fraction_median'])} unfinished{trials})"
+        )
+    return ", ".join(parts)
+
+
 def _without_mode(config: str, mode: str) -> str:
     """`durable, linger.ms=5` -> `linger.ms=5` (the mode is already in the sentence)."""
     rest = config.removeprefix(f"{mode}, ")
@@ -105,26 +143,39 @@ def _without_mode(config: str, mode: str) -> str:
 
 
 def ramp(runs: Runs) -> str:
-    """How fast each configuration reached its steady rate (the seed's 4K -> 45K picture)."""
+    """How fast each configuration reached its steady rate (the seed's 4K -> 45K picture).
+
+    Rates are completions per second. An overloaded configuration has no steady rate: the
+    sentence says what it completed against what was offered instead.
+    """
     table = aggregate.ramp(runs)
     if table.empty:
         return "no per-second series was recorded"
+    offered = aggregate.config_table(runs).set_index("config")
     parts = []
     for _, row in table.iterrows():
-        if is_missing(row["seconds_to_steady"]) or row["seconds_to_steady"] <= 1:
+        config = row["config"]
+        if row["overloaded_trials"] > 0:
+            trials = int(offered.at[config, "trials"])
             parts.append(
-                f"{row['config']} ran at its steady {fmt_rate(row['steady_rate'])} "
-                "events/s from the first second"
+                f"{config} never reached a steady rate: overloaded in {row['overloaded_trials']} of "
+                f"{trials} trials, it completed {fmt_rate(row['steady_rate'])} events/s per "
+                f"second of the window against {fmt_rate(offered.at[config, 'offered_rps_median'])} "
+                "requests/s offered"
+            )
+        elif is_missing(row["seconds_to_steady"]) or row["seconds_to_steady"] <= 1:
+            parts.append(
+                f"{config} ran at its steady {fmt_rate(row['steady_rate'])} events/s from the first second"
             )
         else:
             parts.append(
-                f"{row['config']} ramped from {fmt_rate(row['first_rate'])} to "
+                f"{config} ramped from {fmt_rate(row['first_rate'])} to "
                 f"{fmt_rate(row['steady_rate'])} events/s in {int(row['seconds_to_steady'])} s"
             )
     start = "counting from the first warm-up second, " if table["warmup_s"].max() > 0 else ""
     return (
-        start + "; ".join(parts) + " (steady: median per-second rate of the measured "
-        "window; reached: 90% of it)"
+        start + "; ".join(parts) + " (steady: median per-second rate of completions in the "
+        "measured window; reached: 90% of it)"
     )
 
 
@@ -153,7 +204,10 @@ def latency(runs: Runs) -> str:
 
 
 def saturation(runs: Runs) -> str:
-    """How p99 moved with achieved throughput within each mode, and where it bent."""
+    """Where each configuration stopped completing what was offered (open loop), or how p99
+    moved with achieved throughput (closed loop)."""
+    if not aggregate.saturation_table(runs).empty:
+        return _open_saturation(runs)
     table = aggregate.config_table(runs)
     if table.empty:
         return NO_RESULTS
@@ -185,6 +239,114 @@ def saturation(runs: Runs) -> str:
     return "; ".join(parts) + " (medians of trials)"
 
 
+def _open_saturation(runs: Runs) -> str:
+    table = aggregate.saturation_table(runs)
+    knees = aggregate.knees(runs)
+    parts = []
+    for sweep, group in table.groupby("sweep", sort=False):
+        group = group.sort_values("offered_rps")
+        over = group[group["overloaded_trials"] > 0]
+        held = group if over.empty else group[group["offered_rps"] < over["offered_rps"].iloc[0]]
+        if held.empty:
+            first = over.iloc[0]
+            parts.append(
+                f"{sweep}: overloaded from the lowest offered rate, {fmt_rate(first['offered_rps'])}/s "
+                f"(completed {fmt_rate(first['events_per_s_median'])} events/s)"
+            )
+            continue
+        low, high = held.iloc[0], held.iloc[-1]
+        text = f"{sweep}: completed what was offered up to {fmt_rate(high['offered_rps'])}/s"
+        if len(held) > 1:
+            text += (
+                f" (p99 {fmt_ms(low['p99_ms_median'])} at {fmt_rate(low['offered_rps'])}/s, "
+                f"{fmt_ms(high['p99_ms_median'])} at {fmt_rate(high['offered_rps'])}/s)"
+            )
+        else:
+            text += f" (p99 {fmt_ms(high['p99_ms_median'])})"
+        if over.empty:
+            parts.append(text + "; not overloaded at any offered rate measured, so no knee")
+            continue
+        first = over.iloc[0]
+        trials = (
+            ""
+            if first["overloaded_trials"] == first["trials"]
+            else (f" in {first['overloaded_trials']} of {first['trials']} trials")
+        )
+        text += (
+            f"; at {fmt_rate(first['offered_rps'])}/s it was overloaded{trials}, completing "
+            f"{fmt_rate(first['events_per_s_median'])} events/s with p99 {fmt_ms(first['p99_ms_median'])}"
+        )
+        knee = knees.get(sweep)
+        if knee is not None:
+            text += f": knee near {fmt_rate(knee)}/s"
+        parts.append(text)
+    return "; ".join(parts) + " (medians of trials; rates offered in requests/s)"
+
+
+def capacity(runs: Runs) -> str:
+    """The highest offered rate each configuration holds within the plan's p99 budget.
+
+    Empty when the plan sets no budget or has no open-loop run: there is nothing to say.
+    """
+    table = aggregate.capacity(runs)
+    if table.empty:
+        return ""
+    budget = f"p99 <= {format_value(float(table['slo_p99_ms'].iloc[0]))} ms"
+    parts = []
+    for i, (_, row) in enumerate(table.iterrows()):
+        subject = f"{row['sweep']} holds {budget}" if i == 0 else str(row["sweep"])
+        unit = " events/s" if i == 0 else ""
+        if is_missing(row["median"]):
+            parts.append(f"{subject} at none of the offered rates measured")
+            continue
+        at_least = "at least " if row["all_held"] else ""
+        text = f"{subject} up to {at_least}{fmt_rate(row['median'])}{unit}"
+        if row["source"] != "search" and row["trials"] > 1 and row["min"] != row["max"]:
+            spread = fmt_range(row["min"], row["max"], fmt_rate)
+            text += f" (median of {row['trials']} trials, range {spread})"
+        elif row["source"] != "search" and row["trials"] > 1:
+            text += f" (in each of {row['trials']} trials)"
+        parts.append(text)
+    text = ", ".join(parts)
+    if (table["source"] == "search").any():
+        text += f" ({_search_note(runs)})"
+    elif table["all_held"].any():
+        text += " (at least: the highest rate measured still held)"
+    return text
+
+
+def _search_note(runs: Runs) -> str:
+    path = aggregate.search_path(runs)
+    resolution = (runs.search or {}).get("resolution")
+    steps = path.groupby("config", sort=False).size()
+    run_count = int(path["trials"].sum())
+    return (
+        f"capacity search to a resolution of {fmt_rate(resolution)}/s: "
+        f"{_plural(int(steps.max()) if len(steps) else 0, 'step')} per configuration, "
+        f"{run_count} runs in all"
+    )
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def search(runs: Runs) -> str:
+    """The capacity search's path per configuration: each value tried and whether it held."""
+    path = aggregate.search_path(runs)
+    if path.empty:
+        return ""
+    parts = []
+    for config, steps in path.groupby("config", sort=False):
+        tried = ", ".join(
+            f"{fmt_rate(r['value'])} {'holds' if r['holds'] else 'fails'}" for _, r in steps.iterrows()
+        )
+        found = ((runs.search or {}).get("configs") or {}).get(config, {})
+        bracket = found.get("bracket") or [None, None]
+        parts.append(f"{config}: {tried}; capacity between {fmt_range(*bracket, fmt_rate)}/s")
+    return "; ".join(parts)
+
+
 def cpu(runs: Runs) -> str:
     """Cores used per component, the busiest one, and whether the generator was the limit."""
     table = aggregate.config_table(runs)
@@ -211,6 +373,7 @@ def cpu(runs: Runs) -> str:
     saturated = known[known["cpu_machine_median"] >= 0.9 * known["cores"].astype(float) * 100]
     if len(saturated):
         text += "; the machine was saturated in " + ", ".join(saturated["config"])
+    text += _busy_box(runs)
     bound = runs.summaries[runs.summaries["generator_bound"].fillna(False).astype(bool)]
     if len(bound):
         configs = ", ".join(dict.fromkeys(bound["config"]))
@@ -220,6 +383,23 @@ def cpu(runs: Runs) -> str:
             "set the limit"
         )
     return text
+
+
+def _busy_box(runs: Runs) -> str:
+    """Runs where everything else on the box took more than 10% of it: their CPU was shared."""
+    s = runs.summaries
+    busy = s[aggregate.busy_box(s)]
+    if busy.empty:
+        return ""
+    which = ", ".join(
+        f"{r['run']}: {fmt_cores(r['cpu_other'])} of {fmt_count(r['cores'])} cores"
+        for _, r in busy.iterrows()
+    )
+    return (
+        f"; other processes on the box used more than {fmt_pct(aggregate.CPU_OTHER_SHARE)} of it in "
+        f"{len(busy)} of {len(s)} runs ({which}): those runs shared the machine with work the "
+        "suite did not start"
+    )
 
 
 def _value(x: object) -> float:
@@ -254,12 +434,96 @@ def audit(runs: Runs) -> str:
         )
     duplicated = audited[audited["duplicates"].fillna(0) > 0]
     if len(duplicated):
-        text += f"; {fmt_count(duplicated['duplicates'].sum())} duplicates in {len(duplicated)} runs"
+        runs_word = "run" if len(duplicated) == 1 else "runs"
+        text += f"; {fmt_count(duplicated['duplicates'].sum())} duplicates in {len(duplicated)} {runs_word}"
     elif len(audited):
         text += "; no duplicates"
     if missing:
         text += f"; {missing} runs have no audit"
     return text
+
+
+FAULT_PHRASES = {
+    "service-kill": "when the service was killed",
+    "service-term": "when the service was stopped with SIGTERM",
+    "broker-kill": "when the partition leader was killed",
+    "broker-pause": "when the broker was paused",
+    "broker-restart": "when the broker was restarted",
+}
+
+
+def faults(runs: Runs) -> str:
+    """Per fault kind, which mode lost acknowledged events and how long service was out."""
+    table = aggregate.fault_table(runs)
+    if table.empty:
+        return ""
+    sentences = []
+    for kind, group in table.groupby("fault", sort=False):
+        phrase = FAULT_PHRASES.get(str(kind), f"under {kind}")
+        lossy = group[group["lost_median"].fillna(0) > 0]
+        clean = group[group["lost_median"].fillna(0) == 0]
+        parts = []
+        for _, row in lossy.iterrows():
+            parts.append(
+                f"{_who(group, row)} acknowledged "
+                f"{fmt_count(row['lost_median'])} events it never delivered {phrase}"
+                f"{_trial_spread(row, 'lost', fmt_count)}"
+            )
+        if lossy.empty:
+            parts.append(f"no mode lost an acknowledged event {phrase}")
+        else:
+            parts += [f"{_who(group, r)} lost none" for _, r in clean.iterrows()]
+        outage = ", ".join(
+            f"{fmt_seconds(r['unavailable_s_median'])} ({_who(group, r)})" for _, r in group.iterrows()
+        )
+        sentence = "; ".join(parts) + f"; first successful answer after the fault start: {outage}"
+        never = group[group["never_recovered"] > 0]
+        if len(never):
+            sentence += "; never answered again in " + ", ".join(
+                f"{r['never_recovered']} of {r['trials']} trials ({r['config']})" for _, r in never.iterrows()
+            )
+        failed_injection = group[group["not_injected"] > 0]
+        if len(failed_injection):
+            sentence += "; the fault was NOT injected in " + ", ".join(
+                f"{r['not_injected']} of {r['trials']} trials ({r['config']})"
+                for _, r in failed_injection.iterrows()
+            )
+        sentences.append(sentence)
+    return "; ".join(sentences)
+
+
+def _who(group: pd.DataFrame, row: pd.Series) -> str:
+    """The mode, or the whole configuration when the mode alone is ambiguous in `group`."""
+    return str(row["config"] if int((group["mode"] == row["mode"]).sum()) > 1 else row["mode"])
+
+
+def _trial_spread(row: pd.Series, metric: str, fmt: object) -> str:
+    if row["trials"] < 2:
+        return " (one trial)"
+    low, high = row[f"{metric}_min"], row[f"{metric}_max"]
+    if low == high:
+        return f" (each of {row['trials']} trials)"
+    return f" (median of {row['trials']} trials, range {fmt_range(low, high, fmt)})"
+
+
+def replication(runs: Runs) -> str:
+    """Whether durable's acknowledgement could survive the loss of a broker in this plan."""
+    s = runs.summaries
+    if s.empty:
+        return ""
+    column = "replication_factor" if "replication_factor" in s else None
+    factors = s[column] if column else pd.Series([None] * len(s), index=s.index)
+    single = s[[is_missing(f) or float(f) <= 1 for f in factors]]
+    if single.empty:
+        return ""
+    durable = single[single["mode"] == "durable"]
+    scope = "every run" if len(single) == len(s) else f"{len(single)} of {len(s)} runs"
+    who = f" ({len(durable)} of them durable)" if len(durable) and len(single) != len(s) else ""
+    return (
+        f"the run topic had replication factor 1 in {scope}{who}: there durable is not durable "
+        "against the loss of that broker; its acknowledgement means one broker wrote the event, "
+        "and a broker lost with its disk loses it"
+    )
 
 
 def spread(runs: Runs) -> str:
