@@ -213,15 +213,18 @@ def _shown_path(path: Path) -> str:
 
 
 def execute_analysis(plan_dir: Path, executed: Path) -> None:
-    """Execute analyze.ipynb over a plan's run directories into `executed`."""
-    pm.execute_notebook(
-        str(ANALYZE_NOTEBOOK),
-        str(executed),
-        parameters={"plan_dir": _shown_path(plan_dir)},
-        kernel_name="python3",
-        cwd=str(REPO_ROOT),
-        progress_bar=False,
-    )
+    """Execute analyze.ipynb over a plan's run directories into `executed` (its kernel's
+    own output into analysis.log beside it)."""
+    with executed.with_suffix(".log").open("w") as log:
+        pm.execute_notebook(
+            str(ANALYZE_NOTEBOOK),
+            str(executed),
+            parameters={"plan_dir": _shown_path(plan_dir)},
+            kernel_name="python3",
+            cwd=str(REPO_ROOT),
+            progress_bar=False,
+            kernel_manager_class=kernel_manager_for_log(log),
+        )
 
 
 def build_report(plan_dir: Path, reports_dir: Path = Path("reports")) -> Path:
