@@ -16,7 +16,7 @@ from typing import Any
 from experiments.errors import LabError
 from experiments.load.ceiling import measure_ceiling_detail
 from experiments.load.run import run_load
-from experiments.load.spec import ENDPOINT_PATHS, MODELS, LoadSpec
+from experiments.load.spec import ENDPOINT_PATHS, ENGINES, MODELS, LoadSpec
 
 DEFAULTS = LoadSpec()
 
@@ -25,6 +25,9 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=DEFAULTS.url, help="service base URL")
     parser.add_argument("--endpoint", choices=sorted(ENDPOINT_PATHS), default=DEFAULTS.endpoint)
     parser.add_argument("--model", choices=MODELS, default=DEFAULTS.model)
+    parser.add_argument("--engine", choices=ENGINES, default=DEFAULTS.engine,
+                        help="load engine: aiohttp (a coroutine per request) or raw "
+                             "(prebuilt bytes on uvloop Protocols, several times cheaper)")
     parser.add_argument("--connections", type=int, default=DEFAULTS.connections)
     parser.add_argument("--rate", type=float, default=DEFAULTS.rate,
                         help="open loop: requests/s over all workers")
