@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -221,9 +220,8 @@ def test_a_server_that_never_recovers_is_bounded_by_the_drain_limit(server: Test
     server.reset(stall_after_s=0, stall_ms=3000)
     spec = LoadSpec(url=server.url, engine=engine, model="open", rate=200, connections=5, duration_s=0.5,
                     warmup_s=0, timeout_s=10, drain_limit_s=0.5)
-    started = time.monotonic()
     results = run_load(spec, tmp_path)["results"]
-    assert time.monotonic() - started < 2.9  # did not wait for the stall to end
+    # It did not wait for the stall (3 s) to end: no answer came, every sent request was cut off.
     # Every slot of the schedule is accounted for: never sent, or sent and cut off unanswered.
     assert results["offered"] == results["sent"] + results["never_sent"] == 100
     assert results["in_flight_at_end"] == results["sent"] == 5
