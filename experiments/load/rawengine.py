@@ -28,6 +28,7 @@ import ctypes
 import os
 from collections.abc import Callable
 from time import perf_counter_ns
+from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
@@ -37,7 +38,6 @@ from experiments.load.openloop import Schedule
 from experiments.load.recorder import NS_PER_S, Recorder
 from experiments.load.spec import LoadSpec
 
-ENGINE = "raw"
 SWEEP_MAX_S = 0.05  # how often in-flight requests are checked against the timeout
 
 
@@ -143,7 +143,6 @@ class Connection(asyncio.Protocol):
         self.slot = 0
         self.t_ref = 0  # latency reference: send time, or intended send time (open loop)
         self.t_sent = 0  # actual send time, for the timeout
-        self.request = b""
         self.connecting: asyncio.Task[None] | None = None
 
     # asyncio.Protocol
@@ -213,7 +212,6 @@ class RawEngine:
         self.connections: list[Connection] = []
         self.on_free: Callable[[Connection | None], None] = lambda conn: None
         self.done: asyncio.Future[None] = self.loop.create_future()
-        self.t_end = 0
         self.in_flight = 0
 
     # sending and outcomes
@@ -298,8 +296,21 @@ class RawEngine:
         if not self.done.done():
             self.done.set_result(None)
 
+    def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """A bug in a callback must end the run with its traceback, not stall it silently.
+
+        Socket errors also reach this handler; connection_lost records them as the
+        request's transport error, so they are not the run's failure.
+        """
+        exc = context.get("exception")
+        if isinstance(exc, OSError):
+            return
+        if not self.done.done():
+            self.done.set_exception(exc or RuntimeError(context.get("message", "loop error")))
+
     async def _run_until(self, deadline_ns: int) -> None:
         """Wait for the model to finish, or cut off what is still in flight at the deadline."""
+        self.loop.set_exception_handler(self._on_loop_error)
         self.loop.call_later(self.sweep_s, self._sweep)
         timeout = max((deadline_ns - perf_counter_ns()) / NS_PER_S, 0.0)
         try:
