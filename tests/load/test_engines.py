@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import uvloop
 
-from experiments.load import LoadSpec, run_load
+from experiments.load import LoadSpec, measure_ceiling, run_load
 from experiments.load.rawengine import WakeUp, build_requests
 
 from .server_client import TestServer
@@ -101,17 +101,19 @@ def test_closed_loop_cuts_off_what_the_drain_limit_leaves(server: TestServer, tm
 
 def test_raw_open_loop_holds_a_rate_above_the_aiohttp_engines_ceiling(
         fast_server: TestServer, tmp_path: Path) -> None:
-    # The aiohttp engine tops out near 8,500 req/s per process on this class of box (issue
-    # 10); the raw engine must keep a faster schedule in one process.
-    rate, duration = 12_000.0, 3.0
+    # Above the aiohttp engine's ceiling measured just before, in one process each, so the
+    # claim holds on a busy box as on a quiet one (8,470 req/s on a quiet one, issue 10).
+    aiohttp_ceiling = measure_ceiling(duration_s=1.5, warmup_s=0.5, engine="aiohttp")
+    rate, duration = max(round(1.25 * aiohttp_ceiling, -2), 2000.0), 3.0
     spec = LoadSpec(url=fast_server.url, engine="raw", model="open", rate=rate,
                     connections=100, duration_s=duration, warmup_s=0.5)
     results = run_load(spec, tmp_path)["results"]
     arrivals = sorted(fast_server.stats()["arrivals"])
     window = arrivals[-int(rate * duration):]
     server_rate = (len(window) - 1) / ((window[-1] - window[0]) / 1e9)
-    print(f"asked {rate:.0f}/s; server saw {server_rate:.1f}/s; late {results['late']}; "
-          f"lag {results['schedule_lag_ms']}")
+    print(f"aiohttp ceiling {aiohttp_ceiling:.0f}/s; raw asked {rate:.0f}/s; server saw "
+          f"{server_rate:.1f}/s; late {results['late']}; lag {results['schedule_lag_ms']}")
+    assert rate > aiohttp_ceiling
     assert results["sent"] == results["offered"] == int(rate * duration)
     assert results["unfinished"] == 0
     assert abs(server_rate - rate) / rate < 0.02
