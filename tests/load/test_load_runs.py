@@ -234,12 +234,17 @@ def test_a_server_that_never_recovers_is_bounded_by_the_drain_limit(server: Test
 def test_ceiling_beside_wrk_in_one_run() -> None:
     from experiments.load.wrk import compare_with_wrk
 
-    detail = compare_with_wrk(duration_s=1.0, connections=10)
+    detail = compare_with_wrk(duration_s=1.0, connections=10, engines=["aiohttp", "raw"])
     print({k: v for k, v in detail.items() if not k.endswith("_trials")})
-    assert detail["generator_rps"] > 100
+    assert set(detail["engines"]) == {"aiohttp", "raw"}
+    assert detail["generator_engine"] == "aiohttp"
+    assert detail["generator_rps"] == detail["engines"]["aiohttp"]["rps"] > 100
+    assert detail["engines"]["raw"]["rps"] > 100
     assert detail["wrk_rps"] > 100
     assert detail["wrk_trials"][0]["non_2xx"] == 0
-    assert detail["generator_trials"][0]["errors"] == 0
+    for key in ("generator_trials", "raw_trials"):
+        assert detail[key][0]["errors"] == 0
+        assert detail[key][0]["engine"] == ("raw" if key == "raw_trials" else "aiohttp")
 
 
 def test_wrk_script_quotes_any_body() -> None:
