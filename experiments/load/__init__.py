@@ -1,4 +1,8 @@
-"""The load generator (aiohttp; closed and open loop) and its result files.
+"""The load generator (closed and open loop) and its result files.
+
+Two engines, chosen by `LoadSpec.engine`, record the same files: "aiohttp" (client.py,
+a coroutine per request through aiohttp) and "raw" (rawengine.py, prebuilt request bytes
+on uvloop Protocols with httptools parsing, several times cheaper per request).
 
 Library: `run_load(spec, out_dir, ...)` writes a run directory per experiments/RESULTS.md
 and returns its summary; `measure_ceiling()` is the generator's own limit on this machine.

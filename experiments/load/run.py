@@ -12,8 +12,6 @@ from pathlib import Path
 from time import perf_counter_ns, time_ns
 from typing import Any, Protocol
 
-import aiohttp
-
 from experiments.cpu import CpuSampler
 from experiments.errors import LabError
 from experiments.load.files import collect_acks, fault_share, write_histograms, write_series
@@ -21,7 +19,7 @@ from experiments.load.merge import Merged, lag_summary_ms, merge_results
 from experiments.load.payloads import body_pool
 from experiments.load.recorder import NS_PER_S
 from experiments.load.spec import LoadSpec
-from experiments.load.worker import event_loop_name, run_workers
+from experiments.load.worker import client_name, event_loop_name, run_workers
 from experiments.provenance import collect_provenance, usable_cores
 from experiments.results import ACKS, SCHEMA, SUMMARY, merge_histograms, summarize_ms, write_summary
 
@@ -172,11 +170,11 @@ def load_section(spec: LoadSpec) -> dict[str, Any]:
     load = spec.as_dict()
     load.update({
         "key_clock": "intended send time" if spec.model == "open" else "send time",
-        "engine": getattr(spec, "engine", "aiohttp"),
+        "engine": spec.engine,
         "body_bytes_mean": round(sum(map(len, pool)) / len(pool), 1),
         "payload_pool_size": len(pool),
         "event_loop": event_loop_name(spec),
-        "client": f"aiohttp {aiohttp.__version__}",
+        "client": client_name(spec),
     })
     return load
 

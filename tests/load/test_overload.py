@@ -19,8 +19,8 @@ pytestmark = pytest.mark.slow
 CAP = 250.0  # answers/s the server can give; well below what any box sends in one process
 
 
-def open_spec(server: TestServer, rate: float) -> LoadSpec:
-    return LoadSpec(url=server.url, model="open", rate=rate, connections=400, duration_s=4.0,
+def open_spec(server: TestServer, rate: float, engine: str) -> LoadSpec:
+    return LoadSpec(url=server.url, engine=engine, model="open", rate=rate, connections=400, duration_s=4.0,
                     warmup_s=1.0, drain_limit_s=1.0)
 
 
@@ -30,10 +30,10 @@ def series(run_dir: Path) -> list[dict[str, str]]:
 
 
 def test_open_loop_past_capacity_reports_the_completed_rate_and_the_unfinished(
-        server: TestServer, tmp_path: Path) -> None:
+        server: TestServer, tmp_path: Path, engine: str) -> None:
     server.reset(cap_rps=CAP)
     rate = 3 * CAP
-    results = run_load(open_spec(server, rate), tmp_path)["results"]
+    results = run_load(open_spec(server, rate, engine), tmp_path)["results"]
     print({k: results[k] for k in ("offered_rps", "throughput_rps", "sent", "never_sent",
                                    "completed_in_window", "completed_after_window",
                                    "in_flight_at_end", "unfinished_fraction", "overload_reasons")})
@@ -59,18 +59,19 @@ def test_open_loop_past_capacity_reports_the_completed_rate_and_the_unfinished(
 
 
 def test_open_loop_below_capacity_reports_the_offered_rate_without_a_mark(
-        server: TestServer, tmp_path: Path) -> None:
+        server: TestServer, tmp_path: Path, engine: str) -> None:
     server.reset(cap_rps=CAP)
     rate = 0.5 * CAP
-    results = run_load(open_spec(server, rate), tmp_path)["results"]
+    results = run_load(open_spec(server, rate, engine), tmp_path)["results"]
     assert results["throughput_rps"] == pytest.approx(rate, rel=0.02)
     assert results["overloaded"] is False and results["overload_reasons"] == []
     assert results["unfinished"] == 0
 
 
-def test_closed_loop_reads_the_same_completion_clock(server: TestServer, tmp_path: Path) -> None:
+def test_closed_loop_reads_the_same_completion_clock(server: TestServer, tmp_path: Path,
+                                                     engine: str) -> None:
     server.reset(cap_rps=CAP)
-    spec = LoadSpec(url=server.url, model="closed", connections=20, duration_s=3.0,
+    spec = LoadSpec(url=server.url, engine=engine, model="closed", connections=20, duration_s=3.0,
                     warmup_s=0.5, drain_limit_s=1.0)
     results = run_load(spec, tmp_path)["results"]
     # Never above what the server can answer (how close depends on the box; not asserted).
