@@ -1,6 +1,7 @@
 """Fault injection during a run's load: kill, stop or pause the service or a broker node.
 
-A `FaultInjector` is the load runner's `during` hook: `start(window_start_ns)` schedules
+A `FaultInjector` is the load runner's `during` hook (experiments.load.run.DuringLoad):
+`start(window_start_ns)` schedules
 the fault `at_s` seconds into the measured window on a thread of its own, `stop()` undoes
 whatever is still active once the load is over and returns the run's `faults` section
 (experiments/RESULTS.md, contract lab.run/2): every action with its time, the actual fault
@@ -59,14 +60,6 @@ POLL_S = 0.2
 
 class FaultError(LabError):
     """A fault cannot be injected as asked (no local process to signal, injection failed)."""
-
-
-class DuringLoad(Protocol):
-    """What the load runner calls around the load (`run_load(..., during=...)`)."""
-
-    def start(self, window_start_ns: int) -> None: ...
-
-    def stop(self) -> dict[str, Any]: ...
 
 
 class Service(Protocol):
