@@ -151,6 +151,7 @@ class FaultInjector:
         self.service_restarted = False
         self.injected = False
         self.error: str | None = None
+        self._target_node: int | None = None
         self._paused_node: int | None = None
         self._killed_node: int | None = None
 
@@ -165,8 +166,9 @@ class FaultInjector:
                     f"cluster; {self.bootstrap or 'this cluster'} is not one (KAFKA_BOOTSTRAP_SERVERS "
                     f"or kafka_bootstrap names an existing cluster): use a service fault, or unset it"
                 )
-            node = self._leader()
-            self.cluster.node_pid(node)  # the leader is one of our nodes
+            # Found now, so the signal leaves on time (a metadata request takes ~0.1 s).
+            self._target_node = self._leader()
+            self.cluster.node_pid(self._target_node)  # the leader is one of our nodes
         if self.kind in SERVICE_FAULTS:
             psutil.Process(self.service.pid)
 
@@ -293,7 +295,7 @@ class FaultInjector:
         return leader
 
     def _signal_leader(self, sig: signal.Signals) -> int:
-        node = self._leader()
+        node = self._target_node if self._target_node is not None else self._leader()
         cluster = self._cluster()
         pid = cluster.node_pid(node)
         self.target = f"node {node} (pid {pid}), leader of {self.topic} partition {self.partition}"

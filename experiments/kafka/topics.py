@@ -88,7 +88,12 @@ def partition_leader(bootstrap: str, topic: str, partition: int = 0, timeout: fl
 def topic_replication(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[str, int]:
     """Replication factor and min.insync.replicas the cluster applies to `topic`."""
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-    found = admin.list_topics(topic, timeout=timeout).topics[topic]
+    deadline = time.monotonic() + timeout
+    # A topic created a moment ago reaches every broker's metadata a little later.
+    while not (found := admin.list_topics(topic, timeout=timeout).topics.get(topic)) or not found.partitions:
+        if time.monotonic() > deadline:
+            raise TopicReadError(f"{topic} has no partitions in the metadata of {bootstrap}")
+        time.sleep(0.1)
     replicas = len(next(iter(found.partitions.values())).replicas)
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
     config = admin.describe_configs([resource])[resource].result(timeout=timeout)
