@@ -18,7 +18,7 @@ from jupyter_client.manager import AsyncKernelManager
 from tqdm import tqdm
 
 from experiments import search
-from experiments.kafka import LocalKafka, ensure_kafka
+from experiments.kafka import KafkaTarget, LocalKafka, ensure_kafka
 from experiments.load import measure_ceiling
 from experiments.params import RunParams
 from experiments.plans import Cell, Plan, load_plan
@@ -115,18 +115,16 @@ def run_plan(
     cells = plan.cells(results_dir)
     write_plan_json(plan, plan_dir, cells)
     outcome = PlanOutcome(plan=plan.name, plan_dir=plan_dir)
-    local = LocalKafka()
-    kafka = ensure_kafka(local=local)
+    clusters = CellClusters()
     try:
-        run = CellRunner(plan, plan_dir, kafka.bootstrap, resume, outcome)
+        run = CellRunner(plan, plan_dir, clusters, resume, outcome)
         if plan.kind == "search":
             run_search(plan, results_dir, run)
         else:
             for cell in tqdm(cells, desc=f"plan {plan.name}", unit="cell"):
                 run(cell)
     finally:
-        if kafka.started_here:
-            local.stop()
+        clusters.close()
     if report:
         outcome.report = build_report(plan_dir, reports_dir)
     return outcome
@@ -136,15 +134,40 @@ def write_plan_json(plan: Plan, plan_dir: Path, cells: list[Cell]) -> None:
     (plan_dir / "plan.json").write_text(json.dumps(plan.describe(cells), indent=2) + "\n")
 
 
+# --- cluster lifecycle per cell (issue 8: faults and replication) -------------------------
+class CellClusters:
+    """The local cluster each cell needs: started at the cell's `cluster_size` (replaced when
+    it changes), healed before every cell (a node a fault killed or paused is back), and
+    stopped at the end when this plan started it. An existing cluster
+    (KAFKA_BOOTSTRAP_SERVERS) is used as it is."""
+
+    def __init__(self) -> None:
+        self.local: LocalKafka | None = None
+        self.started_here = False
+
+    def for_cell(self, params: dict[str, Any]) -> KafkaTarget:
+        local = LocalKafka(nodes=int(params.get("cluster_size", 1)))
+        target = ensure_kafka(local=local)
+        if not target.external:
+            self.local = local
+            self.started_here = self.started_here or target.started_here
+        return target
+
+    def close(self) -> None:
+        if self.started_here and self.local is not None:
+            self.local.stop()
+# --- end of cluster lifecycle --------------------------------------------------------------
+
+
 class CellRunner:
     """Runs one cell through the run notebook: resumes past finished cells, records a
     failure in the cell's directory and goes on, never overwrites a result."""
 
-    def __init__(self, plan: Plan, plan_dir: Path, bootstrap: str, resume: bool,
+    def __init__(self, plan: Plan, plan_dir: Path, clusters: CellClusters, resume: bool,
                  outcome: PlanOutcome) -> None:
         self.plan = plan
         self.plan_dir = plan_dir
-        self.bootstrap = bootstrap
+        self.clusters = clusters
         self.resume = resume
         self.outcome = outcome
 
@@ -158,8 +181,9 @@ class CellRunner:
             raise FileExistsError(f"{cell_dir} exists; results are never overwritten")
         cell_dir.mkdir(parents=True, exist_ok=True)
         try:
+            kafka = self.clusters.for_cell(cell.params)
             extra = {
-                "kafka_bootstrap": self.bootstrap,
+                "kafka_bootstrap": kafka.bootstrap,
                 "generator_ceiling_rps": generator_ceiling(self.plan, self.plan_dir, cell.params),
             }
             execute_cell(cell, cell_dir, extra)
