@@ -57,13 +57,14 @@ def read_acks_by_class(acks_csv: Path) -> tuple[dict[str, float], dict[str, str]
     return acks, classes
 
 
-def topic_keys(bootstrap: str, topic: str, timeout_s: float) -> tuple[Counter[str], int]:
+def topic_keys(bootstrap: str, topic: str, timeout_s: float,
+               start_offsets: dict[int, int] | None = None) -> tuple[Counter[str], int]:
     """How many records carry each key, and how many records have no key at all
     (`read_topic` refuses to under-count: see its docstring)."""
     counts: Counter[str] = Counter()
     unkeyed = 0
     try:
-        for msg in read_topic(bootstrap, topic, timeout=timeout_s):
+        for msg in read_topic(bootstrap, topic, timeout=timeout_s, start_offsets=start_offsets):
             key = msg.key()
             if key is None:
                 unkeyed += 1
@@ -105,14 +106,17 @@ def reconcile(acks: dict[str, float], counts: Counter[str],
 
 
 def audit_delivery(bootstrap: str, topic: str, acks_csv: Path, out_dir: Path | None = None,
-                   timeout_s: float = 300.0) -> dict[str, Any]:
-    """Reconcile `acks_csv` with every record of `topic`; write audit.json into `out_dir`."""
+                   timeout_s: float = 300.0,
+                   start_offsets: dict[int, int] | None = None) -> dict[str, Any]:
+    """Reconcile `acks_csv` with every record of `topic` (from `start_offsets` where given:
+    the run's share of a topic that held records before it); write audit.json into `out_dir`."""
     acks, classes = read_acks_by_class(Path(acks_csv))
-    counts, unkeyed = topic_keys(bootstrap, topic, timeout_s)
+    counts, unkeyed = topic_keys(bootstrap, topic, timeout_s, start_offsets)
     audit = reconcile(acks, counts, classes)
     audit["unkeyed_records"] = unkeyed
     audit["records"] += unkeyed
     audit["topic"] = topic
+    audit["start_offsets"] = {str(p): o for p, o in (start_offsets or {}).items()} or None
     audit["end_offsets"] = {str(p): end for p, end in end_offsets(bootstrap, topic).items()}
     if out_dir is not None:
         (Path(out_dir) / "audit.json").write_text(json.dumps(audit, indent=2) + "\n")

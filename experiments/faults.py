@@ -116,7 +116,7 @@ class FaultInjector:
         kind: str,
         at_s: float,
         duration_s: float,
-        service: Service,
+        service: Service | None,
         service_restart: bool = False,
         cluster: Cluster | None = None,
         bootstrap: str = "",
@@ -170,6 +170,9 @@ class FaultInjector:
             self._target_node = self._leader()
             self.cluster.node_pid(self._target_node)  # the leader is one of our nodes
         if self.kind in SERVICE_FAULTS:
+            if self.service is None:
+                raise FaultError(f"fault {self.kind} signals the service process; this run drives a "
+                                 "service the suite did not start")
             psutil.Process(self.service.pid)
 
     # --- the protocol ------------------------------------------------------------------

@@ -11,6 +11,8 @@ import yaml
 
 from experiments.errors import LabError
 from experiments.faults import FAULTS, SERVICE_FAULTS, TIMED_FAULTS
+from experiments.load.spec import DEFAULT_ENGINE, ENGINES
+from experiments.target import ExternalTarget, TargetError
 
 PROFILES_DIR = Path(__file__).with_name("profiles")
 ENDPOINTS = ("seed", "single", "batch")
@@ -18,6 +20,7 @@ LOAD_MODELS = ("closed", "open")
 MODES = ("durable", "fire-and-forget")
 BRIDGES = ("thread", "loop")
 CLUSTER_SIZES = (1, 3)  # local cluster layouts measured on 2 cores (experiments/kafka/broker.py)
+SERVICE_IMPLS = ("python", "rust")  # service/, or the article's design in experiments/native
 
 
 class ParamsError(LabError):
@@ -51,6 +54,10 @@ class RunParams:
     fault_at_s: float = 5.0  # when the fault strikes, seconds into the measured window
     fault_duration_s: float = 5.0  # until the recovery action (SIGCONT, restart of the node or service)
     service_restart: bool = False  # start the service again on its port after a service fault
+    load_engine: str = DEFAULT_ENGINE  # the generator's HTTP engine: aiohttp | raw (experiments/load)
+    service_impl: str = "python"  # python (service/) | rust (experiments/native: the article's design)
+    target_url: str = ""  # empty: the suite launches the service; else drive this one, launch nothing
+    allow_remote: bool = False  # let target_url be a non-loopback address
     trial: int = 1
     seed: int = 1  # payload generator seed (trial is added, so trials differ)
     generator_ceiling_rps: float = 0.0  # 0: unknown (the runner measures it once per plan)
@@ -64,6 +71,8 @@ class RunParams:
             ("endpoint", ENDPOINTS),
             ("load_model", LOAD_MODELS),
             ("delivery_bridge", BRIDGES),
+            ("load_engine", ENGINES),
+            ("service_impl", SERVICE_IMPLS),
         ):
             if getattr(self, name) not in allowed:
                 raise ParamsError(f"{name}={getattr(self, name)!r}: expected one of {allowed}")
@@ -71,6 +80,24 @@ class RunParams:
             raise ParamsError("batch_size applies to the batch endpoint only")
         self._check_cluster()
         self._check_fault()
+        self._check_target()
+
+    def _check_target(self) -> None:
+        if not self.target_url:
+            return
+        try:
+            ExternalTarget(self.target_url, allow_remote=self.allow_remote)
+        except TargetError as exc:
+            raise ParamsError(str(exc)) from None
+        if self.service_impl != "python":
+            raise ParamsError("service_impl chooses what the suite launches; with target_url it launches "
+                              "nothing")
+        if not self.topic:
+            raise ParamsError("target_url names a service the suite did not start, which writes to a topic "
+                              "of its own: name that topic with `topic` so the audit can read it")
+        if self.fault in SERVICE_FAULTS:
+            raise ParamsError(f"fault {self.fault} signals the service process, which the suite did not "
+                              "start (target_url): use a broker fault, or let the suite launch the service")
 
     def _check_cluster(self) -> None:
         if self.cluster_size not in CLUSTER_SIZES:

@@ -14,13 +14,14 @@ from typing import Any
 
 from experiments.audit import audit_delivery
 from experiments.errors import LabError
-from experiments.faults import BROKER_FAULTS, FaultError, FaultInjector
+from experiments.faults import BROKER_FAULTS, SERVICE_FAULTS, FaultError, FaultInjector
 from experiments.kafka import (
     BOOTSTRAP_ENV,
     BrokerState,
     KafkaTarget,
     LocalKafka,
     create_topic,
+    end_offsets,
     ensure_kafka,
     topic_replication,
     unique_topic,
@@ -30,6 +31,7 @@ from experiments.load import LoadSpec, run_load
 from experiments.params import RunParams
 from experiments.results import write_summary
 from experiments.service_proc import ServiceProcess
+from experiments.target import ExternalTarget, LaunchedService, Target
 
 
 def load_spec(params: RunParams, url: str) -> LoadSpec:
@@ -46,7 +48,34 @@ def load_spec(params: RunParams, url: str) -> LoadSpec:
         batch_size=params.batch_size,
         seed=params.seed + params.trial,
         workers=params.load_workers,
+        engine=params.load_engine,  # type: ignore[arg-type]  # RunParams checked it against ENGINES
+        allow_remote=params.allow_remote,
     )
+
+
+def open_target(params: RunParams, bootstrap: str, topic: str, out_dir: Path,
+                producer_config: dict[str, Any]) -> Target:
+    """The service this run drives: launched in the run's mode, or the one at target_url."""
+    if params.target_url:
+        return ExternalTarget(params.target_url, allow_remote=params.allow_remote)
+    if params.service_impl == "rust":
+        from experiments.native.service import RustService  # builds with cargo on first use
+
+        rust = RustService(mode=params.mode, bootstrap=bootstrap, topic=topic,
+                           log_file=out_dir / "service.log", producer_config=producer_config,
+                           workers=params.service_workers, partitions=params.partitions)
+        return LaunchedService(rust, impl="rust")
+    service = ServiceProcess(
+        mode=params.mode,
+        bootstrap=bootstrap,
+        topic=topic,
+        log_file=out_dir / "service.log",
+        producer_config=producer_config,
+        workers=params.service_workers,
+        partitions=params.partitions,
+        delivery_bridge=params.delivery_bridge,
+    )
+    return LaunchedService(service)
 
 
 def connect(params: RunParams) -> tuple[KafkaTarget, LocalKafka | None, BrokerState | None]:
@@ -101,29 +130,25 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
         else None,
     )
     replication = topic_replication(kafka.bootstrap, topic)
-    service = ServiceProcess(
-        mode=params.mode,
-        bootstrap=kafka.bootstrap,
-        topic=topic,
-        log_file=out_dir / "service.log",
-        producer_config=producer_config,
-        workers=params.service_workers,
-        partitions=params.partitions,
-        delivery_bridge=params.delivery_bridge,
-    )
+    # A topic that held records before the run (a target's own) is audited from here on.
+    start_offsets = end_offsets(kafka.bootstrap, topic) if params.target_url else None
+    target = open_target(params, kafka.bootstrap, topic, out_dir, producer_config)
     injector: FaultInjector | None = None
     try:
-        ready = service.start()
+        target_section = target.start()
         if params.fault != "none":
+            assert isinstance(target, LaunchedService) or params.fault not in SERVICE_FAULTS
             injector = FaultInjector(
-                params.fault, params.fault_at_s, params.fault_duration_s, service,
+                params.fault, params.fault_at_s, params.fault_duration_s,
+                target.process if isinstance(target, LaunchedService) else None,
                 service_restart=params.service_restart, cluster=local, bootstrap=kafka.bootstrap,
                 topic=topic,
             )
             injector.prepare()
-        pids: dict[str, Any] = {"service": service.pid}
+        pids: dict[str, Any] = target.pids()
         if broker_pids is not None:
             pids["broker"] = broker_pids
+        ready = target_section["identity"].get("readyz") or {}
         metadata = {
             "run": {
                 "plan": params.plan,
@@ -143,18 +168,21 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
                 "topic": topic,
                 **replication,
             },
+            "target": target_section,
             "service": {
-                "mode": params.mode,
+                "mode": ready.get("mode", params.mode if not params.target_url else None),
+                "impl": target_section["impl"],
                 "workers": params.service_workers,
                 "delivery_bridge": params.delivery_bridge,
                 "topic": topic,
                 "partitions": params.partitions,
-                "producer_config": ready.get("producer_config", producer_config),
-                "url": service.url,
+                "producer_config": ready.get("producer_config",
+                                             None if params.target_url else producer_config),
+                "url": target.url,
             },
         }
         summary = run_load(
-            load_spec(params, service.url),
+            load_spec(params, target.url),
             out_dir,
             pids=pids,
             metadata=metadata,
@@ -164,13 +192,14 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
         )
         metrics = "# the service was not running at the end of the load (fault)\n"
         with contextlib.suppress(OSError):
-            metrics = service.metrics()
+            metrics = target.metrics()
         (out_dir / "metrics.prom").write_text(metrics)
     finally:
-        exit_code = service.stop()
+        exit_code = target.stop()
     # The audit runs after the service flushed on SIGTERM: fire-and-forget acknowledged
     # events that were still in the producer's buffer are then either in the topic or lost.
-    audit = audit_delivery(kafka.bootstrap, topic, out_dir / "acks.csv", out_dir=out_dir)
+    audit = audit_delivery(kafka.bootstrap, topic, out_dir / "acks.csv", out_dir=out_dir,
+                           start_offsets=start_offsets)
     faults = summary.get("faults")
     if injector is not None and not (faults and faults.get("injected")):
         # No summary.json: a fault that did not happen must not read as "0 lost" (audit.json stays).

@@ -122,10 +122,12 @@ class TopicReadError(LabError):
 
 
 def read_topic(
-    bootstrap: str, topic: str, timeout: float = 30.0, fetch_wait_ms: int = 100
+    bootstrap: str, topic: str, timeout: float = 30.0, fetch_wait_ms: int = 100,
+    start_offsets: dict[int, int] | None = None,
 ) -> Iterator[Message]:
     """Every record of `topic`, from each partition's log start offset (not 0: retention or
-    `delete_records` move it) up to the end offsets seen at the start.
+    `delete_records` move it), or from `start_offsets` where given (a topic that held records
+    before a run), up to the end offsets seen at the start.
 
     Raises `TopicReadError` unless exactly the number of records those offsets promise
     arrived, so a reader can never under-count silently. The one reader of whole topics:
@@ -150,9 +152,13 @@ def read_topic(
             p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
             for p in metadata.topics[topic].partitions
         }
+        start = start_offsets or {}
+        bounds = {p: (max(low, start.get(p, low)), high) for p, (low, high) in bounds.items()}
         remaining = {p: high for p, (low, high) in bounds.items() if high > low}
-        expected = sum(high - low for low, high in bounds.values())
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in remaining])
+        expected = sum(max(high - low, 0) for low, high in bounds.values())
+        consumer.assign([
+            TopicPartition(topic, p, bounds[p][0] if p in start else OFFSET_BEGINNING) for p in remaining
+        ])
         deadline = time.monotonic() + timeout
         read = 0
         while remaining:
