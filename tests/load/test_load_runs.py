@@ -142,8 +142,8 @@ def test_stall_shows_in_open_loop_and_hides_in_closed_loop(server: TestServer, t
           f"half of it, p99 {open_loop['p99']} ms, max {open_loop['max']} ms; closed loop "
           f"{closed_slow} of {closed['latency_count']}, p99 {closed['latency_ms']['p99']} ms, "
           f"max {closed['latency_ms']['max']} ms")
-    # The open loop answers every slot of its schedule, whatever the box's speed ...
-    assert open_results["latency_count"] == rate * duration
+    # Every slot of the open loop's schedule is accounted for, whatever the box's speed ...
+    assert open_results["latency_count"] + open_results["unfinished"] == rate * duration
     # ... and slots due in the stall's first half wait more than half of it: rate * stall / 2.
     assert open_slow >= 0.9 * rate * stall_ms / 1000 / 2
     # Latency falls linearly from the stall to 0 across it, so the slowest 1% of the window
