@@ -85,13 +85,14 @@ def kernel_manager_for_log(log: IO[str]) -> type[AsyncKernelManager]:
 
 def generator_ceiling(plan: Plan, plan_dir: Path, params: dict[str, Any]) -> float:
     """The load generator's own ceiling for this cell's load shape (endpoint, payload,
-    connections, workers), measured once per shape and plan directory against a no-op server."""
+    connections, workers, engine), measured once per shape and plan directory against a
+    no-op server with the engine the cell's run uses."""
     if not plan.ceiling:
         return 0.0
     spec = load_spec(RunParams.from_dict(params), url="http://127.0.0.1:1")
     key = (
         f"{spec.endpoint}/fields={spec.data_fields}x{spec.field_size}/batch={spec.batch_size}"
-        f"/c={spec.connections}/w={spec.workers}"
+        f"/c={spec.connections}/w={spec.workers}/engine={spec.engine}"
     )
     path = plan_dir / "generator_ceiling.json"
     known = json.loads(path.read_text()) if path.exists() else {}

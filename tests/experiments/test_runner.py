@@ -98,6 +98,26 @@ def test_generator_ceiling_is_measured_once_per_load_shape(
     assert len(cached) == 2
 
 
+def test_generator_ceiling_is_measured_with_each_cells_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from experiments.plans import load_plan
+
+    plan_file = tmp_path / "e.yaml"
+    plan_file.write_text("name: e\ntrials: 1\nmatrix: {load_engine: [aiohttp, raw]}\n")
+    plan = load_plan(plan_file)
+    measured: list[str] = []
+
+    def fake_ceiling(spec: Any) -> float:
+        measured.append(spec.engine)
+        return {"aiohttp": 8000.0, "raw": 40000.0}[spec.engine]
+
+    monkeypatch.setattr(runner, "measure_ceiling", fake_ceiling)
+    values = [runner.generator_ceiling(plan, tmp_path, cell.params) for cell in plan.cells(tmp_path)]
+    assert sorted(measured) == ["aiohttp", "raw"]
+    assert sorted(values) == [8000.0, 40000.0]
+
+
 def test_a_cells_kernel_writes_its_process_output_into_the_cell_log(
         tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     """What the kernel process prints itself (ipykernel's notices, librdkafka's log lines)

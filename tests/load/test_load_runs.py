@@ -122,10 +122,12 @@ def test_stall_shows_in_open_loop_and_hides_in_closed_loop(server: TestServer, t
     A slow box sends fewer closed-loop requests, so a closed-loop percentile moves with
     the machine (it once failed with p99 1,011 ms on a busy box); what it cannot change:
     the open loop records every slot due during the stall, each waiting for its end from
-    its intended time, while the closed loop has at most one request per connection
-    stuck in it.
+    its intended time (a slow box only makes them later), while the closed loop has at
+    most one request per connection stuck in it.
     """
-    stall_ms, rate, duration, warmup, connections = 1000.0, 400.0, 2.0, 0.5, 50
+    # Few connections: a closed loop's ordinary latency is about connections / throughput,
+    # so even a box starved to 20 req/s keeps it below half the stall.
+    stall_ms, rate, duration, warmup, connections = 1000.0, 400.0, 2.0, 0.5, 10
     stall_after_s = warmup + 0.25  # from the first request: inside the measured window
     spec = LoadSpec(url=server.url, engine=engine, model="open", rate=rate,
                     connections=connections, duration_s=duration, warmup_s=warmup)
@@ -140,8 +142,8 @@ def test_stall_shows_in_open_loop_and_hides_in_closed_loop(server: TestServer, t
           f"half of it, p99 {open_loop['p99']} ms, max {open_loop['max']} ms; closed loop "
           f"{closed_slow} of {closed['latency_count']}, p99 {closed['latency_ms']['p99']} ms, "
           f"max {closed['latency_ms']['max']} ms")
-    # The open loop answers every slot of its schedule, whatever the box's speed ...
-    assert open_results["latency_count"] == rate * duration
+    # Every slot of the open loop's schedule is accounted for, whatever the box's speed ...
+    assert open_results["latency_count"] + open_results["unfinished"] == rate * duration
     # ... and slots due in the stall's first half wait more than half of it: rate * stall / 2.
     assert open_slow >= 0.9 * rate * stall_ms / 1000 / 2
     # Latency falls linearly from the stall to 0 across it, so the slowest 1% of the window
