@@ -96,7 +96,15 @@ def topic_replication(bootstrap: str, topic: str, timeout: float = 10.0) -> dict
         time.sleep(0.1)
     replicas = len(next(iter(found.partitions.values())).replicas)
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    config = admin.describe_configs([resource])[resource].result(timeout=timeout)
+    while True:
+        try:
+            config = admin.describe_configs([resource])[resource].result(timeout=timeout)
+            break
+        except KafkaException as exc:
+            # The broker asked may not know the new topic yet (one that just rejoined, say).
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
     return {"replication_factor": replicas, "min_insync_replicas": int(config["min.insync.replicas"].value)}
 
 

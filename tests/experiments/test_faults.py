@@ -290,3 +290,15 @@ def test_the_runner_gives_each_cell_its_cluster_size(tmp_path: Path, monkeypatch
     assert asked == [1, 3, 3]
     assert seen == ["127.0.0.1:1", "127.0.0.1:3", "127.0.0.1:3"]
     assert stopped == [3]
+
+
+def test_a_plan_with_an_impossible_fault_is_refused_before_any_cluster_starts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = tmp_path / "bad.yaml"
+    plan.write_text("name: bad\nceiling: false\nbase: {duration_s: 5, fault_at_s: 1}\n"
+                    "matrix: {fault: [service-kill, broker-kill]}\n")
+    started: list[Any] = []
+    monkeypatch.setattr(runner, "ensure_kafka", lambda **kw: started.append(kw))
+    with pytest.raises(ParamsError, match="broker-kill on a one-node cluster"):
+        runner.run_plan(plan, tmp_path / "results", tmp_path / "reports", report=False)
+    assert started == []
