@@ -48,7 +48,7 @@ SERIES_COLUMNS = (
     *SERIES_PERCENTILES, "max_ms", "fault",
 )
 ERRORS_COLUMNS = ("second", "status", "count")
-ACKS_COLUMNS = ("event_id", "t_ack_s", "status")
+ACKS_COLUMNS = ("event_id", "t_ack_s", "status", "t_sent_s")
 TRANSPORT = "transport"  # the status of an outcome without an HTTP answer
 
 

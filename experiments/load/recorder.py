@@ -68,6 +68,7 @@ class Recorder:
         self.record_acks = record_acks
         self.ack_ids: list[str] = []
         self.ack_ns = array("q")
+        self.ack_sent_ns = array("q")  # key time of the acknowledging request
         self.ack_status = array("H")
         self.transport_kinds: Counter[str] = Counter()
         self.unparsed = 0
@@ -119,10 +120,12 @@ class Recorder:
             if len(ids) == 1:
                 self.ack_ids.append(ids[0])
                 self.ack_ns.append(t_done_ns)
+                self.ack_sent_ns.append(t_done_ns - latency_ns)
                 self.ack_status.append(status)
             else:
                 self.ack_ids.extend(ids)
                 self.ack_ns.extend([t_done_ns] * len(ids))
+                self.ack_sent_ns.extend([t_done_ns - latency_ns] * len(ids))
                 self.ack_status.extend([status] * len(ids))
 
     def rejected(self, slot: int, status: int, t_done_ns: int) -> None:
@@ -182,8 +185,9 @@ class Recorder:
         # csv quotes whatever a misbehaving service might put in an id (commas, newlines).
         with path.open("w", encoding="utf-8", newline="") as out:
             csv.writer(out).writerows(
-                (event_id, f"{(t - origin) / NS_PER_S:.6f}", status)
-                for event_id, t, status in zip(self.ack_ids, self.ack_ns, self.ack_status, strict=True)
+                (event_id, f"{(t - origin) / NS_PER_S:.6f}", status, f"{(sent - origin) / NS_PER_S:.6f}")
+                for event_id, t, status, sent in zip(self.ack_ids, self.ack_ns, self.ack_status,
+                                                     self.ack_sent_ns, strict=True)
             )
         return len(self.ack_ids)
 

@@ -271,8 +271,9 @@ def fault_windows(faults: dict[str, Any] | None) -> list[list[float]]:
 
 def availability(merged: Merged, windows: list[list[float]], acks_csv: Path,
                  duration_s: float) -> dict[str, Any]:
-    """What the fault did to answers (RESULTS.md): the gap until the first 2xx after it
-    started, outcomes while it lasted, latency during it against the rest of the window.
+    """What the fault did to answers (RESULTS.md): the gap from its start until the first
+    2xx to a request sent after it started, outcomes while it lasted, latency during it
+    against the rest of the window.
 
     Counts and latency are per second (a second overlapping a fault window counts as
     under the fault); the first success is exact, from the acknowledgement times.
@@ -311,12 +312,18 @@ def availability(merged: Merged, windows: list[list[float]], acks_csv: Path,
 
 
 def _first_ack_after(acks_csv: Path, start_s: float) -> float | None:
+    """When the first request sent (or due) at or after `start_s` was acknowledged.
+
+    Answers to requests sent before the fault may still arrive after it started; they
+    say nothing about whether the service was available, so they do not end the gap.
+    """
     first = None
     with acks_csv.open(newline="") as src:
         for row in csv.DictReader(src):
-            t = float(row["t_ack_s"])
-            if t >= start_s and (first is None or t < first):
-                first = t
+            if float(row["t_sent_s"]) >= start_s:
+                t = float(row["t_ack_s"])
+                if first is None or t < first:
+                    first = t
     return first
 
 

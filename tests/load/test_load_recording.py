@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import random
+from pathlib import Path
 
 import pytest
 
+from experiments.load.files import collect_acks
 from experiments.load.merge import merge_results
 from experiments.load.recorder import NS_PER_S, Recorder
+from experiments.load.run import availability
 from experiments.results import (
     decode_histogram,
     encode_histogram,
@@ -133,3 +136,29 @@ def test_outcomes_count_in_the_second_they_complete_and_the_cohort_adds_up() -> 
     assert merged.window.get_total_count() == 1
     assert merged.slot_hists[0].get_max_value() >= 2_300_000
     assert merged.drain_s == pytest.approx(0.9)
+
+
+def test_availability_gap_ends_with_the_first_answer_to_a_request_sent_after_the_fault(
+        tmp_path: Path) -> None:
+    """An answer still in flight when the fault struck says nothing about availability."""
+    origin = 0
+    rec = Recorder(origin, warmup_s=0.0, duration_s=10.0, drain_limit_s=1.0)
+
+    def at(s: float) -> int:
+        return int(s * NS_PER_S)
+
+    for sent, done, status in ((4.9, 5.2, 200), (5.5, 8.0, 200), (9.0, 9.1, 200)):
+        rec.sent(rec.slot(at(sent)))
+        rec.accepted(rec.slot(at(sent)), at(done) - at(sent), [f"id-{sent}"], 1, at(done), status)
+    rec.sent(rec.slot(at(5.1)))
+    rec.rejected(rec.slot(at(5.1)), 503, at(5.3))
+    (tmp_path / "acks.part").touch()
+    result = rec.finish(0, 0, tmp_path / "acks.part")
+    merged = merge_results([result], duration_s=10.0)
+    collect_acks(tmp_path, [result])
+
+    section = availability(merged, [[5.0, 7.0]], tmp_path / "acks.csv", duration_s=10.0)
+    assert section["first_ok_after_fault_s"] == 8.0
+    assert section["unavailable_s"] == 3.0
+    assert section["errors_during_fault"] == {"503": 1}
+    assert section["ok_during_fault"] == 1  # the in-flight answer completed at 5.2

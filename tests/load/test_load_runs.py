@@ -36,7 +36,7 @@ def read_series(run_dir: Path) -> list[dict[str, str]]:
 def read_acks(run_dir: Path) -> list[list[str]]:
     with (run_dir / "acks.csv").open() as src:
         rows = list(csv.reader(src))
-    assert rows[0] == ["event_id", "t_ack_s", "status"]
+    assert rows[0] == ["event_id", "t_ack_s", "status", "t_sent_s"]
     return rows[1:]
 
 
