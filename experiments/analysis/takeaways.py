@@ -159,8 +159,8 @@ def ramp(runs: Runs) -> str:
             trials = int(offered.at[config, "trials"])
             parts.append(
                 f"{config} never reached a steady rate: overloaded in {row['overloaded_trials']} of "
-                f"{trials} trials, it completed {fmt_rate(row['steady_rate'])} events/s per "
-                f"second of the window against {fmt_rate(offered.at[config, 'offered_rps_median'])} "
+                f"{trials} trials, it completed a median {fmt_rate(row['steady_rate'])} events/s "
+                f"per second of the window against {fmt_rate(offered.at[config, 'offered_rps_median'])} "
                 "requests/s offered"
             )
         elif is_missing(row["seconds_to_steady"]) or row["seconds_to_steady"] <= 1:
