@@ -197,12 +197,12 @@ def load_runs(plan_dir: Path | str) -> Runs:
     summaries = pd.DataFrame(rows, columns=_column_order(rows, param_columns))
     varying = tuple(varying_params(summaries, param_columns))
     summaries["config"] = [config_label(r, varying) for r in summaries.to_dict("records")]
-    summaries = _sorted(summaries)
+    search = _read_json(plan_dir / SEARCH_FILE) or None
+    summaries = _sorted(summaries, str(search.get("param")) if search and search.get("param") else None)
     configs = tuple(dict.fromkeys(summaries["config"]))
 
     ids = summaries[["run", "config", "mode", "trial"]]
     plan = next((str(s["run"]["plan"]) for s in raw.values() if s.get("run", {}).get("plan")), None)
-    search = _read_json(plan_dir / SEARCH_FILE) or None
     return Runs(
         plan=plan or str(plan_info.get("name") or plan_dir.name),
         plan_dir=plan_dir,
@@ -391,19 +391,23 @@ def _column_order(rows: list[dict[str, Any]], param_columns: tuple[str, ...]) ->
     return list(dict.fromkeys([*ids, *params, *fixed, *rest]))
 
 
-def _sorted(summaries: pd.DataFrame) -> pd.DataFrame:
+def _sorted(summaries: pd.DataFrame, searched: str | None = None) -> pd.DataFrame:
     """Modes in the article's order, then configurations in plan order, then trials.
 
     Plan order is the order of each configuration's first cell: the runner numbers cells
-    in matrix order (trials outermost), so a rate sweep reads low to high as written.
+    in matrix order (trials outermost), so a rate sweep reads low to high as written. A
+    search visits its values out of order, so there the searched parameter's value sorts
+    first within the configuration's other parameters.
     """
     if summaries.empty:
         return summaries
     first_cell = summaries.sort_values("run").drop_duplicates("config").reset_index(drop=True)
     plan_order = {config: i for i, config in enumerate(first_cell["config"])}
+    by_value = searched is not None and searched in summaries
 
     def key(row: pd.Series) -> tuple[Any, ...]:
-        return (mode_rank(row["mode"]), plan_order[row["config"]], sort_key(row["trial"]), row["run"])
+        value = sort_key(row[searched]) if by_value else (0, 0.0, "")
+        return (mode_rank(row["mode"]), value, plan_order[row["config"]], sort_key(row["trial"]), row["run"])
 
     order = sorted(summaries.index, key=lambda i: key(summaries.loc[i]))
     return summaries.loc[order].reset_index(drop=True)

@@ -258,6 +258,8 @@ def test_search_path(search_runs: Runs) -> None:
         "overloaded trials": "2 of 2",
         "verdict": "fails",
     }
+    # A search visits rates out of order; configurations still read low to high.
+    assert search_runs.configs[:3] == ("durable, rate=500", "durable, rate=812.5", "durable, rate=968.75")
     figure = plots.search_path(search_runs)
     assert figure is not None and figure.axes[0].get_ylabel() == "offered requests/s"
     assert plots.search_path(load_runs(SATURATION_PLAN)) is None

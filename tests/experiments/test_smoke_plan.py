@@ -29,7 +29,7 @@ RUN_FILES = [
 SECTIONS = [
     "Throughput over time",
     "Latency percentile spectrum",
-    "Latency versus throughput",
+    "Latency versus load",
     "Effect of producer settings",
     "CPU per component",
     "Delivery audit",
