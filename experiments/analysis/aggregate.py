@@ -228,18 +228,25 @@ def capacity(runs: Runs) -> pd.DataFrame:
     s = open_loop_runs(runs)
     rows = []
     for sweep, group in s.groupby("sweep", sort=False):
+        # Rates are offered requests; a batch request carries batch_size events.
+        per_request = _events_per_request(group)
         per_trial: dict[object, float] = {}
         all_held = True
-        for trial, runs_of_trial in group.groupby("trial", sort=True):
+        for trial, runs_of_trial in group.groupby("trial", sort=True, dropna=False):
             ordered = runs_of_trial.sort_values("offered_rps")
             found = math.nan
             for _, run in ordered.iterrows():
                 if not holds(run, slo):
                     all_held = False
                     break
-                found = float(run["offered_rps"])
+                found = float(run["offered_rps"]) * per_request
             per_trial[trial] = found
-        stats = spread(per_trial.values())
+        # A trial where nothing held counts as 0 (not as missing) once another trial held:
+        # leaving it out would report the lucky trials only.
+        values = list(per_trial.values())
+        if not all(math.isnan(v) for v in values):
+            values = [0.0 if math.isnan(v) else v for v in values]
+        stats = spread(values)
         rows.append(
             {
                 "sweep": sweep,
@@ -251,11 +258,16 @@ def capacity(runs: Runs) -> pd.DataFrame:
                 "min": stats["min"],
                 "max": stats["max"],
                 "all_held": all_held,
-                "highest_rate": float(group["offered_rps"].max()),
+                "highest_rate": float(group["offered_rps"].max()) * per_request,
                 "source": "sweep",
             }
         )
     return pd.DataFrame(rows, columns=columns)
+
+
+def _events_per_request(group: pd.DataFrame) -> float:
+    sizes = group["batch_size"].dropna() if "batch_size" in group else pd.Series(dtype=float)
+    return float(sizes.median()) if len(sizes) and group["endpoint"].eq("batch").all() else 1.0
 
 
 def _searched_capacity(runs: Runs, slo: float, columns: list[str]) -> pd.DataFrame:
@@ -333,7 +345,7 @@ def fault_table(runs: Runs) -> pd.DataFrame:
             "mode": group["mode"].iloc[0],
             "fault": group["fault_kind"].iloc[0],
             "trials": len(group),
-            "not_injected": int((group["fault_injected"] == False).sum()),  # noqa: E712
+            "not_injected": sum(1 for injected in group["fault_injected"] if injected is False),
             "never_recovered": int(group["first_ok_after_fault_s"].isna().sum()),
         }
         for metric in metrics:

@@ -291,3 +291,19 @@ def test_cpu_of_everything_else_is_shown_and_flagged(saturation_runs: Runs) -> N
         "(014-mode=fire-and-forget_rate=750-t2: 0.3 of 2 cores): those runs shared the machine "
         "with work the suite did not start"
     )
+
+
+def test_a_trial_where_nothing_held_counts_as_zero(tmp_path: Path) -> None:
+    """Leaving the failed trial out would report the lucky trials only."""
+    for name in DURABLE_RUNS[500] + DURABLE_RUNS[750]:
+        shutil.copytree(SATURATION_PLAN / name, tmp_path / name)
+    (tmp_path / "plan.json").write_text((SATURATION_PLAN / "plan.json").read_text())
+    slow = read_summary(tmp_path, DURABLE_RUNS[500][1])
+    slow["results"]["latency_ms"]["p99"] = 80.0
+    (tmp_path / DURABLE_RUNS[500][1] / "summary.json").write_text(json.dumps(slow))
+    row = aggregate.capacity(load_runs(tmp_path)).iloc[0]
+    assert math.isnan(row["per_trial"][2])
+    assert (row["median"], row["min"], row["max"]) == (375.0, 0.0, 750.0)
+    assert (
+        report.capacity_table(load_runs(tmp_path)).iloc[0]["per trial / bracket"] == "t1: 750, t2: none held"
+    )
