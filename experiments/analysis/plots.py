@@ -27,6 +27,7 @@ from experiments.analysis._style import (
     thousands,
 )
 from experiments.analysis.load import COMPONENTS, Runs
+from experiments.analysis.params import is_missing
 
 __all__ = [
     "cpu_per_component",
@@ -274,6 +275,18 @@ def setting_effect(runs: Runs) -> Figure | None:
             sns.pointplot(
                 **common, dodge=dodge, estimator="median", errorbar=None, markers="D", linestyles="none"
             )
+            over = s[s["overloaded"].map(lambda v: not is_missing(v) and bool(v))]
+            if len(over):
+                # Overloaded runs crossed out: their throughput is not a setting's effect.
+                axis.scatter(
+                    over[metric],
+                    [order.index(v) for v in over["variant"]],
+                    marker="X",
+                    s=70,
+                    color="black",
+                    zorder=6,
+                    label="overloaded run",
+                )
             axis.set_xlim(0, s[metric].max() * 1.1)
             if metric == "events_per_s":
                 thousands(axis, "x")
@@ -283,7 +296,9 @@ def setting_effect(runs: Runs) -> Figure | None:
         if axes[0, 0].get_legend() is not None:
             axes[0, 0].get_legend().remove()
         legend_outside(axes[0, 1], "mode")
-        figure.suptitle("Effect of producer settings (dot: one run; diamond: median of trials)")
+        title = "Effect of producer settings (dot: one run; diamond: median of trials"
+        marked = s["overloaded"].map(lambda v: not is_missing(v) and bool(v)).any()
+        figure.suptitle(title + ("; X: overloaded run)" if marked else ")"))
     return figure
 
 

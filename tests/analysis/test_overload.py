@@ -307,3 +307,16 @@ def test_a_trial_where_nothing_held_counts_as_zero(tmp_path: Path) -> None:
     assert (
         report.capacity_table(load_runs(tmp_path)).iloc[0]["per trial / bracket"] == "t1: 750, t2: none held"
     )
+
+
+def test_setting_effect_crosses_out_overloaded_runs(tmp_path: Path) -> None:
+    for linger, name in enumerate((DURABLE_RUNS[1500][0], DURABLE_RUNS[750][0])):
+        shutil.copytree(SATURATION_PLAN / name, tmp_path / name)
+        summary = read_summary(tmp_path, name)
+        summary["params"].update(rate=1500.0, producer_config={"linger.ms": 5 * linger})
+        (tmp_path / name / "summary.json").write_text(json.dumps(summary))
+    figure = plots.setting_effect(load_runs(tmp_path))
+    assert figure is not None
+    assert figure.get_suptitle().endswith("; X: overloaded run)")
+    crosses = [c for c in figure.axes[0].collections if c.get_label() == "overloaded run"]
+    assert len(crosses) == 1 and len(crosses[0].get_offsets()) == 1
