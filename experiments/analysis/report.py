@@ -341,9 +341,12 @@ def cpu_table(runs: Runs) -> pd.DataFrame:
         row.update({f"{c} (cores)": fmt_cores(r[f"cpu_{c}"]) for c in COMPONENTS})
         row["everything else (cores)"] = fmt_cores(r["cpu_other"])
         row["machine (cores)"] = fmt_cores(r["cpu_machine"])
-        row["flag"] = (
-            f"other load > {fmt_pct(aggregate.CPU_OTHER_SHARE)} of the machine" if bool(busy.loc[i]) else ""
+        flags = (
+            [f"other load > {fmt_pct(aggregate.CPU_OTHER_SHARE)} of the machine"] if bool(busy.loc[i]) else []
         )
+        if not r["launched_by_suite"]:
+            flags.append("external target: its CPU only where found by port")
+        row["flag"] = "; ".join(flags)
         rows.append(row)
     return pd.DataFrame(rows)
 

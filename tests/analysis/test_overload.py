@@ -272,6 +272,7 @@ def test_header_names_engine_and_external_target(search_runs: Runs, runs: Runs) 
         "NOT launched by the suite in every run: http://127.0.0.1:18090 (rust); its CPU is known "
         "only for local processes the suite found by port"
     )
+    assert set(report.cpu_table(search_runs)["flag"]) == {"external target: its CPU only where found by port"}
     facts = report.header_facts(runs)
     assert facts["Load engine"] == "aiohttp"
     assert facts["Target"] == "a service the suite launched for every run"
