@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PLAN ?= experiments/plans/default.yaml
 PYTEST_ARGS ?=
 
-.PHONY: report test lint env jars kafka-up kafka-down lab clean
+.PHONY: report test lint env jars bench-deps kafka-up kafka-down lab clean
 
 report: env jars
 	$(PY) -m experiments run $(PLAN)
@@ -32,6 +32,11 @@ $(VENV)/.installed: pyproject.toml
 
 jars: env
 	$(PY) -m experiments.kafka jars >/dev/null
+
+# wrk: the C reference the generator's ceiling is compared with (`python -m experiments.load
+# ceiling --compare-wrk`); Debian/Ubuntu only, needs root (the test that uses it skips without).
+bench-deps:
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 
 kafka-up: env jars
 	$(PY) -m experiments.kafka up

@@ -53,7 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             print(build_report(args.plan_dir, args.reports))
             return 0
-        for cell in load_plan(args.plan).cells(args.results):
+        plan = load_plan(args.plan)
+        if plan.kind == "search":
+            print(f"search plan: per configuration below, the runner bisects {plan.search} "
+                  f"for p99 <= {plan.slo_p99_ms:g} ms; its cells are made as it goes")
+            for config, values in plan.combinations():
+                print(config, {**plan.base, **values})
+        for cell in plan.cells(args.results):
             print(cell.id, cell.params)
         return 0
     except LabError as exc:

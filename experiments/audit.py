@@ -6,7 +6,10 @@ The message key is the event id (UTF-8). After a run:
 - lost: acknowledged ids not in the topic (the service said yes, Kafka does not have it);
 - unacknowledged: distinct ids in the topic that were never acknowledged (sent but answered
   with an error, a timeout, or after the generator stopped listening);
-- duplicates: records beyond the first with the same id (retries without idempotence).
+- duplicates: records beyond the first with the same id (retries without idempotence);
+- acknowledged_by_class / lost_by_class: the same counts split by the HTTP status of the
+  acknowledging answer (200 durable, 202 fire-and-forget; acks.csv `status` column,
+  "unknown" for files written before it existed).
 """
 
 from __future__ import annotations
@@ -28,30 +31,40 @@ class AuditError(LabError):
 
 
 def read_acks(acks_csv: Path) -> dict[str, float]:
-    """event_id -> first acknowledgement time (t_ack_s), from an `event_id,t_ack_s` CSV."""
+    """event_id -> first acknowledgement time (t_ack_s), from an `event_id,t_ack_s[,status]` CSV."""
+    return read_acks_by_class(acks_csv)[0]
+
+
+def read_acks_by_class(acks_csv: Path) -> tuple[dict[str, float], dict[str, str]]:
+    """event_id -> first t_ack_s, and event_id -> status of that first acknowledgement
+    ("unknown" when the file has no `status` column)."""
     acks: dict[str, float] = {}
+    classes: dict[str, str] = {}
     try:
         with Path(acks_csv).open(newline="", encoding="utf-8") as src:
             reader = csv.reader(src)
-            header = next(reader, None)
-            if header is None or [h.strip() for h in header[:2]] != ["event_id", "t_ack_s"]:
-                raise AuditError(f"{acks_csv}: expected the header 'event_id,t_ack_s'")
+            header = [h.strip() for h in next(reader, None) or []]
+            if header[:2] != ["event_id", "t_ack_s"]:
+                raise AuditError(f"{acks_csv}: expected the header 'event_id,t_ack_s[,status]'")
+            status_col = header.index("status") if "status" in header else None
             for row in reader:
-                if row and row[0]:
-                    t = float(row[1]) if len(row) > 1 and row[1] else float("nan")
-                    acks.setdefault(row[0], t)
+                if row and row[0] and row[0] not in acks:
+                    acks[row[0]] = float(row[1]) if len(row) > 1 and row[1] else float("nan")
+                    status = row[status_col] if status_col is not None and len(row) > status_col else ""
+                    classes[row[0]] = status.strip() or "unknown"
     except OSError as exc:
         raise AuditError(f"cannot read {acks_csv}: {exc}") from exc
-    return acks
+    return acks, classes
 
 
-def topic_keys(bootstrap: str, topic: str, timeout_s: float) -> tuple[Counter[str], int]:
+def topic_keys(bootstrap: str, topic: str, timeout_s: float,
+               start_offsets: dict[int, int] | None = None) -> tuple[Counter[str], int]:
     """How many records carry each key, and how many records have no key at all
     (`read_topic` refuses to under-count: see its docstring)."""
     counts: Counter[str] = Counter()
     unkeyed = 0
     try:
-        for msg in read_topic(bootstrap, topic, timeout=timeout_s):
+        for msg in read_topic(bootstrap, topic, timeout=timeout_s, start_offsets=start_offsets):
             key = msg.key()
             if key is None:
                 unkeyed += 1
@@ -62,9 +75,13 @@ def topic_keys(bootstrap: str, topic: str, timeout_s: float) -> tuple[Counter[st
     return counts, unkeyed
 
 
-def reconcile(acks: dict[str, float], counts: Counter[str]) -> dict[str, Any]:
+def reconcile(acks: dict[str, float], counts: Counter[str],
+              classes: dict[str, str] | None = None) -> dict[str, Any]:
     """The audit's arithmetic, separate from Kafka so it can be checked on tiny inputs."""
     lost_ids = [event_id for event_id in acks if event_id not in counts]
+    class_of = (classes or {}).get
+    acked_by_class = Counter(class_of(i, "unknown") for i in acks)
+    lost_by_class = Counter(class_of(i, "unknown") for i in lost_ids)
     unacked = [event_id for event_id in counts if event_id not in acks]
     duplicated = {event_id: n for event_id, n in counts.items() if n > 1}
     lost_times = sorted(acks[i] for i in lost_ids)
@@ -72,6 +89,9 @@ def reconcile(acks: dict[str, float], counts: Counter[str]) -> dict[str, Any]:
         "acknowledged": len(acks),
         "present": len(acks) - len(lost_ids),
         "lost": len(lost_ids),
+        "acknowledged_by_class": dict(sorted(acked_by_class.items())),
+        # Every acknowledged class appears, with 0 when nothing of it was lost.
+        "lost_by_class": {c: lost_by_class.get(c, 0) for c in sorted(acked_by_class)},
         "unacknowledged": len(unacked),
         "duplicates": sum(n - 1 for n in duplicated.values()),
         "records": sum(counts.values()),
@@ -86,14 +106,17 @@ def reconcile(acks: dict[str, float], counts: Counter[str]) -> dict[str, Any]:
 
 
 def audit_delivery(bootstrap: str, topic: str, acks_csv: Path, out_dir: Path | None = None,
-                   timeout_s: float = 300.0) -> dict[str, Any]:
-    """Reconcile `acks_csv` with every record of `topic`; write audit.json into `out_dir`."""
-    acks = read_acks(Path(acks_csv))
-    counts, unkeyed = topic_keys(bootstrap, topic, timeout_s)
-    audit = reconcile(acks, counts)
+                   timeout_s: float = 300.0,
+                   start_offsets: dict[int, int] | None = None) -> dict[str, Any]:
+    """Reconcile `acks_csv` with every record of `topic` (from `start_offsets` where given:
+    the run's share of a topic that held records before it); write audit.json into `out_dir`."""
+    acks, classes = read_acks_by_class(Path(acks_csv))
+    counts, unkeyed = topic_keys(bootstrap, topic, timeout_s, start_offsets)
+    audit = reconcile(acks, counts, classes)
     audit["unkeyed_records"] = unkeyed
     audit["records"] += unkeyed
     audit["topic"] = topic
+    audit["start_offsets"] = {str(p): o for p, o in (start_offsets or {}).items()} or None
     audit["end_offsets"] = {str(p): end for p, end in end_offsets(bootstrap, topic).items()}
     if out_dir is not None:
         (Path(out_dir) / "audit.json").write_text(json.dumps(audit, indent=2) + "\n")

@@ -10,12 +10,17 @@ from typing import Any
 import yaml
 
 from experiments.errors import LabError
+from experiments.faults import FAULTS, SERVICE_FAULTS, TIMED_FAULTS
+from experiments.load.spec import DEFAULT_ENGINE, ENGINES
+from experiments.target import ExternalTarget, TargetError
 
 PROFILES_DIR = Path(__file__).with_name("profiles")
 ENDPOINTS = ("seed", "single", "batch")
 LOAD_MODELS = ("closed", "open")
 MODES = ("durable", "fire-and-forget")
 BRIDGES = ("thread", "loop")
+CLUSTER_SIZES = (1, 3)  # local cluster layouts measured on 2 cores (experiments/kafka/broker.py)
+SERVICE_IMPLS = ("python", "rust")  # service/, or the article's design in experiments/native
 
 
 class ParamsError(LabError):
@@ -42,6 +47,17 @@ class RunParams:
     kafka_bootstrap: str = ""  # empty: KAFKA_BOOTSTRAP_SERVERS, else the local broker
     topic: str = ""  # empty: a fresh topic per run, so the audit sees only this run
     partitions: int = 1
+    cluster_size: int = 1  # nodes of the local cluster: 1 | 3 (an existing cluster: its broker count)
+    replication_factor: int = 0  # of the run topic; 0: 1 on one broker, 3 on three
+    min_insync_replicas: int = 0  # of the run topic; 0: 1 on one broker, 2 on three
+    fault: str = "none"  # none | a kind of experiments/faults.py FAULTS (service-kill, broker-pause, ...)
+    fault_at_s: float = 5.0  # when the fault strikes, seconds into the measured window
+    fault_duration_s: float = 5.0  # until the recovery action (SIGCONT, restart of the node or service)
+    service_restart: bool = False  # start the service again on its port after a service fault
+    load_engine: str = DEFAULT_ENGINE  # the generator's HTTP engine: aiohttp | raw (experiments/load)
+    service_impl: str = "python"  # python (service/) | rust (experiments/native: the article's design)
+    target_url: str = ""  # empty: the suite launches the service; else drive this one, launch nothing
+    allow_remote: bool = False  # let target_url be a non-loopback address
     trial: int = 1
     seed: int = 1  # payload generator seed (trial is added, so trials differ)
     generator_ceiling_rps: float = 0.0  # 0: unknown (the runner measures it once per plan)
@@ -55,11 +71,77 @@ class RunParams:
             ("endpoint", ENDPOINTS),
             ("load_model", LOAD_MODELS),
             ("delivery_bridge", BRIDGES),
+            ("load_engine", ENGINES),
+            ("service_impl", SERVICE_IMPLS),
         ):
             if getattr(self, name) not in allowed:
                 raise ParamsError(f"{name}={getattr(self, name)!r}: expected one of {allowed}")
         if self.endpoint != "batch" and self.batch_size != 1:
             raise ParamsError("batch_size applies to the batch endpoint only")
+        self._check_cluster()
+        self._check_fault()
+        self._check_target()
+
+    def _check_target(self) -> None:
+        if not self.target_url:
+            return
+        try:
+            ExternalTarget(self.target_url, allow_remote=self.allow_remote)
+        except TargetError as exc:
+            raise ParamsError(str(exc)) from None
+        if self.service_impl != "python":
+            raise ParamsError("service_impl chooses what the suite launches; with target_url it launches "
+                              "nothing")
+        if not self.topic:
+            raise ParamsError("target_url names a service the suite did not start, which writes to a topic "
+                              "of its own: name that topic with `topic` so the audit can read it")
+        if self.fault in SERVICE_FAULTS:
+            raise ParamsError(f"fault {self.fault} signals the service process, which the suite did not "
+                              "start (target_url): use a broker fault, or let the suite launch the service")
+
+    def _check_cluster(self) -> None:
+        if self.cluster_size not in CLUSTER_SIZES:
+            raise ParamsError(f"cluster_size={self.cluster_size}: expected one of {CLUSTER_SIZES}")
+        if not 0 <= self.replication_factor <= self.cluster_size:
+            raise ParamsError(
+                f"replication_factor={self.replication_factor} needs that many brokers; cluster_size is "
+                f"{self.cluster_size} (0 picks {min(3, self.cluster_size)})"
+            )
+        if not 0 <= self.min_insync_replicas <= self.effective_replication_factor():
+            raise ParamsError(
+                f"min_insync_replicas={self.min_insync_replicas} is above the replication factor "
+                f"{self.effective_replication_factor()}: no write could ever succeed"
+            )
+
+    def _check_fault(self) -> None:
+        if self.fault not in FAULTS:
+            raise ParamsError(f"fault={self.fault!r}: expected one of {FAULTS}")
+        if self.fault == "none":
+            return
+        if not 0 <= self.fault_at_s < self.duration_s:
+            raise ParamsError(
+                f"fault_at_s={self.fault_at_s} is outside the measured window [0, {self.duration_s}) s"
+            )
+        recovers = self.fault in TIMED_FAULTS or (self.fault in SERVICE_FAULTS and self.service_restart)
+        if recovers and not (
+            self.fault_duration_s > 0 and self.fault_at_s + self.fault_duration_s <= self.duration_s
+        ):
+            raise ParamsError(
+                f"fault {self.fault} at {self.fault_at_s} s for {self.fault_duration_s} s must recover "
+                f"inside the measured window of {self.duration_s} s (0 < fault_duration_s, "
+                f"fault_at_s + fault_duration_s <= duration_s)"
+            )
+        if self.fault == "broker-kill" and self.cluster_size == 1:
+            raise ParamsError(
+                "fault broker-kill on a one-node cluster takes the only broker away for the rest of the "
+                "run (no replica to fail over to): use cluster_size 3, or broker-restart / broker-pause"
+            )
+
+    def effective_replication_factor(self) -> int:
+        return self.replication_factor or min(3, self.cluster_size)
+
+    def effective_min_insync_replicas(self) -> int:
+        return self.min_insync_replicas or max(1, self.effective_replication_factor() - 1)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunParams:

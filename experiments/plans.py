@@ -10,6 +10,10 @@ matrix: {mode: [durable, fire-and-forget]}
 
 Trials are the outer loop, so slow drift of a shared machine spreads over every
 configuration instead of landing on the last one.
+
+`kind: search` plans do not list rates: per matrix combination the runner bisects the
+open loop's rate for the capacity at `slo_p99_ms` (experiments/search.py), and builds
+each probe's cells as it goes.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 import yaml
 
 from experiments.params import ParamsError, RunParams
+from experiments.search import Search, SearchError
 
 PLANS_DIR = Path(__file__).with_name("plans")
 _RESERVED = {"trial", "plan", "cell", "output_dir"}
@@ -44,30 +49,59 @@ class Plan:
     matrix: dict[str, list[Any]]
     path: Path | None = None
     ceiling: bool = True  # measure the load generator's own ceiling once before the cells
+    kind: str = "matrix"  # matrix: every combination; search: bisect the rate per combination
+    search: Search | None = None
+    slo_p99_ms: float | None = None  # the latency budget of "capacity at an SLO"
+
+    def combinations(self) -> list[tuple[str, dict[str, Any]]]:
+        """(configuration slug, matrix values) of every combination, in plan order."""
+        keys = list(self.matrix)
+        varying = [k for k in keys if len(self.matrix[k]) > 1]
+        combos = list(itertools.product(*(self.matrix[k] for k in keys))) or [()]
+        out = []
+        for combo in combos:
+            values = dict(zip(keys, combo, strict=True))
+            out.append((slug({k: values[k] for k in varying}) or "base", values))
+        return out
 
     def cells(self, results_dir: Path) -> list[Cell]:
-        keys = list(self.matrix)
-        combos = list(itertools.product(*(self.matrix[k] for k in keys))) or [()]
-        varying = [k for k in keys if len(self.matrix[k]) > 1]
+        """Every cell of a matrix plan; a search plan's cells exist only as it runs."""
+        if self.kind == "search":
+            return []
         cells = []
-        index = 0
         for trial in range(1, self.trials + 1):
-            for combo in combos:
-                values = dict(zip(keys, combo, strict=True))
-                config = slug({k: values[k] for k in varying}) or "base"
-                index += 1
-                cell_id = f"{index:03d}-{config}-t{trial}"
-                params = {
-                    **self.base,
-                    **values,
-                    "trial": trial,
-                    "plan": self.name,
-                    "cell": cell_id,
-                    "output_dir": str(results_dir / self.name / cell_id),
-                }
-                RunParams.from_dict(params)  # refuse a bad plan before anything runs
-                cells.append(Cell(id=cell_id, config=config, params=params))
+            for config, values in self.combinations():
+                cells.append(self.cell(results_dir, len(cells) + 1, config, values, trial))
         return cells
+
+    def cell(self, results_dir: Path, index: int, config: str, values: dict[str, Any],
+             trial: int) -> Cell:
+        cell_id = f"{index:03d}-{config}-t{trial}"
+        params = {
+            **self.base,
+            **values,
+            "trial": trial,
+            "plan": self.name,
+            "cell": cell_id,
+            "output_dir": str(results_dir / self.name / cell_id),
+        }
+        RunParams.from_dict(params)  # refuse a bad plan before anything runs
+        return Cell(id=cell_id, config=config, params=params)
+
+    def describe(self, cells: list[Cell]) -> dict[str, Any]:
+        """plan.json: what the report needs to know about the plan (RESULTS.md)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "trials": self.trials,
+            "kind": self.kind,
+            "slo_p99_ms": self.slo_p99_ms,
+            "search": None if self.search is None else vars(self.search),
+            "base": self.base,
+            "matrix": self.matrix,
+            "source": str(self.path),
+            "cells": [c.id for c in cells],
+        }
 
 
 def slug(values: dict[str, Any]) -> str:
@@ -95,7 +129,8 @@ def resolve_plan_path(name_or_path: str) -> Path:
 def load_plan(name_or_path: str | Path) -> Plan:
     path = resolve_plan_path(str(name_or_path))
     data = yaml.safe_load(path.read_text()) or {}
-    unknown = set(data) - {"name", "description", "trials", "base", "matrix", "ceiling"}
+    known = {"name", "description", "trials", "base", "matrix", "ceiling", "kind", "search", "slo_p99_ms"}
+    unknown = set(data) - known
     if unknown:
         raise ParamsError(f"{path}: unknown plan keys {sorted(unknown)}")
     base = data.get("base") or {}
@@ -106,6 +141,26 @@ def load_plan(name_or_path: str | Path) -> Plan:
     for key, values in matrix.items():
         if not isinstance(values, list) or not values:
             raise ParamsError(f"{path}: matrix.{key} must be a non-empty list")
+    kind = str(data.get("kind", "matrix"))
+    if kind not in ("matrix", "search"):
+        raise ParamsError(f"{path}: kind {kind!r}: expected matrix or search")
+    slo = data.get("slo_p99_ms")
+    if slo is not None and (not isinstance(slo, int | float) or slo <= 0):
+        raise ParamsError(f"{path}: slo_p99_ms must be a positive number of milliseconds")
+    search = None
+    if kind == "search":
+        try:
+            search = Search.from_dict(data.get("search") or {})
+        except SearchError as exc:
+            raise ParamsError(f"{path}: {exc}") from None
+        if slo is None:
+            raise ParamsError(f"{path}: a search plan needs slo_p99_ms, the budget it searches for")
+        if search.param in matrix or search.param in base:
+            raise ParamsError(f"{path}: {search.param} is searched; do not also set it in base or matrix")
+        if base.get("load_model", "closed") != "open":
+            raise ParamsError(f"{path}: a rate search needs base.load_model: open")
+    elif "search" in data:
+        raise ParamsError(f"{path}: a search block needs kind: search")
     return Plan(
         name=str(data.get("name") or path.stem),
         description=str(data.get("description", "")).strip(),
@@ -114,4 +169,7 @@ def load_plan(name_or_path: str | Path) -> Plan:
         matrix=matrix,
         path=path,
         ceiling=bool(data.get("ceiling", True)),
+        kind=kind,
+        search=search,
+        slo_p99_ms=float(slo) if slo is not None else None,
     )

@@ -1,22 +1,37 @@
-"""One run, end to end: Kafka, a fresh topic, the service in one mode, load, audit, files.
+"""One run, end to end: Kafka, a fresh topic, the service in one mode, load (with a fault
+when asked), audit, files.
 
 The run notebook calls `run_experiment` and nothing else; the runner calls the notebook.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from experiments.audit import audit_delivery
 from experiments.errors import LabError
-from experiments.kafka import LocalKafka, create_topic, ensure_kafka, unique_topic
+from experiments.faults import BROKER_FAULTS, SERVICE_FAULTS, FaultError, FaultInjector
+from experiments.kafka import (
+    BOOTSTRAP_ENV,
+    BrokerState,
+    KafkaTarget,
+    LocalKafka,
+    create_topic,
+    end_offsets,
+    ensure_kafka,
+    topic_replication,
+    unique_topic,
+)
 from experiments.kafka.broker import listening_pid
 from experiments.load import LoadSpec, run_load
-from experiments.load.files import write_summary
 from experiments.params import RunParams
+from experiments.results import write_summary
 from experiments.service_proc import ServiceProcess
+from experiments.target import ExternalTarget, LaunchedService, Target
 
 
 def load_spec(params: RunParams, url: str) -> LoadSpec:
@@ -33,30 +48,26 @@ def load_spec(params: RunParams, url: str) -> LoadSpec:
         batch_size=params.batch_size,
         seed=params.seed + params.trial,
         workers=params.load_workers,
+        engine=params.load_engine,  # type: ignore[arg-type]  # RunParams checked it against ENGINES
+        allow_remote=params.allow_remote,
     )
 
 
-def run_experiment(params: RunParams) -> dict[str, Any]:
-    """Execute one run into `params.output_dir` and return its summary."""
-    out_dir = Path(params.output_dir)
-    if (out_dir / "summary.json").exists():
-        raise LabError(f"{out_dir} already holds a finished run; results are never overwritten")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    started_at = datetime.now(UTC).isoformat()
-    local = LocalKafka()
-    kafka = ensure_kafka(params.kafka_bootstrap or None, local=local)
-    # The runner hands every cell the address of the broker it started: that is still ours.
-    broker_state = local.status()
-    if broker_state is not None and broker_state.bootstrap != kafka.bootstrap:
-        broker_state = None
-    broker_pid = broker_state.pid if broker_state else listening_pid(kafka.bootstrap)
-    kafka_version = broker_state.kafka_version if broker_state else kafka.kafka_version
-    producer_config = params.effective_producer_config()
-    topic = params.topic or unique_topic(f"lab.{params.plan}")
-    create_topic(kafka.bootstrap, topic, partitions=params.partitions)
+def open_target(params: RunParams, bootstrap: str, topic: str, out_dir: Path,
+                producer_config: dict[str, Any]) -> Target:
+    """The service this run drives: launched in the run's mode, or the one at target_url."""
+    if params.target_url:
+        return ExternalTarget(params.target_url, allow_remote=params.allow_remote)
+    if params.service_impl == "rust":
+        from experiments.native.service import RustService  # builds with cargo on first use
+
+        rust = RustService(mode=params.mode, bootstrap=bootstrap, topic=topic,
+                           log_file=out_dir / "service.log", producer_config=producer_config,
+                           workers=params.service_workers, partitions=params.partitions)
+        return LaunchedService(rust, impl="rust")
     service = ServiceProcess(
         mode=params.mode,
-        bootstrap=kafka.bootstrap,
+        bootstrap=bootstrap,
         topic=topic,
         log_file=out_dir / "service.log",
         producer_config=producer_config,
@@ -64,11 +75,80 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
         partitions=params.partitions,
         delivery_bridge=params.delivery_bridge,
     )
+    return LaunchedService(service)
+
+
+def connect(params: RunParams) -> tuple[KafkaTarget, LocalKafka | None, BrokerState | None]:
+    """The run's cluster, and the local cluster object and state when it is the suite's own.
+
+    Without an address the local cluster of `cluster_size` nodes is started (or healed, or
+    resized); an address the runner hands over may still be that local cluster.
+    """
+    explicit = params.kafka_bootstrap or os.environ.get(BOOTSTRAP_ENV, "")
+    local = LocalKafka(nodes=params.cluster_size)
+    kafka = ensure_kafka(explicit or None, local=local)
+    state = local.status()
+    if state is None or state.bootstrap != kafka.bootstrap:
+        return kafka, None, None
+    if len(state.nodes) != params.cluster_size:
+        raise LabError(
+            f"the local cluster at {kafka.bootstrap} has {len(state.nodes)} node(s); this run asks for "
+            f"cluster_size {params.cluster_size} (the runner starts the right size per cell)"
+        )
+    return kafka, local, state
+
+
+def run_experiment(params: RunParams) -> dict[str, Any]:
+    """Execute one run into `params.output_dir` and return its summary."""
+    out_dir = Path(params.output_dir)
+    if (out_dir / "summary.json").exists():
+        raise LabError(f"{out_dir} already holds a finished run; results are never overwritten")
+    started_at = datetime.now(UTC).isoformat()
+    kafka, local, cluster = connect(params)
+    if params.fault in BROKER_FAULTS and local is None:
+        raise FaultError(
+            f"fault {params.fault} signals a broker process, so it needs the suite's own local cluster; "
+            f"{kafka.bootstrap} is an existing cluster ({BOOTSTRAP_ENV} or kafka_bootstrap): use a "
+            f"service fault there, or unset it"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    broker_pids: int | list[int] | None = listening_pid(kafka.bootstrap)
+    if cluster is not None:
+        broker_pids = cluster.pid if len(cluster.nodes) == 1 else cluster.pids
+    kafka_version = cluster.kafka_version if cluster else kafka.kafka_version
+    producer_config = params.effective_producer_config()
+    topic = params.topic or unique_topic(f"lab.{params.plan}")
+    # On the suite's cluster the run's values (or the documented defaults); on an existing
+    # one, unset values are left to that cluster.
+    create_topic(
+        kafka.bootstrap,
+        topic,
+        partitions=params.partitions,
+        replication_factor=params.effective_replication_factor() if local or params.replication_factor
+        else None,
+        min_insync_replicas=params.effective_min_insync_replicas() if local or params.min_insync_replicas
+        else None,
+    )
+    replication = topic_replication(kafka.bootstrap, topic)
+    # A topic that held records before the run (a target's own) is audited from here on.
+    start_offsets = end_offsets(kafka.bootstrap, topic) if params.target_url else None
+    target = open_target(params, kafka.bootstrap, topic, out_dir, producer_config)
+    injector: FaultInjector | None = None
     try:
-        ready = service.start()
-        pids = {"service": service.pid}
-        if broker_pid is not None:
-            pids["broker"] = broker_pid
+        target_section = target.start()
+        if params.fault != "none":
+            assert isinstance(target, LaunchedService) or params.fault not in SERVICE_FAULTS
+            injector = FaultInjector(
+                params.fault, params.fault_at_s, params.fault_duration_s,
+                target.process if isinstance(target, LaunchedService) else None,
+                service_restart=params.service_restart, cluster=local, bootstrap=kafka.bootstrap,
+                topic=topic,
+            )
+            injector.prepare()
+        pids: dict[str, Any] = target.pids()
+        if broker_pids is not None:
+            pids["broker"] = broker_pids
+        ready = target_section["identity"].get("readyz") or {}
         metadata = {
             "run": {
                 "plan": params.plan,
@@ -76,31 +156,55 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
                 "trial": params.trial,
                 "started_at": started_at,
             },
-            "params": params.as_dict(),
+            # As run: replication values as the cluster applied them to the topic.
+            "params": {**params.as_dict(), **replication},
             "kafka_version": kafka_version,
+            "kafka": {
+                "bootstrap": kafka.bootstrap,
+                "local": cluster is not None,
+                "nodes": [{"node_id": n.node_id, "pid": n.pid, "port": n.port} for n in cluster.nodes]
+                if cluster else None,
+                "heap_per_node": cluster.heap if cluster else None,
+                "topic": topic,
+                **replication,
+            },
+            "target": target_section,
             "service": {
-                "mode": params.mode,
+                "mode": ready.get("mode", params.mode if not params.target_url else None),
+                "impl": target_section["impl"],
                 "workers": params.service_workers,
                 "delivery_bridge": params.delivery_bridge,
                 "topic": topic,
                 "partitions": params.partitions,
-                "producer_config": ready.get("producer_config", producer_config),
-                "url": service.url,
+                "producer_config": ready.get("producer_config",
+                                             None if params.target_url else producer_config),
+                "url": target.url,
             },
         }
         summary = run_load(
-            load_spec(params, service.url),
+            load_spec(params, target.url),
             out_dir,
             pids=pids,
             metadata=metadata,
             ceiling_rps=params.generator_ceiling_rps or None,
+            during=injector,
+            write=False,
         )
-        (out_dir / "metrics.prom").write_text(service.metrics())
+        metrics = "# the service was not running at the end of the load (fault)\n"
+        with contextlib.suppress(OSError):
+            metrics = target.metrics()
+        (out_dir / "metrics.prom").write_text(metrics)
     finally:
-        exit_code = service.stop()
+        exit_code = target.stop()
     # The audit runs after the service flushed on SIGTERM: fire-and-forget acknowledged
     # events that were still in the producer's buffer are then either in the topic or lost.
-    audit = audit_delivery(kafka.bootstrap, topic, out_dir / "acks.csv", out_dir=out_dir)
+    audit = audit_delivery(kafka.bootstrap, topic, out_dir / "acks.csv", out_dir=out_dir,
+                           start_offsets=start_offsets)
+    faults = summary.get("faults")
+    if injector is not None and not (faults and faults.get("injected")):
+        # No summary.json: a fault that did not happen must not read as "0 lost" (audit.json stays).
+        why = (faults or {}).get("error") or "no fault section"
+        raise FaultError(f"fault {params.fault} was not injected ({why}); see {out_dir}")
     summary["audit"] = audit
     summary["service"]["exit_code"] = exit_code
     summary["run"]["ended_at"] = datetime.now(UTC).isoformat()

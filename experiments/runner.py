@@ -11,12 +11,14 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import papermill as pm
+from jupyter_client.manager import AsyncKernelManager
 from tqdm import tqdm
 
-from experiments.kafka import LocalKafka, ensure_kafka
+from experiments import search
+from experiments.kafka import KafkaTarget, LocalKafka, ensure_kafka
 from experiments.load import measure_ceiling
 from experiments.params import RunParams
 from experiments.plans import Cell, Plan, load_plan
@@ -60,7 +62,25 @@ def execute_cell(cell: Cell, cell_dir: Path, extra: dict[str, Any]) -> None:
             log_output=False,
             stdout_file=out,
             stderr_file=out,
+            kernel_manager_class=kernel_manager_for_log(out),
         )
+
+
+def kernel_manager_for_log(log: IO[str]) -> type[AsyncKernelManager]:
+    """A kernel manager whose kernel writes its own output into `log`.
+
+    The kernel's process-level output (ipykernel's start-up notice about unencrypted
+    local TCP, librdkafka's log lines) otherwise lands on the user's terminal once per
+    cell, where nobody can act on it; in the cell's papermill.log it stays findable.
+    """
+
+    class CellKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            kw.setdefault("stdout", log)
+            kw.setdefault("stderr", log)
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    return CellKernelManager
 
 
 def generator_ceiling(plan: Plan, plan_dir: Path, params: dict[str, Any]) -> float:
@@ -93,53 +113,121 @@ def run_plan(
     plan_dir = results_dir / plan.name
     plan_dir.mkdir(parents=True, exist_ok=True)
     cells = plan.cells(results_dir)
-    (plan_dir / "plan.json").write_text(
-        json.dumps(
-            {
-                "name": plan.name,
-                "description": plan.description,
-                "trials": plan.trials,
-                "base": plan.base,
-                "matrix": plan.matrix,
-                "source": str(plan.path),
-                "cells": [c.id for c in cells],
-            },
-            indent=2,
-        )
-    )
+    write_plan_json(plan, plan_dir, cells)
     outcome = PlanOutcome(plan=plan.name, plan_dir=plan_dir)
-    local = LocalKafka()
-    kafka = ensure_kafka(local=local)
+    clusters = CellClusters()
     try:
-        for cell in tqdm(cells, desc=f"plan {plan.name}", unit="cell"):
-            cell_dir = plan_dir / cell.id
-            if resume and cell_finished(cell_dir):
-                outcome.skipped.append(cell.id)
-                continue
-            if cell_dir.exists() and not resume:
-                raise FileExistsError(f"{cell_dir} exists; results are never overwritten")
-            cell_dir.mkdir(parents=True, exist_ok=True)
-            try:
-                extra = {
-                    "kafka_bootstrap": kafka.bootstrap,
-                    "generator_ceiling_rps": generator_ceiling(plan, plan_dir, cell.params),
-                }
-                execute_cell(cell, cell_dir, extra)
-                outcome.ran.append(cell.id)
-            except Exception as exc:  # keep going: one failed combination must not stop a plan
-                (cell_dir / "error.txt").write_text(
-                    f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}"
-                )
-                outcome.failed[cell.id] = (
-                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                )
-                tqdm.write(f"cell {cell.id} failed: see {cell_dir / 'error.txt'}")
+        run = CellRunner(plan, plan_dir, clusters, resume, outcome)
+        if plan.kind == "search":
+            run_search(plan, results_dir, run)
+        else:
+            for cell in tqdm(cells, desc=f"plan {plan.name}", unit="cell"):
+                run(cell)
     finally:
-        if kafka.started_here:
-            local.stop()
+        clusters.close()
     if report:
         outcome.report = build_report(plan_dir, reports_dir)
     return outcome
+
+
+def write_plan_json(plan: Plan, plan_dir: Path, cells: list[Cell]) -> None:
+    (plan_dir / "plan.json").write_text(json.dumps(plan.describe(cells), indent=2) + "\n")
+
+
+# --- cluster lifecycle per cell (issue 8: faults and replication) -------------------------
+class CellClusters:
+    """The local cluster each cell needs: started at the cell's `cluster_size` (replaced when
+    it changes), healed before every cell (a node a fault killed or paused is back), and
+    stopped at the end when this plan started it. An existing cluster
+    (KAFKA_BOOTSTRAP_SERVERS) is used as it is."""
+
+    def __init__(self) -> None:
+        self.local: LocalKafka | None = None
+        self.started_here = False
+
+    def for_cell(self, params: dict[str, Any]) -> KafkaTarget:
+        local = LocalKafka(nodes=int(params.get("cluster_size", 1)))
+        target = ensure_kafka(local=local)
+        if not target.external:
+            self.local = local
+            self.started_here = self.started_here or target.started_here
+        return target
+
+    def close(self) -> None:
+        if self.started_here and self.local is not None:
+            self.local.stop()
+# --- end of cluster lifecycle --------------------------------------------------------------
+
+
+class CellRunner:
+    """Runs one cell through the run notebook: resumes past finished cells, records a
+    failure in the cell's directory and goes on, never overwrites a result."""
+
+    def __init__(self, plan: Plan, plan_dir: Path, clusters: CellClusters, resume: bool,
+                 outcome: PlanOutcome) -> None:
+        self.plan = plan
+        self.plan_dir = plan_dir
+        self.clusters = clusters
+        self.resume = resume
+        self.outcome = outcome
+
+    def __call__(self, cell: Cell) -> Path:
+        cell_dir = self.plan_dir / cell.id
+        outcome = self.outcome
+        if self.resume and cell_finished(cell_dir):
+            outcome.skipped.append(cell.id)
+            return cell_dir
+        if cell_dir.exists() and not self.resume:
+            raise FileExistsError(f"{cell_dir} exists; results are never overwritten")
+        cell_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            kafka = self.clusters.for_cell(cell.params)
+            extra = {
+                "kafka_bootstrap": kafka.bootstrap,
+                "generator_ceiling_rps": generator_ceiling(self.plan, self.plan_dir, cell.params),
+            }
+            execute_cell(cell, cell_dir, extra)
+            outcome.ran.append(cell.id)
+        except Exception as exc:  # keep going: one failed combination must not stop a plan
+            (cell_dir / "error.txt").write_text(
+                f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}"
+            )
+            outcome.failed[cell.id] = (
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            )
+            tqdm.write(f"cell {cell.id} failed: see {cell_dir / 'error.txt'}")
+        return cell_dir
+
+
+def run_search(plan: Plan, results_dir: Path, run: CellRunner) -> dict[str, search.Outcome]:
+    """Bisect each configuration's rate (experiments/search.py). plan.json is rewritten
+    after every step and search.json after every configuration, so a half-finished search
+    can be read; resuming replays the same path over the finished cells."""
+    assert plan.search is not None and plan.slo_p99_ms is not None  # load_plan checked both
+    cells: list[Cell] = []
+    outcomes: dict[str, search.Outcome] = {}
+    progress = tqdm(desc=f"plan {plan.name} (search)", unit="cell")
+    for config, values in plan.combinations():
+
+        def probe(value: float, config: str = config, values: dict[str, Any] = values
+                  ) -> tuple[list[str], list[dict[str, Any] | None]]:
+            step_cells = []
+            for trial in range(1, plan.trials + 1):
+                cell = plan.cell(results_dir, len(cells) + 1, f"{config}_rate={value:g}",
+                                 {**values, "rate": value}, trial)
+                cells.append(cell)
+                step_cells.append(cell)
+                run(cell)
+                progress.update()
+            write_plan_json(plan, run.plan_dir, cells)
+            dirs = [run.plan_dir / c.id for c in step_cells]
+            return [c.id for c in step_cells], search.step_results(dirs)
+
+        outcomes[config] = search.bisect(plan.search, plan.slo_p99_ms, probe)
+        search.write_search(run.plan_dir / search.SEARCH_FILE, plan.search, plan.slo_p99_ms,
+                            outcomes)
+    progress.close()
+    return outcomes
 
 
 def _shown_path(path: Path) -> str:
@@ -149,15 +237,18 @@ def _shown_path(path: Path) -> str:
 
 
 def execute_analysis(plan_dir: Path, executed: Path) -> None:
-    """Execute analyze.ipynb over a plan's run directories into `executed`."""
-    pm.execute_notebook(
-        str(ANALYZE_NOTEBOOK),
-        str(executed),
-        parameters={"plan_dir": _shown_path(plan_dir)},
-        kernel_name="python3",
-        cwd=str(REPO_ROOT),
-        progress_bar=False,
-    )
+    """Execute analyze.ipynb over a plan's run directories into `executed` (its kernel's
+    own output into analysis.log beside it)."""
+    with executed.with_suffix(".log").open("w") as log:
+        pm.execute_notebook(
+            str(ANALYZE_NOTEBOOK),
+            str(executed),
+            parameters={"plan_dir": _shown_path(plan_dir)},
+            kernel_name="python3",
+            cwd=str(REPO_ROOT),
+            progress_bar=False,
+            kernel_manager_class=kernel_manager_for_log(log),
+        )
 
 
 def build_report(plan_dir: Path, reports_dir: Path = Path("reports")) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from experiments.audit import AuditError, audit_delivery, read_acks, reconcile
+from experiments.audit import AuditError, audit_delivery, read_acks, read_acks_by_class, reconcile
 
 
 def produce(bootstrap: str, topic: str, keys: list[str | None]) -> None:
@@ -110,3 +110,25 @@ def test_acks_file_must_have_the_contract_header(tmp_path: Path) -> None:
         read_acks(bad)
     with pytest.raises(AuditError):
         read_acks(tmp_path / "missing.csv")
+
+
+def test_loss_is_counted_by_the_class_of_the_acknowledging_answer(tmp_path: Path) -> None:
+    acks_csv = tmp_path / "acks.csv"
+    acks_csv.write_text(
+        "event_id,t_ack_s,status\n"
+        "d1,0.1,200\nd2,0.2,200\nf1,0.3,202\nf2,0.4,202\nf3,0.5,202\n"
+        "f1,0.9,200\n"  # a later answer for the same id does not change its class
+    )
+    acks, classes = read_acks_by_class(acks_csv)
+    assert classes == {"d1": "200", "d2": "200", "f1": "202", "f2": "202", "f3": "202"}
+    audit = reconcile(acks, Counter({"d1": 1, "d2": 1, "f1": 1}), classes)
+    assert audit["lost"] == 2
+    assert audit["acknowledged_by_class"] == {"200": 2, "202": 3}
+    assert audit["lost_by_class"] == {"200": 0, "202": 2}
+
+
+def test_an_acks_file_without_status_counts_one_unknown_class(tmp_path: Path) -> None:
+    acks, classes = read_acks_by_class(write_acks(tmp_path / "acks.csv", ["a", "b", "c"]))
+    audit = reconcile(acks, Counter({"a": 1}), classes)
+    assert audit["acknowledged_by_class"] == {"unknown": 3}
+    assert audit["lost_by_class"] == {"unknown": 2}

@@ -1,18 +1,23 @@
-"""The local Apache Kafka broker, or an existing cluster named by KAFKA_BOOTSTRAP_SERVERS."""
+"""The local Apache Kafka cluster (one node or several), or an existing cluster named by
+KAFKA_BOOTSTRAP_SERVERS."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
-from experiments.kafka.broker import BrokerState, LocalKafka, default_home
+from experiments.kafka.broker import BrokerState, LocalKafka, NodeState, default_home
 from experiments.kafka.jars import ensure_jars, kafka_version
 from experiments.kafka.topics import (
+    TopicConfigError,
     TopicReadError,
     broker_ready,
     create_topic,
     end_offsets,
+    live_brokers,
+    partition_leader,
     read_topic,
+    topic_replication,
     unique_topic,
 )
 
@@ -23,6 +28,8 @@ __all__ = [
     "BrokerState",
     "KafkaTarget",
     "LocalKafka",
+    "NodeState",
+    "TopicConfigError",
     "TopicReadError",
     "broker_ready",
     "create_topic",
@@ -31,7 +38,10 @@ __all__ = [
     "ensure_jars",
     "ensure_kafka",
     "kafka_version",
+    "live_brokers",
+    "partition_leader",
     "read_topic",
+    "topic_replication",
     "unique_topic",
 ]
 
@@ -49,12 +59,14 @@ class KafkaTarget:
 def ensure_kafka(
     bootstrap: str | None = None, local: LocalKafka | None = None, timeout: float = 90.0
 ) -> KafkaTarget:
-    """An explicit or `KAFKA_BOOTSTRAP_SERVERS` cluster as it is; else the local broker, started if needed."""
+    """An explicit or `KAFKA_BOOTSTRAP_SERVERS` cluster as it is; else the local cluster, started
+    if needed, healed if a node is down or paused, replaced if it has another number of nodes."""
     explicit = bootstrap or os.environ.get(BOOTSTRAP_ENV, "")
     if explicit:
         return KafkaTarget(bootstrap=explicit, started_here=False, external=True, kafka_version=None)
     broker = local or LocalKafka()
-    was_running = broker.status() is not None
+    running = broker.status()
+    was_running = running is not None and len(running.nodes) == broker.nodes
     state = broker.start(timeout=timeout)
     return KafkaTarget(
         bootstrap=state.bootstrap,

@@ -1,7 +1,8 @@
-"""`python -m experiments.kafka up|down|status|jars`: drive the project's local broker.
+"""`python -m experiments.kafka up [--brokers N]|down|status|jars`: drive the project's local cluster.
 
 `up` prints the bootstrap address on stdout (and nothing else), so
-`export KAFKA_BOOTSTRAP_SERVERS=$(python -m experiments.kafka up)` works.
+`export KAFKA_BOOTSTRAP_SERVERS=$(python -m experiments.kafka up)` works. `status` lists
+every node with its pid, state and ports.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from experiments.kafka.broker import default_home
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.kafka", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status", "jars"])
+    parser.add_argument("--brokers", type=int, default=1,
+                        help="nodes of the local cluster for `up` (combined broker+controller)")
     parser.add_argument("--timeout", type=float, default=90.0)
     args = parser.parse_args(argv)
-    broker = LocalKafka()
     try:
+        broker = LocalKafka(nodes=args.brokers)
         if args.command == "jars":
             print(ensure_jars(broker.cache_dir))
         elif args.command == "up":
@@ -30,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"using the cluster in {BOOTSTRAP_ENV}; nothing started", file=sys.stderr)
             else:
                 state = broker.status()
-                pid = state.pid if state else "?"
-                print(f"kafka {target.kafka_version} pid {pid} ({broker.run_dir})", file=sys.stderr)
+                pids = " ".join(str(p) for p in state.pids) if state else "?"
+                print(f"kafka {target.kafka_version}, {args.brokers} node(s), pid {pids} ({broker.run_dir})",
+                      file=sys.stderr)
         elif args.command == "down":
             stopped = broker.stop()
             print("stopped" if stopped else "not running", file=sys.stderr)
@@ -41,7 +45,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"not running (state under {default_home()})", file=sys.stderr)
                 return 3
             print(state.bootstrap)
-            print(f"kafka {state.kafka_version} pid {state.pid} since {state.started_at}", file=sys.stderr)
+            print(f"kafka {state.kafka_version}, {len(state.nodes)} node(s), heap {state.heap} each, "
+                  f"since {state.started_at}", file=sys.stderr)
+            node_status = broker.node_status()
+            for node in state.nodes:
+                print(f"  node {node.node_id}: pid {node.pid} {node_status.get(node.node_id, '?')}, "
+                      f"port {node.port}, controller port {node.controller_port}", file=sys.stderr)
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if args.command == "up":

@@ -1,13 +1,16 @@
-"""A single-node KRaft broker (combined broker and controller) on 127.0.0.1.
+"""A local KRaft cluster on 127.0.0.1: one node (the default) or several, each a
+combined broker and controller.
 
-The broker runs detached from the Python process that started it, so `up` in one
-command and `down` in another work; its pid, ports and data directory live in a state
-file under the run directory, which is how a second `start()` finds the first broker
-instead of starting another one.
+Nodes run detached from the Python process that started them, so `up` in one command
+and `down` in another work; every node's pid, ports and data directory live in one
+state file under the run directory. That is how a second `start()` finds the running
+cluster instead of starting another one, and how a fault injector in another process
+finds the node to kill, pause or restart (each node keeps its ports across restarts).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ctypes
 import json
@@ -16,8 +19,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,7 +29,7 @@ import psutil
 
 from experiments.errors import KafkaStartError
 from experiments.kafka.jars import ensure_jars, find_java, kafka_version
-from experiments.kafka.topics import broker_ready
+from experiments.kafka.topics import broker_ready, live_brokers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _LOG4J2 = """\
@@ -81,35 +85,100 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
+# Heap per node. One node keeps the stock 1 GiB; three combined nodes at 384 MiB each
+# came up in 10-12 s beside a 50-connection load on 2 cores (docs/kafka-local.md).
+HEAP_ONE_NODE = "1g"
+HEAP_PER_NODE_IN_CLUSTER = "384m"
+
+
 @dataclass(frozen=True)
-class BrokerState:
+class NodeState:
+    """One node of the cluster: its process and the addresses it keeps across restarts."""
+
+    node_id: int
     pid: int
-    bootstrap: str
     port: int
     controller_port: int
     data_dir: str
     log_file: str
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@dataclass(frozen=True)
+class BrokerState:
+    """The local cluster as its state file records it."""
+
+    bootstrap: str
+    cluster_id: str
     kafka_version: str
     started_at: str
+    heap: str
+    nodes: tuple[NodeState, ...]
+
+    @property
+    def pid(self) -> int:
+        """The first node's pid (the broker's, on a one-node cluster)."""
+        return self.nodes[0].pid
+
+    @property
+    def pids(self) -> list[int]:
+        return [node.pid for node in self.nodes]
+
+    def node(self, node_id: int) -> NodeState:
+        for node in self.nodes:
+            if node.node_id == node_id:
+                return node
+        known = [n.node_id for n in self.nodes]
+        raise KafkaStartError(f"no node {node_id} in the local cluster (nodes {known})")
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> BrokerState:
+        if "nodes" not in data:  # the one-broker state file of earlier versions
+            data = {
+                "bootstrap": data["bootstrap"], "cluster_id": "", "kafka_version": data["kafka_version"],
+                "started_at": data["started_at"], "heap": "",
+                "nodes": [{"node_id": 1, **{k: data[k] for k in
+                                            ("pid", "port", "controller_port", "data_dir", "log_file")}}],
+            }
+        nodes = tuple(NodeState(**n) for n in data["nodes"])  # type: ignore[attr-defined]
+        return cls(**{**data, "nodes": nodes})  # type: ignore[arg-type]
 
 
-def server_properties(port: int, controller_port: int, data_dir: Path) -> dict[str, str]:
+def new_cluster_id() -> str:
+    """What `kafka.tools.StorageTool random-uuid` prints (a base64url UUID), without a JVM start."""
+    while True:
+        text = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+        if not text.startswith("-"):  # Kafka avoids ids that read as a command-line flag
+            return text
+
+
+def server_properties(node: NodeState, voters: str, cluster_size: int) -> dict[str, str]:
+    replicas = str(min(3, cluster_size))
     return {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "node.id": str(node.node_id),
+        "controller.quorum.voters": voters,
+        "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        "log.dirs": str(data_dir),
+        "log.dirs": node.data_dir,
         "num.partitions": "1",
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "default.replication.factor": replicas,
+        # One node: 1, as before; three: a write survives one node's loss (run topics set their own).
+        "min.insync.replicas": str(max(1, int(replicas) - 1)),
+        "offsets.topic.replication.factor": replicas,
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": str(max(1, int(replicas) - 1)),
+        "share.coordinator.state.topic.replication.factor": replicas,
+        "share.coordinator.state.topic.min.isr": str(max(1, int(replicas) - 1)),
         "group.initial.rebalance.delay.ms": "0",
         # Topics are created on purpose (by the runner, the tests or the service), so a
         # typo in a topic name fails loudly instead of silently creating a new topic.
@@ -117,8 +186,18 @@ def server_properties(port: int, controller_port: int, data_dir: Path) -> dict[s
     }
 
 
+def process_state(pid: int) -> str:
+    """'running', 'paused' (SIGSTOPped) or 'dead' (gone or a zombie)."""
+    if not pid_alive(pid):
+        return "dead"
+    with contextlib.suppress(OSError, IndexError):
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("T", "t"):
+            return "paused"
+    return "running"
+
+
 class LocalKafka:
-    """Fetch, configure, start, find and stop the project's own broker."""
+    """Fetch, configure, start, find and stop the project's own cluster, and act on one node."""
 
     def __init__(
         self,
@@ -128,58 +207,156 @@ class LocalKafka:
         die_with_parent: bool = False,
         port: int | None = None,
         controller_port: int | None = None,
+        nodes: int = 1,
     ) -> None:
+        if nodes < 1:
+            raise KafkaStartError(f"a cluster needs at least one node, not {nodes}")
         home = default_home()
         self.cache_dir = cache_dir or home
         self.run_dir = run_dir or home / "run"
-        self.heap = heap or os.environ.get("LAB_KAFKA_HEAP", "1g")
+        self.nodes = nodes
+        default_heap = HEAP_ONE_NODE if nodes == 1 else HEAP_PER_NODE_IN_CLUSTER
+        self.heap = heap or os.environ.get("LAB_KAFKA_HEAP", default_heap)
         self.die_with_parent = die_with_parent
-        # Fixed ports survive a stop/start, so a running client can reconnect to the same
-        # address; None keeps the old behaviour (fresh free ports on every start).
+        # Fixed ports (one-node clusters only) survive a stop/start, so a running client can
+        # reconnect to the same address; None: fresh free ports whenever the cluster is created.
         self.port = port
         self.controller_port = controller_port
+        # Nodes are started from several threads (a fault injector restarts one): the state
+        # file is rewritten under this lock.
+        self._lock = threading.Lock()
 
     @property
     def state_file(self) -> Path:
         return self.run_dir / "state.json"
 
     def status(self) -> BrokerState | None:
-        """The running broker this run directory owns, or None."""
+        """The cluster this run directory owns while any of its nodes runs, or None."""
         state = self._read_state()
-        return state if state is not None and pid_alive(state.pid) else None
+        if state is None or all(process_state(n.pid) == "dead" for n in state.nodes):
+            return None
+        return state
+
+    def node_status(self) -> dict[int, str]:
+        """node id -> 'running' | 'paused' | 'dead' (empty when no state file)."""
+        state = self._read_state()
+        return {n.node_id: process_state(n.pid) for n in state.nodes} if state else {}
 
     def _read_state(self) -> BrokerState | None:
-        """What the state file says, whether or not that broker still runs."""
+        """What the state file says, whether or not that cluster still runs."""
         try:
-            return BrokerState(**json.loads(self.state_file.read_text()))
-        except (FileNotFoundError, json.JSONDecodeError, TypeError):
+            return BrokerState.from_dict(json.loads(self.state_file.read_text()))
+        except (FileNotFoundError, json.JSONDecodeError, TypeError, KeyError):
             return None
 
+    def _write_state(self, state: BrokerState) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state.as_dict(), indent=2))
+        tmp.replace(self.state_file)
+
     def start(self, timeout: float = 90.0) -> BrokerState:
-        """Start the broker and wait until it answers metadata requests; idempotent."""
+        """Start the cluster and wait until every node is in the metadata; idempotent.
+
+        A running cluster of this size is healed instead (paused nodes continued, dead
+        nodes started again on their own ports and data); one of another size is stopped
+        and replaced.
+        """
         running = self.status()
+        if running is not None and len(running.nodes) != self.nodes:
+            self.stop()
+            running = None
         if running is not None:
-            if not broker_ready(running.bootstrap, timeout=timeout):
-                raise KafkaStartError(f"broker pid {running.pid} runs but does not answer")
+            for node in running.nodes:
+                if process_state(node.pid) == "paused":
+                    os.kill(node.pid, signal.SIGCONT)
+                elif process_state(node.pid) == "dead":
+                    running = self.start_node(node.node_id, timeout=timeout, wait=False)
+            self._wait_ready(running, timeout, procs={})
             return running
+        return self._create(timeout)
+
+    def _create(self, timeout: float) -> BrokerState:
         java = find_java()
         jars = ensure_jars(self.cache_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        data_dir = self.run_dir / "data"
-        logs_dir = self.run_dir / "logs"
-        logs_dir.mkdir(exist_ok=True)
-        port = self.port or free_port()
-        controller_port = self.controller_port or free_port()
-        while controller_port == port:
-            controller_port = free_port()
-        props = self.run_dir / "server.properties"
-        props.write_text(
-            "".join(f"{k}={v}\n" for k, v in server_properties(port, controller_port, data_dir).items())
+        (self.run_dir / "log4j2.properties").write_text(_LOG4J2)
+        ports = self._ports()
+        nodes = tuple(
+            NodeState(
+                node_id=i,
+                pid=0,
+                port=ports[2 * (i - 1)],
+                controller_port=ports[2 * (i - 1) + 1],
+                data_dir=str(self._node_dir(i) / "data"),
+                log_file=str(self._node_dir(i) / "broker.log"),
+            )
+            for i in range(1, self.nodes + 1)
         )
-        log4j = self.run_dir / "log4j2.properties"
-        log4j.write_text(_LOG4J2)
-        classpath = f"{jars}/*"
-        jvm = [
+        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in nodes)
+        for node in nodes:
+            self._node_dir(node.node_id).mkdir(parents=True, exist_ok=True)
+            (self._node_dir(node.node_id) / "logs").mkdir(exist_ok=True)
+            props = server_properties(node, voters, self.nodes)
+            self._props(node.node_id).write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        cluster_id = self._existing_cluster_id(nodes) or new_cluster_id()
+        # Every node is formatted with the one cluster id, in parallel (a JVM start each).
+        formats = [
+            (node, subprocess.Popen(
+                [*self._jvm(java, jars, node.node_id), "kafka.tools.StorageTool", "format",
+                 "-t", cluster_id, "-c", str(self._props(node.node_id)), "-g"],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+            for node in nodes if not (Path(node.data_dir) / "meta.properties").exists()
+        ]
+        for node, fmt in formats:
+            out = fmt.communicate()[0]
+            if fmt.returncode != 0:
+                raise KafkaStartError(f"formatting the KRaft storage of node {node.node_id} failed", out)
+        state = BrokerState(
+            bootstrap=",".join(n.bootstrap for n in nodes),
+            cluster_id=cluster_id,
+            kafka_version=kafka_version(),
+            started_at=datetime.now(UTC).isoformat(),
+            heap=self.heap,
+            nodes=nodes,
+        )
+        procs = {}
+        with self._lock:
+            for node in nodes:
+                procs[node.node_id] = self._spawn(java, jars, node)
+            state = replace(state, nodes=tuple(replace(n, pid=procs[n.node_id].pid) for n in nodes))
+            self._write_state(state)
+        self._wait_ready(state, timeout, procs)
+        return state
+
+    def _ports(self) -> list[int]:
+        """Two distinct ports per node: the given ones for a one-node cluster, else free ones."""
+        ports: list[int] = []
+        if self.nodes == 1:
+            ports = [p for p in (self.port, self.controller_port) if p]
+        while len(ports) < 2 * self.nodes:
+            port = free_port()
+            if port not in ports:
+                ports.append(port)
+        return ports
+
+    def _existing_cluster_id(self, nodes: tuple[NodeState, ...]) -> str | None:
+        """The id a kept data directory was formatted with (a restart after `stop(keep_data=True)`)."""
+        for node in nodes:
+            meta = Path(node.data_dir) / "meta.properties"
+            with contextlib.suppress(FileNotFoundError):
+                for line in meta.read_text().splitlines():
+                    if line.startswith("cluster.id="):
+                        return line.split("=", 1)[1].strip()
+        return None
+
+    def _node_dir(self, node_id: int) -> Path:
+        return self.run_dir / f"node-{node_id}"
+
+    def _props(self, node_id: int) -> Path:
+        return self._node_dir(node_id) / "server.properties"
+
+    def _jvm(self, java: str, jars: Path, node_id: int) -> list[str]:
+        return [
             java,
             f"-Xms{self.heap}",
             f"-Xmx{self.heap}",
@@ -187,96 +364,147 @@ class LocalKafka:
             "-XX:MaxGCPauseMillis=20",
             "-XX:InitiatingHeapOccupancyPercent=35",
             "-Djava.awt.headless=true",
-            f"-Dkafka.logs.dir={logs_dir}",
-            f"-Dlog4j2.configurationFile={log4j}",
+            f"-Dkafka.logs.dir={self._node_dir(node_id) / 'logs'}",
+            f"-Dlog4j2.configurationFile={self.run_dir / 'log4j2.properties'}",
             "-cp",
-            classpath,
+            f"{jars}/*",
         ]
-        log_file = self.run_dir / "broker.log"
-        if not (data_dir / "meta.properties").exists():
-            cluster_id = (
-                subprocess.run(
-                    [*jvm, "kafka.tools.StorageTool", "random-uuid"],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                .stdout.strip()
-                .splitlines()[-1]
-            )
-            fmt = subprocess.run(
-                [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), "-g"],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if fmt.returncode != 0:
-                raise KafkaStartError("formatting the KRaft storage failed", fmt.stdout + fmt.stderr)
-        with log_file.open("ab") as log:
-            proc = subprocess.Popen(
-                [*jvm, "kafka.Kafka", str(props)],
+
+    def _spawn(self, java: str, jars: Path, node: NodeState) -> subprocess.Popen[bytes]:
+        # The kernel's parent-death signal fires when the *thread* that forked exits, so it
+        # is only armed from the main thread: a node restarted by a fault injector's thread
+        # must outlive that thread.
+        die = self.die_with_parent and threading.current_thread() is threading.main_thread()
+        with Path(node.log_file).open("ab") as log:
+            return subprocess.Popen(
+                [*self._jvm(java, jars, node.node_id), "kafka.Kafka", str(self._props(node.node_id))],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if self.die_with_parent else None,
+                preexec_fn=_die_with_parent if die else None,
             )
-        state = BrokerState(
-            pid=proc.pid,
-            bootstrap=f"127.0.0.1:{port}",
-            port=port,
-            controller_port=controller_port,
-            data_dir=str(data_dir),
-            log_file=str(log_file),
-            kafka_version=kafka_version(),
-            started_at=datetime.now(UTC).isoformat(),
-        )
-        self.state_file.write_text(json.dumps(asdict(state), indent=2))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                self.state_file.unlink(missing_ok=True)
-                raise KafkaStartError(f"broker exited with code {proc.returncode}", self.log_tail())
-            if broker_ready(state.bootstrap, timeout=2.0):
-                return state
-        self.stop()
-        raise KafkaStartError(f"broker not ready after {timeout:.0f}s", self.log_tail())
 
-    def stop(self, timeout: float = 30.0, keep_data: bool = False) -> bool:
-        """Stop the broker (SIGTERM, then SIGKILL) and wait for its ports to close."""
+    def _wait_ready(self, state: BrokerState, timeout: float,
+                    procs: dict[int, subprocess.Popen[bytes]]) -> None:
+        """Until every node is listed in the cluster's metadata; a node that exits fails the start."""
+        deadline = time.monotonic() + timeout
+        wanted = {n.node_id for n in state.nodes}
+        while time.monotonic() < deadline:
+            for node_id, proc in procs.items():
+                if proc.poll() is not None:
+                    tail = self.log_tail(node_id=node_id)
+                    self.stop()
+                    raise KafkaStartError(f"node {node_id} exited with code {proc.returncode}", tail)
+            # Listed in the metadata and answering on its own port: a node killed a moment
+            # ago stays listed until its session times out, so the listing alone is not enough.
+            if wanted <= live_brokers(state.bootstrap, timeout=2.0) and all(
+                broker_ready(n.bootstrap, timeout=2.0) for n in state.nodes
+            ):
+                return
+            time.sleep(0.2)
+        tail = self.log_tail()
+        self.stop()
+        raise KafkaStartError(f"cluster not ready after {timeout:.0f}s (nodes {sorted(wanted)})", tail)
+
+    # --- one node at a time (fault injection) -------------------------------------------
+
+    def node_pid(self, node_id: int) -> int:
+        """The pid of one node of the running cluster (an error when it is not ours or not running)."""
+        node = self._require_state().node(node_id)
+        if process_state(node.pid) == "dead":
+            raise KafkaStartError(f"node {node_id} (pid {node.pid}) is not running")
+        return node.pid
+
+    def signal_node(self, node_id: int, sig: signal.Signals) -> int:
+        """Send `sig` to one node's process; returns its pid."""
+        state = self._require_state()
+        node = state.node(node_id)
+        if process_state(node.pid) == "dead":
+            raise KafkaStartError(f"node {node_id} (pid {node.pid}) is not running")
+        os.kill(node.pid, sig)
+        if sig == signal.SIGKILL:
+            _wait_dead(node.pid, timeout=10.0)
+        return node.pid
+
+    def start_node(self, node_id: int, timeout: float = 90.0, wait: bool = True) -> BrokerState:
+        """Start one stopped node again, on its own ports and data; wait until it is in the metadata."""
+        java = find_java()
+        jars = ensure_jars(self.cache_dir)
+        with self._lock:
+            state = self._require_state()
+            node = state.node(node_id)
+            if process_state(node.pid) != "dead":
+                raise KafkaStartError(f"node {node_id} (pid {node.pid}) still runs")
+            for port in (node.port, node.controller_port):
+                _wait_closed(port, timeout=10.0)
+            proc = self._spawn(java, jars, node)
+            state = self._read_state() or state
+            state = replace(state, nodes=tuple(replace(n, pid=proc.pid) if n.node_id == node_id else n
+                                               for n in state.nodes))
+            self._write_state(state)
+        if wait:
+            self._wait_ready(state, timeout, procs={node_id: proc})
+        return state
+
+    def _require_state(self) -> BrokerState:
+        state = self._read_state()
+        if state is None:
+            raise KafkaStartError(f"no local cluster recorded under {self.run_dir}")
+        return state
+
+    def stop(self, timeout: float = 20.0, keep_data: bool = False) -> bool:
+        """Stop every node (SIGTERM together, SIGKILL after `timeout`) and wait for all ports to close."""
         state = self._read_state()
         if state is None:
             return False
-        stopped = False
-        if pid_alive(state.pid):
+        alive = [n for n in state.nodes if process_state(n.pid) != "dead"]
+        for node in alive:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(state.pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while pid_alive(state.pid) and time.monotonic() < deadline:
-                _reap(state.pid)
-                time.sleep(0.1)
-            if pid_alive(state.pid):
+                # A stopped process keeps SIGTERM pending: continue it first.
+                os.kill(node.pid, signal.SIGCONT)
+                os.killpg(node.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while any(pid_alive(n.pid) for n in alive) and time.monotonic() < deadline:
+            for node in alive:
+                _reap(node.pid)
+            time.sleep(0.1)
+        for node in alive:
+            if pid_alive(node.pid):
+                # A controller left without a quorum does not finish a clean shutdown.
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(state.pid, signal.SIGKILL)
-                while pid_alive(state.pid):
-                    _reap(state.pid)
-                    time.sleep(0.05)
-            stopped = True
-        for port in (state.port, state.controller_port):
-            deadline = time.monotonic() + 10
-            while port_open(port) and time.monotonic() < deadline:
-                time.sleep(0.1)
+                    os.killpg(node.pid, signal.SIGKILL)
+            _wait_dead(node.pid, timeout=30.0)
+        for node in state.nodes:
+            for port in (node.port, node.controller_port):
+                _wait_closed(port, timeout=10.0)
         self.state_file.unlink(missing_ok=True)
         if not keep_data:
-            shutil.rmtree(state.data_dir, ignore_errors=True)
-        return stopped
+            for node in state.nodes:
+                shutil.rmtree(node.data_dir, ignore_errors=True)
+        return bool(alive)
 
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join((self.run_dir / "broker.log").read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return ""
+    def log_tail(self, lines: int = 40, node_id: int | None = None) -> str:
+        ids = [node_id] if node_id is not None else list(range(1, self.nodes + 1))
+        parts = []
+        for i in ids:
+            with contextlib.suppress(FileNotFoundError):
+                text = (self._node_dir(i) / "broker.log").read_text(errors="replace").splitlines()[-lines:]
+                parts.append(f"[node {i}]\n" + "\n".join(text))
+        return "\n".join(parts)
 
+
+def _wait_dead(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        _reap(pid)
+        time.sleep(0.02)
+
+
+def _wait_closed(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while port_open(port) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 def _reap(pid: int) -> None:
     """Collect the broker's exit status when this process is its parent (no zombie left)."""

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterator
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from experiments.errors import LabError
 
@@ -22,14 +22,49 @@ def broker_ready(bootstrap: str, timeout: float = 5.0) -> bool:
     return True
 
 
+def live_brokers(bootstrap: str, timeout: float = 5.0) -> set[int]:
+    """Node ids the cluster's metadata lists (empty when nobody answers in `timeout` s)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    try:
+        return set(admin.list_topics(timeout=timeout).brokers)
+    except KafkaException:
+        return set()
+
+
+class TopicConfigError(LabError):
+    """A topic cannot be created as asked (replication factor above the brokers, ...)."""
+
+
 def create_topic(
-    bootstrap: str, topic: str, partitions: int = 1, exist_ok: bool = True, timeout: float = 30.0
+    bootstrap: str,
+    topic: str,
+    partitions: int = 1,
+    exist_ok: bool = True,
+    timeout: float = 30.0,
+    replication_factor: int | None = None,
+    min_insync_replicas: int | None = None,
 ) -> str:
-    """Create `topic` (replication factor 1 unless the cluster is larger) and wait for it."""
+    """Create `topic` and wait for it.
+
+    `replication_factor` None: 1 on one broker, up to 3 on a larger cluster;
+    `min_insync_replicas` None: the broker's default.
+    """
     admin = AdminClient({"bootstrap.servers": bootstrap})
     brokers = len(admin.list_topics(timeout=timeout).brokers)
+    replicas = replication_factor if replication_factor is not None else min(3, brokers)
+    if replicas > brokers:
+        raise TopicConfigError(
+            f"replication factor {replicas} for {topic} needs {replicas} brokers; the cluster at "
+            f"{bootstrap} has {brokers}"
+        )
+    if min_insync_replicas is not None and not 1 <= min_insync_replicas <= replicas:
+        raise TopicConfigError(
+            f"min.insync.replicas {min_insync_replicas} must be between 1 and the "
+            f"replication factor {replicas}"
+        )
+    config = {"min.insync.replicas": str(min_insync_replicas)} if min_insync_replicas else {}
     futures = admin.create_topics(
-        [NewTopic(topic, num_partitions=partitions, replication_factor=min(3, brokers))],
+        [NewTopic(topic, num_partitions=partitions, replication_factor=replicas, config=config)],
         operation_timeout=timeout,
     )
     try:
@@ -38,6 +73,31 @@ def create_topic(
         if not (exist_ok and exc.args[0].code() == exc.args[0].TOPIC_ALREADY_EXISTS):
             raise
     return topic
+
+
+def partition_leader(bootstrap: str, topic: str, partition: int = 0, timeout: float = 10.0) -> int:
+    """Node id leading `partition` of `topic`, from the cluster's metadata (-1: no leader now)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    metadata = admin.list_topics(topic, timeout=timeout)
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None or partition not in found.partitions:
+        raise TopicReadError(f"no partition {partition} of {topic} in the metadata of {bootstrap}")
+    return int(found.partitions[partition].leader)
+
+
+def topic_replication(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[str, int]:
+    """Replication factor and min.insync.replicas the cluster applies to `topic`."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    deadline = time.monotonic() + timeout
+    # A topic created a moment ago reaches every broker's metadata a little later.
+    while not (found := admin.list_topics(topic, timeout=timeout).topics.get(topic)) or not found.partitions:
+        if time.monotonic() > deadline:
+            raise TopicReadError(f"{topic} has no partitions in the metadata of {bootstrap}")
+        time.sleep(0.1)
+    replicas = len(next(iter(found.partitions.values())).replicas)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    config = admin.describe_configs([resource])[resource].result(timeout=timeout)
+    return {"replication_factor": replicas, "min_insync_replicas": int(config["min.insync.replicas"].value)}
 
 
 def unique_topic(prefix: str = "lab") -> str:
@@ -62,10 +122,12 @@ class TopicReadError(LabError):
 
 
 def read_topic(
-    bootstrap: str, topic: str, timeout: float = 30.0, fetch_wait_ms: int = 100
+    bootstrap: str, topic: str, timeout: float = 30.0, fetch_wait_ms: int = 100,
+    start_offsets: dict[int, int] | None = None,
 ) -> Iterator[Message]:
     """Every record of `topic`, from each partition's log start offset (not 0: retention or
-    `delete_records` move it) up to the end offsets seen at the start.
+    `delete_records` move it), or from `start_offsets` where given (a topic that held records
+    before a run), up to the end offsets seen at the start.
 
     Raises `TopicReadError` unless exactly the number of records those offsets promise
     arrived, so a reader can never under-count silently. The one reader of whole topics:
@@ -90,9 +152,13 @@ def read_topic(
             p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
             for p in metadata.topics[topic].partitions
         }
+        start = start_offsets or {}
+        bounds = {p: (max(low, start.get(p, low)), high) for p, (low, high) in bounds.items()}
         remaining = {p: high for p, (low, high) in bounds.items() if high > low}
-        expected = sum(high - low for low, high in bounds.values())
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in remaining])
+        expected = sum(max(high - low, 0) for low, high in bounds.values())
+        consumer.assign([
+            TopicPartition(topic, p, bounds[p][0] if p in start else OFFSET_BEGINNING) for p in remaining
+        ])
         deadline = time.monotonic() + timeout
         read = 0
         while remaining:

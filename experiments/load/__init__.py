@@ -1,4 +1,8 @@
-"""The load generator (aiohttp; closed and open loop) and its result files.
+"""The load generator (closed and open loop) and its result files.
+
+Two engines, chosen by `LoadSpec.engine`, record the same files: "aiohttp" (client.py,
+a coroutine per request through aiohttp) and "raw" (rawengine.py, prebuilt request bytes
+on uvloop Protocols with httptools parsing, several times cheaper per request).
 
 Library: `run_load(spec, out_dir, ...)` writes a run directory per experiments/RESULTS.md
 and returns its summary; `measure_ceiling()` is the generator's own limit on this machine.
@@ -8,9 +12,10 @@ Command: `python -m experiments.load --help`.
 from __future__ import annotations
 
 from experiments.load.ceiling import measure_ceiling, measure_ceiling_detail
-from experiments.load.recorder import merge_encoded, new_histogram, summarize_ms
 from experiments.load.run import (
     GENERATOR_BOUND_RULE,
+    OVERLOAD_RULE,
+    DuringLoad,
     RunDirError,
     execute_load,
     generator_bound,
@@ -22,6 +27,8 @@ from experiments.load.worker import LoadRunError
 __all__ = [
     "ENDPOINT_PATHS",
     "GENERATOR_BOUND_RULE",
+    "OVERLOAD_RULE",
+    "DuringLoad",
     "LoadRunError",
     "LoadSpec",
     "LoadSpecError",
@@ -30,8 +37,5 @@ __all__ = [
     "generator_bound",
     "measure_ceiling",
     "measure_ceiling_detail",
-    "merge_encoded",
-    "new_histogram",
     "run_load",
-    "summarize_ms",
 ]

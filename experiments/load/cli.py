@@ -16,7 +16,7 @@ from typing import Any
 from experiments.errors import LabError
 from experiments.load.ceiling import measure_ceiling_detail
 from experiments.load.run import run_load
-from experiments.load.spec import ENDPOINT_PATHS, MODELS, LoadSpec
+from experiments.load.spec import ENDPOINT_PATHS, ENGINES, MODELS, LoadSpec
 
 DEFAULTS = LoadSpec()
 
@@ -25,6 +25,9 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=DEFAULTS.url, help="service base URL")
     parser.add_argument("--endpoint", choices=sorted(ENDPOINT_PATHS), default=DEFAULTS.endpoint)
     parser.add_argument("--model", choices=MODELS, default=DEFAULTS.model)
+    parser.add_argument("--engine", choices=ENGINES, default=DEFAULTS.engine,
+                        help="load engine: aiohttp (a coroutine per request) or raw "
+                             "(prebuilt bytes on uvloop Protocols, several times cheaper)")
     parser.add_argument("--connections", type=int, default=DEFAULTS.connections)
     parser.add_argument("--rate", type=float, default=DEFAULTS.rate,
                         help="open loop: requests/s over all workers")
@@ -37,6 +40,9 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed)
     parser.add_argument("--workers", type=int, default=DEFAULTS.workers)
     parser.add_argument("--timeout", dest="timeout_s", type=float, default=DEFAULTS.timeout_s)
+    parser.add_argument("--drain-limit", dest="drain_limit_s", type=float,
+                        default=DEFAULTS.drain_limit_s,
+                        help="seconds after the window that answers may still arrive")
     parser.add_argument("--allow-remote", action="store_true",
                         help="permit a non-loopback URL (off by default)")
 
@@ -68,6 +74,9 @@ def ceiling_parser() -> argparse.ArgumentParser:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--endpoint", choices=sorted(ENDPOINT_PATHS), default="seed")
+    parser.add_argument("--engine", dest="engines", action="append", choices=ENGINES,
+                        help=f"load engine (default {DEFAULTS.engine}); with --compare-wrk "
+                             f"repeat it to measure several engines in the same run")
     parser.add_argument("--compare-wrk", action="store_true",
                         help="also run wrk against the same no-op server")
     parser.add_argument("--wrk-threads", type=int, default=1)
@@ -94,24 +103,27 @@ def _run(args: argparse.Namespace) -> int:
     summary = run_load(spec_from_args(args), args.out, pids=pids or None,
                        ceiling_rps=args.ceiling)
     results = summary["results"]
-    _emit({key: results[key] for key in ("requests", "throughput_rps", "events_per_s",
-                                         "error_rate", "late", "latency_ms", "cpu_percent",
-                                         "generator_bound")} | {"out": str(args.out)})
+    shown = ("sent", "throughput_rps", "events_per_s", "error_rate", "late", "latency_ms",
+             "cpu_percent", "generator_bound", "overloaded", "unfinished")
+    _emit({key: results[key] for key in shown} | {"out": str(args.out)})
     return 0
 
 
 def _ceiling(args: argparse.Namespace) -> int:
+    engines = args.engines or [DEFAULTS.engine]
     if args.compare_wrk:
         from experiments.load.wrk import compare_with_wrk
 
         detail = compare_with_wrk(args.duration_s, args.connections, args.workers,
-                                  args.wrk_threads, repeat=args.repeat)
+                                  args.wrk_threads, repeat=args.repeat, engines=engines)
         if not args.json:
             detail = _brief_comparison(detail)
         _emit(detail)
         return 0
+    if len(engines) > 1:
+        raise LabError("several --engine values need --compare-wrk (one run for all)")
     detail = measure_ceiling_detail(args.duration_s, args.warmup_s, args.connections,
-                                    args.workers, args.endpoint)
+                                    args.workers, args.endpoint, engine=engines[0])
     if args.json:
         _emit(detail)
     else:
@@ -123,9 +135,10 @@ def _ceiling(args: argparse.Namespace) -> int:
 def _brief_comparison(detail: dict[str, Any]) -> dict[str, Any]:
     """The figures and, per trial, rate and CPU: the rest is in --json."""
     brief = {k: v for k, v in detail.items() if not k.endswith("_trials")}
-    for key in ("generator_trials", "wrk_trials"):
+    for key in [k for k in detail if k.endswith("_trials")]:
         brief[key] = [{"rps": t["ceiling_rps"], "quiet": t["quiet"],
-                       "cpu_percent": t["cpu_percent"]} for t in detail[key]]
+                       "cpu_percent": t["cpu_percent"],
+                       "cpu_us_per_request": t["cpu_us_per_request"]} for t in detail[key]]
     brief["wrk_command"] = detail["wrk_trials"][0]["command"]
     return brief
 

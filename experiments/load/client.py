@@ -101,13 +101,13 @@ class Sender:
                 payload = await resp.read()
                 status = resp.status
         except TRANSPORT_ERRORS as exc:
-            rec.transport_error(slot, exc)
+            rec.transport_error(slot, exc, perf_counter_ns())
             return
         t_done = perf_counter_ns()
         if 200 <= status < 300:
             ids, events = self.parse(payload)
             if not ids:
                 rec.unparsed += 1
-            rec.accepted(slot, t_done - t_ref_ns, ids, events, t_done)
+            rec.accepted(slot, t_done - t_ref_ns, ids, events, t_done, status)
         else:
-            rec.rejected(slot, status)
+            rec.rejected(slot, status, t_done)

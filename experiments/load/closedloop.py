@@ -11,15 +11,17 @@ import asyncio
 from time import perf_counter_ns
 
 from experiments.load.client import Sender
+from experiments.load.openloop import drain
 from experiments.load.recorder import NS_PER_S, Recorder
 
 
 async def run_closed(sender: Sender, recorder: Recorder, connections: int,
-                     t_start_ns: int, t_end_ns: int) -> None:
+                     t_start_ns: int, t_end_ns: int, drain_deadline_ns: int) -> None:
     """Keep `connections` requests in flight from `t_start_ns` until `t_end_ns`.
 
     No request is sent at or after `t_end_ns`; answers to requests sent before it are
-    still awaited (each bounded by the session timeout) and counted in their send second.
+    awaited until `drain_deadline_ns` and counted in the second they arrive; requests
+    still in flight then are cut off.
     """
 
     async def connection() -> None:
@@ -35,6 +37,10 @@ async def run_closed(sender: Sender, recorder: Recorder, connections: int,
                 return
             slot = slot_of(t_send)
             sent(slot)
-            await send(slot, t_send)
+            try:
+                await send(slot, t_send)
+            except asyncio.CancelledError:
+                recorder.cut_off(slot)
+                raise
 
-    await asyncio.gather(*(connection() for _ in range(connections)))
+    await drain(connections, connection, drain_deadline_ns)

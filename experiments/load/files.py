@@ -2,24 +2,39 @@
 
 from __future__ import annotations
 
-import csv
-import json
-import math
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from experiments.load.merge import SERIES_COLUMNS, Merged
-from experiments.load.recorder import decode, encode
+from experiments.load.merge import Merged
+from experiments.results import (
+    ACKS,
+    ACKS_COLUMNS,
+    ERRORS,
+    ERRORS_COLUMNS,
+    HISTOGRAMS_DIR,
+    INTERVALS_DIR,
+    LATENCY,
+    SERIES,
+    SERIES_COLUMNS,
+    decode_histogram,
+    encode_histogram,
+    write_rows,
+)
 
-ACKS_HEADER = "event_id,t_ack_s\n"
+
+def write_series(out_dir: Path, merged: Merged, fault_windows: Sequence[Sequence[float]] = ()) -> None:
+    """series.csv (with the share of each second under a fault) and errors.csv."""
+    rows = [{**row, "fault": fault_share(row["second"], fault_windows)} for row in merged.series]
+    write_rows(out_dir / SERIES, SERIES_COLUMNS, rows)
+    write_rows(out_dir / ERRORS, ERRORS_COLUMNS, merged.errors)
 
 
-def write_series(path: Path, rows: list[dict[str, Any]]) -> None:
-    with path.open("w", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=SERIES_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+def fault_share(second: int, windows: Sequence[Sequence[float]]) -> float:
+    """How much of [second, second + 1) lies inside the fault windows (0..1)."""
+    covered = sum(max(0.0, min(second + 1, end) - max(second, start)) for start, end in windows)
+    return round(min(covered, 1.0), 3)
 
 
 def write_histograms(out_dir: Path, merged: Merged, results: list[dict[str, Any]],
@@ -30,10 +45,10 @@ def write_histograms(out_dir: Path, merged: Merged, results: list[dict[str, Any]
     logs go to `intervals/worker-<i>.hlog` (HdrHistogram log format 1.2): one histogram
     per second, warm-up included, so any window can be recomputed exactly later.
     """
-    (out_dir / "latency.hdr").write_text(encode(merged.window) + "\n")
-    hist_dir = out_dir / "histograms"
+    (out_dir / LATENCY).write_text(encode_histogram(merged.window) + "\n")
+    hist_dir = out_dir / HISTOGRAMS_DIR
     hist_dir.mkdir(exist_ok=True)
-    log_dir = out_dir / "intervals"
+    log_dir = out_dir / INTERVALS_DIR
     log_dir.mkdir(exist_ok=True)
     for result in results:
         name = f"worker-{result['worker']}"
@@ -49,15 +64,15 @@ def write_histograms(out_dir: Path, merged: Merged, results: list[dict[str, Any]
             log.write('"StartTimestamp","Interval_Length","Interval_Max",'
                       '"Interval_Compressed_Histogram"\n')
             for second, blob in sorted(result["slot_hists"].items()):
-                max_ms = decode(blob).get_max_value() / 1000.0
+                max_ms = decode_histogram(blob).get_max_value() / 1000.0
                 log.write(f"{second - first:.3f},1.000,{max_ms:.3f},{blob}\n")
 
 
 def collect_acks(out_dir: Path, results: list[dict[str, Any]]) -> int:
     """Concatenate the workers' ack parts into acks.csv (header once) and remove the parts."""
     total = 0
-    with (out_dir / "acks.csv").open("w", newline="") as out:
-        out.write(ACKS_HEADER)
+    with (out_dir / ACKS).open("w", newline="") as out:
+        out.write(",".join(ACKS_COLUMNS) + "\n")
         for result in results:
             part = result.get("acks_file")
             if not part:
@@ -67,18 +82,3 @@ def collect_acks(out_dir: Path, results: list[dict[str, Any]]) -> int:
             Path(part).unlink()
             total += result["acks"]
     return total
-
-
-def write_summary(path: Path, summary: dict[str, Any]) -> None:
-    path.write_text(json.dumps(_finite(summary), indent=2, default=str) + "\n")
-
-
-def _finite(value: Any) -> Any:
-    """NaN and infinities are not JSON; they become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value

@@ -2,9 +2,15 @@
 
 The hot path only bumps list counters and appends integers to arrays; histograms are
 filled after the last answer, so recording costs the generator almost nothing while it
-is measuring. Latency is in microseconds (1 us .. 60 s, 3 significant digits, the
-contract of RESULTS.md) and only 2xx answers are recorded: error answers and transport
-failures are counted, never mixed into the latency of accepted requests.
+is measuring. Latency is in microseconds (experiments/results.py fixes the layout) and
+only 2xx answers are recorded: error answers and transport failures are counted, never
+mixed into the latency of accepted requests.
+
+Two clocks. A request belongs to the second of its *key time* (its intended send time in
+the open loop, its send time in the closed loop): `sent`, `late` and latency are counted
+there. Its outcome belongs to the second it *completed*: that is what the service did in
+that second, and the only honest base for throughput. Past saturation the two differ by
+the whole backlog, which is why the open loop once reported rates a server never reached.
 """
 
 from __future__ import annotations
@@ -19,74 +25,53 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-HIST_LOWEST_US = 1
-HIST_HIGHEST_US = 60_000_000
-HIST_DIGITS = 3
+from experiments.results import (
+    COMPLETION_CLOCK_COUNTERS,
+    HIST_HIGHEST_US,
+    KEY_CLOCK_COUNTERS,
+    TRANSPORT,
+    encode_histogram,
+    new_histogram,
+)
+
 NS_PER_S = 1_000_000_000
 LATE_NS = 1_000_000  # an open-loop request is late when sent more than 1 ms after its slot
 
-COUNTERS = ("sent", "ok", "client_errors", "server_errors", "transport_errors",
-            "events_accepted", "late")
-PERCENTILES = {"p50": 50.0, "p75": 75.0, "p90": 90.0, "p99": 99.0, "p99.9": 99.9, "p99.99": 99.99}
-
-
-def new_histogram() -> HdrHistogram:
-    return HdrHistogram(HIST_LOWEST_US, HIST_HIGHEST_US, HIST_DIGITS)
-
-
-def encode(hist: HdrHistogram) -> str:
-    return hist.encode().decode("ascii")
-
-
-def decode(blob: str) -> HdrHistogram:
-    return HdrHistogram.decode(blob.strip().encode("ascii"))
-
-
-def merge_encoded(blobs: Iterable[str]) -> HdrHistogram:
-    """Exact sum of encoded histograms (same layout, so counts add bucket by bucket)."""
-    total = new_histogram()
-    for blob in blobs:
-        total.add(decode(blob))
-    return total
-
-
-def summarize_ms(hist: HdrHistogram) -> dict[str, float | None]:
-    """The contract's spectrum in milliseconds; None everywhere for an empty histogram."""
-    keys = [*PERCENTILES, "max", "mean"]
-    if hist.get_total_count() == 0:
-        return dict.fromkeys(keys)
-    values = hist.get_percentile_to_value_dict(list(PERCENTILES.values()))
-    out: dict[str, float | None] = {
-        key: values[p] / 1000.0 for key, p in PERCENTILES.items()
-    }
-    out["max"] = hist.get_max_value() / 1000.0
-    out["mean"] = round(hist.get_mean_value() / 1000.0, 3)
-    return out
+# The window's cohort: requests whose key time falls in the measured window.
+COHORT = ("completed_in_window", "completed_after_window", "in_flight_at_end")
 
 
 class Recorder:
-    """Counts per second slot, 2xx latencies, schedule lag and acknowledged ids of one worker.
+    """Counts per second, 2xx latencies, schedule lag and acknowledged ids of one worker.
 
-    Slots are whole seconds relative to `origin_ns` (the start of the measured window),
-    `first_second` (negative: warm-up) onwards, `n_slots` of them; a request belongs to
-    the slot of its key time (send time, or intended send time in the open loop).
+    Seconds are relative to `origin_ns` (the start of the measured window): key seconds
+    run from `first_second` (negative: warm-up) to the end of the window, completion
+    seconds on through the drain (at most `drain_limit_s` after the window).
     """
 
     def __init__(self, origin_ns: int, warmup_s: float, duration_s: float,
-                 record_acks: bool = True) -> None:
+                 drain_limit_s: float = 0.0, record_acks: bool = True) -> None:
         self.origin_ns = origin_ns
+        self.end_ns = origin_ns + round(duration_s * NS_PER_S)
         self.first_second = -math.ceil(warmup_s)
         self.n_slots = math.ceil(warmup_s) + math.ceil(duration_s)
+        # One more second than the limit: answers land until the limit passes, not before.
+        self.n_done_slots = math.ceil(warmup_s) + math.ceil(duration_s + drain_limit_s) + 1
         self.window_first_slot = -self.first_second
-        self.counts: dict[str, list[int]] = {name: [0] * self.n_slots for name in COUNTERS}
+        self.counts: dict[str, list[int]] = {name: [0] * self.n_slots for name in KEY_CLOCK_COUNTERS}
+        self.counts.update({name: [0] * self.n_done_slots for name in COMPLETION_CLOCK_COUNTERS})
+        self.statuses: Counter[tuple[int, str]] = Counter()  # (completion slot, status) of non-2xx
+        self.cohort = dict.fromkeys(COHORT, 0)
+        self.never_sent = 0
         self.latency_us: list[array] = [array("q") for _ in range(self.n_slots)]
         self.lag_us = array("q")
         self.record_acks = record_acks
         self.ack_ids: list[str] = []
         self.ack_ns = array("q")
+        self.ack_status = array("H")
         self.transport_kinds: Counter[str] = Counter()
         self.unparsed = 0
-        self.unsent = 0
+        self.last_done_ns = 0
         self._base_ns = origin_ns + self.first_second * NS_PER_S
         # Bound references: the hot path runs these once per request.
         self._sent = self.counts["sent"]
@@ -95,8 +80,22 @@ class Recorder:
         self._events = self.counts["events_accepted"]
 
     def slot(self, t_ns: int) -> int:
+        """The key-time slot of a request sent (or due) at `t_ns`."""
         index = (t_ns - self._base_ns) // NS_PER_S
         return 0 if index < 0 else min(index, self.n_slots - 1)
+
+    def _done_slot(self, t_ns: int) -> int:
+        index = (t_ns - self._base_ns) // NS_PER_S
+        return 0 if index < 0 else min(index, self.n_done_slots - 1)
+
+    def _completed(self, slot: int, t_done_ns: int) -> int:
+        """Book a completion in the cohort; returns its completion slot."""
+        if slot >= self.window_first_slot:
+            key = "completed_in_window" if t_done_ns < self.end_ns else "completed_after_window"
+            self.cohort[key] += 1
+        if t_done_ns > self.last_done_ns:
+            self.last_done_ns = t_done_ns
+        return self._done_slot(t_done_ns)
 
     def sent(self, slot: int) -> None:
         self._sent[slot] += 1
@@ -110,27 +109,39 @@ class Recorder:
             self.lag_us.append(lag_ns // 1000)
 
     def accepted(self, slot: int, latency_ns: int, ids: list[str], events: int,
-                 t_done_ns: int) -> None:
+                 t_done_ns: int, status: int = 200) -> None:
         """A 2xx answer carrying `events` accepted events whose ids are `ids`."""
-        self._ok[slot] += 1
-        self._events[slot] += events
+        done = self._completed(slot, t_done_ns)
+        self._ok[done] += 1
+        self._events[done] += events
         self.latency_us[slot].append(latency_ns // 1000)
         if self.record_acks and ids:
             if len(ids) == 1:
                 self.ack_ids.append(ids[0])
                 self.ack_ns.append(t_done_ns)
+                self.ack_status.append(status)
             else:
                 self.ack_ids.extend(ids)
                 self.ack_ns.extend([t_done_ns] * len(ids))
+                self.ack_status.extend([status] * len(ids))
 
-    def rejected(self, slot: int, status: int) -> None:
+    def rejected(self, slot: int, status: int, t_done_ns: int) -> None:
         # Redirects are not followed, so a 3xx lands with the 4xx: not accepted as sent.
+        done = self._completed(slot, t_done_ns)
         key = "client_errors" if status < 500 else "server_errors"
-        self.counts[key][slot] += 1
+        self.counts[key][done] += 1
+        self.statuses[(done, str(status))] += 1
 
-    def transport_error(self, slot: int, exc: BaseException) -> None:
-        self.counts["transport_errors"][slot] += 1
+    def transport_error(self, slot: int, exc: BaseException, t_done_ns: int) -> None:
+        done = self._completed(slot, t_done_ns)
+        self.counts["transport_errors"][done] += 1
+        self.statuses[(done, TRANSPORT)] += 1
         self.transport_kinds[type(exc).__name__] += 1
+
+    def cut_off(self, slot: int) -> None:
+        """A request still in flight when the drain limit ended the run: no outcome."""
+        if slot >= self.window_first_slot:
+            self.cohort["in_flight_at_end"] += 1
 
     def finish(self, worker: int, pid: int, acks_file: Path | None) -> dict[str, Any]:
         """Everything the parent needs to merge exactly, as picklable plain data."""
@@ -140,7 +151,7 @@ class Recorder:
             if not values:
                 continue
             hist = _histogram_of(values)
-            slot_hists[index + self.first_second] = encode(hist)
+            slot_hists[index + self.first_second] = encode_histogram(hist)
             if index >= self.window_first_slot:
                 window.add(hist)
         lag = _histogram_of(self.lag_us)
@@ -152,13 +163,17 @@ class Recorder:
             "pid": pid,
             "first_second": self.first_second,
             "counts": self.counts,
+            "statuses": [(slot + self.first_second, status, n)
+                         for (slot, status), n in sorted(self.statuses.items())],
+            "cohort": self.cohort,
+            "never_sent": self.never_sent,
+            "drain_s": max(self.last_done_ns - self.end_ns, 0) / NS_PER_S,
             "slot_hists": slot_hists,
-            "window_hist": encode(window),
-            "lag_hist": encode(lag),
+            "window_hist": encode_histogram(window),
+            "lag_hist": encode_histogram(lag),
             "acks_file": str(acks_file) if acks_file is not None and self.record_acks else None,
             "acks": acks,
             "unparsed_answers": self.unparsed,
-            "unsent": self.unsent,
             "transport_error_kinds": dict(self.transport_kinds),
         }
 
@@ -167,8 +182,8 @@ class Recorder:
         # csv quotes whatever a misbehaving service might put in an id (commas, newlines).
         with path.open("w", encoding="utf-8", newline="") as out:
             csv.writer(out).writerows(
-                (event_id, f"{(t - origin) / NS_PER_S:.6f}")
-                for event_id, t in zip(self.ack_ids, self.ack_ns, strict=True)
+                (event_id, f"{(t - origin) / NS_PER_S:.6f}", status)
+                for event_id, t, status in zip(self.ack_ids, self.ack_ns, self.ack_status, strict=True)
             )
         return len(self.ack_ids)
 

@@ -2,27 +2,37 @@
 
 from __future__ import annotations
 
+import csv
 import math
 import os
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from time import perf_counter_ns, time_ns
-from typing import Any
-
-import aiohttp
+from typing import Any, Protocol
 
 from experiments.cpu import CpuSampler
 from experiments.errors import LabError
-from experiments.load.files import collect_acks, write_histograms, write_series, write_summary
+from experiments.load.files import collect_acks, fault_share, write_histograms, write_series
 from experiments.load.merge import Merged, lag_summary_ms, merge_results
 from experiments.load.payloads import body_pool
-from experiments.load.recorder import NS_PER_S, summarize_ms
+from experiments.load.recorder import NS_PER_S
 from experiments.load.spec import LoadSpec
-from experiments.load.worker import event_loop_name, run_workers
+from experiments.load.worker import client_name, event_loop_name, run_workers
 from experiments.provenance import collect_provenance, usable_cores
+from experiments.results import ACKS, SCHEMA, SUMMARY, merge_histograms, summarize_ms, write_summary
 
-SCHEMA = "lab.run/1"
+OVERLOAD_FRACTION = 0.99
+UNFINISHED_FRACTION = 0.01
+OVERLOAD_RULE = (
+    f"An open-loop run is overloaded when the 2xx answers completed inside the measured "
+    f"window fall below {OVERLOAD_FRACTION:.0%} of the requests the schedule offered in it "
+    f"(one request of slack for the window's edges), or when more than "
+    f"{UNFINISHED_FRACTION:.0%} of the offered requests were unfinished (never sent, or "
+    f"still in flight at the drain limit). Its throughput is then what the service "
+    f"completed, not what was offered, and it has no steady rate."
+)
 CEILING_FRACTION = 0.8
 CPU_FRACTION = 0.9
 GENERATOR_BOUND_RULE = (
@@ -40,6 +50,19 @@ class RunDirError(LabError):
     """The output directory already holds a finished run; results are never overwritten."""
 
 
+class DuringLoad(Protocol):
+    """Something that acts while the load runs (a fault injector), timed from the window.
+
+    `start` is called just before the load starts, with the perf_counter nanoseconds at
+    which the measured window will begin; `stop` after the load, returning the run's
+    `faults` section (RESULTS.md), whose `windows` the series and the availability use.
+    """
+
+    def start(self, window_start_ns: int) -> None: ...
+
+    def stop(self) -> dict[str, Any]: ...
+
+
 @dataclass
 class Execution:
     """A finished load, before anything is written."""
@@ -51,10 +74,12 @@ class Execution:
     started_at: str
     ended_at: str
     window_start_unix: float
+    faults: dict[str, Any] | None = None
 
 
 def execute_load(spec: LoadSpec, acks_dir: Path | None = None,
-                 pids: dict[str, int] | None = None) -> Execution:
+                 pids: dict[str, int] | None = None,
+                 during: DuringLoad | None = None) -> Execution:
     """Apply `spec` with its worker processes, sampling CPU, and merge what they recorded."""
     spec.validate()
     pids = dict(pids or {})
@@ -69,46 +94,60 @@ def execute_load(spec: LoadSpec, acks_dir: Path | None = None,
         components: dict[str, int | list[int]] = {"generator": [os.getpid(), *worker_pids]}
         components.update(pids)
         sampler.append(CpuSampler(components, with_children=pids, origin_ns=origin).start())
+        if during is not None:
+            during.start(origin)
 
     started_at = _utc_now()
+    faults: dict[str, Any] | None = None
     try:
         results = run_workers(spec, acks_dir, on_start)
     finally:
         for running in sampler:
             running.stop()
+        # Always undone, even when the load failed: a paused broker must not stay paused.
+        if during is not None and window:
+            faults = during.stop()
     ended_at = _utc_now()
     window_start_unix = (wall_ref + (window[0] - mono_ref)) / NS_PER_S
-    return Execution(spec, merge_results(results), results, sampler[0], started_at, ended_at,
-                     window_start_unix)
+    return Execution(spec, merge_results(results, spec.duration_s), results, sampler[0],
+                     started_at, ended_at, window_start_unix, faults)
 
 
 def run_load(spec: LoadSpec, out_dir: Path, pids: dict[str, int] | None = None,
              metadata: dict[str, Any] | None = None,
-             ceiling_rps: float | None = None) -> dict[str, Any]:
+             ceiling_rps: float | None = None,
+             during: DuringLoad | None = None,
+             write: bool = True) -> dict[str, Any]:
     """Run `spec`, write its files into `out_dir` (RESULTS.md), return the summary.
 
     `pids` names other processes to sample (service, broker; each with its children);
-    `metadata` keys (run, params, service, ...) are copied into summary.json as given,
-    except that `run` gains `started_at`/`ended_at` when it lacks them. `audit` is left
-    to the caller, who audits after the service has flushed.
+    `metadata` keys (run, params, service, target, ...) are copied into the summary as
+    given, except that `run` gains `started_at`/`ended_at` when it lacks them; `during`
+    acts while the load runs (faults). With `write=False` summary.json is left to the
+    caller, who adds the audit after the service has flushed and writes it once.
 
     Workers are started with "spawn": a script calling this needs the usual
     `if __name__ == "__main__":` guard (notebooks and `python -m` entry points do not).
     """
     spec.validate()
     out_dir = Path(out_dir)
-    if (out_dir / "summary.json").exists() or (out_dir / "series.csv").exists():
+    if (out_dir / SUMMARY).exists() or (out_dir / "series.csv").exists():
         raise RunDirError(f"{out_dir} already holds a run; results are never overwritten")
     out_dir.mkdir(parents=True, exist_ok=True)
-    execution = execute_load(spec, acks_dir=out_dir, pids=pids)
+    execution = execute_load(spec, acks_dir=out_dir, pids=pids, during=during)
     merged = execution.merged
-    write_series(out_dir / "series.csv", merged.series)
+    windows = fault_windows(execution.faults)
+    write_series(out_dir, merged, windows)
     execution.cpu.write_csv(out_dir / "cpu.csv")
     write_histograms(out_dir, merged, execution.results, execution.window_start_unix,
                      spec.warmup_s)
     acks = collect_acks(out_dir, execution.results)
     summary = build_summary(execution, metadata or {}, ceiling_rps, acks)
-    write_summary(out_dir / "summary.json", summary)
+    if execution.faults is not None:
+        summary["faults"] = execution.faults
+        summary["availability"] = availability(merged, windows, out_dir / ACKS, spec.duration_s)
+    if write:
+        write_summary(out_dir / SUMMARY, summary)
     return summary
 
 
@@ -130,37 +169,66 @@ def load_section(spec: LoadSpec) -> dict[str, Any]:
     pool = body_pool(spec, 0)
     load = spec.as_dict()
     load.update({
-        "series_key": "intended send time" if spec.model == "open" else "send time",
+        "key_clock": "intended send time" if spec.model == "open" else "send time",
+        "engine": spec.engine,
         "body_bytes_mean": round(sum(map(len, pool)) / len(pool), 1),
         "payload_pool_size": len(pool),
         "event_loop": event_loop_name(spec),
-        "client": f"aiohttp {aiohttp.__version__}",
+        "client": client_name(spec),
     })
     return load
 
 
 def results_section(execution: Execution, ceiling_rps: float | None, acks: int) -> dict[str, Any]:
     spec, merged = execution.spec, execution.merged
-    totals, duration = merged.totals, spec.duration_s
-    requests, ok = totals["sent"], totals["ok"]
+    totals, duration, cohort = merged.totals, spec.duration_s, merged.cohort
+    sent, ok = totals["sent"], totals["ok"]
+    errors = totals["client_errors"] + totals["server_errors"] + totals["transport_errors"]
     end_second = math.ceil(duration)  # the recorder's window slots: seconds 0 .. end - 1
     cpu = {c: execution.cpu.mean(c, 0, end_second) for c in COMPONENTS}
     usable = min(spec.workers, usable_cores())
-    bound, reasons = generator_bound(requests / duration, ceiling_rps, cpu["generator"], usable)
+    bound, reasons = generator_bound(sent / duration, ceiling_rps, cpu["generator"], usable)
     window_end_unix = execution.window_start_unix + duration
+    open_loop = spec.model == "open"
+    # Every slot of the window is either sent or never sent, so this is exact.
+    offered = sent + merged.never_sent if open_loop else None
+    unfinished = merged.never_sent + cohort["in_flight_at_end"]
+    base = offered if open_loop else sent
+    unfinished_fraction = round(unfinished / base, 6) if base else None
+    overloaded, overload_reasons = (
+        overload(offered or 0, ok, unfinished_fraction or 0.0, duration) if open_loop else (None, [])
+    )
     return {
         "duration_s": duration,
-        "requests": requests,
         "ok": ok,
+        "events_accepted": totals["events_accepted"],
         "client_errors": totals["client_errors"],
         "server_errors": totals["server_errors"],
         "transport_errors": totals["transport_errors"],
-        "events_accepted": totals["events_accepted"],
+        "status_counts": merged.status_counts,
         "throughput_rps": round(ok / duration, 3),
         "events_per_s": round(totals["events_accepted"] / duration, 3),
-        "error_rate": round((requests - ok) / requests, 6) if requests else None,
+        "error_rate": round(errors / (ok + errors), 6) if ok + errors else None,
+        "offered": offered,
+        "offered_rps": round(offered / duration, 3) if offered is not None else None,
+        "sent": sent,
+        "sent_rps": round(sent / duration, 3),
+        "completed_in_window": cohort["completed_in_window"],
+        "completed_after_window": cohort["completed_after_window"],
+        "never_sent": merged.never_sent,
+        "in_flight_at_end": cohort["in_flight_at_end"],
+        "unfinished": unfinished,
+        "unfinished_fraction": unfinished_fraction,
+        "overloaded": overloaded,
+        "overload_reasons": overload_reasons,
+        "overload_rule": OVERLOAD_RULE,
+        "drain_s": round(merged.drain_s, 3),
+        "drain_limit_s": spec.drain_limit_s,
         "late": totals["late"],
+        "late_fraction": round(totals["late"] / sent, 6) if sent else None,
+        "schedule_lag_ms": lag_summary_ms(merged.lag) if open_loop else None,
         "latency_ms": summarize_ms(merged.window),
+        "latency_count": merged.window.get_total_count(),
         "cpu_percent": cpu,
         "cpu_other_percent": other_cpu(cpu),
         "generator_bound": bound,
@@ -168,13 +236,7 @@ def results_section(execution: Execution, ceiling_rps: float | None, acks: int) 
         "generator_bound_reasons": reasons,
         "generator_bound_rule": GENERATOR_BOUND_RULE,
         "generator_usable_cores": usable,
-        "achieved_rps": round(requests / duration, 3),
-        "target_rps": spec.rate if spec.model == "open" else None,
-        "late_fraction": round(totals["late"] / requests, 6) if requests else None,
-        "unsent": merged.unsent,
-        "schedule_lag_ms": lag_summary_ms(merged.lag) if spec.model == "open" else None,
-        "latency_count": merged.window.get_total_count(),
-        "requests_including_warmup": merged.all_sent,
+        "sent_including_warmup": merged.all_sent,
         "acknowledged_ids": acks,
         "unparsed_answers": merged.unparsed_answers,
         "transport_error_kinds": merged.transport_error_kinds,
@@ -185,6 +247,77 @@ def results_section(execution: Execution, ceiling_rps: float | None, acks: int) 
         },
         "workers": merged.workers,
     }
+
+
+def overload(offered: int, ok: int, unfinished_fraction: float,
+             duration_s: float) -> tuple[bool, list[str]]:
+    """Apply OVERLOAD_RULE; the reasons say which half fired, with the numbers."""
+    reasons = []
+    if ok < OVERLOAD_FRACTION * offered - 1:
+        reasons.append(
+            f"completed {ok / duration_s:.0f} 2xx answers/s in the window, "
+            f"{ok / offered if offered else 0:.1%} of the {offered / duration_s:.0f} req/s offered"
+        )
+    if unfinished_fraction > UNFINISHED_FRACTION:
+        reasons.append(f"{unfinished_fraction:.1%} of the offered requests were unfinished")
+    return bool(reasons), reasons
+
+
+def fault_windows(faults: dict[str, Any] | None) -> list[list[float]]:
+    if not faults:
+        return []
+    return [[float(start), float(end)] for start, end in faults.get("windows") or []]
+
+
+def availability(merged: Merged, windows: list[list[float]], acks_csv: Path,
+                 duration_s: float) -> dict[str, Any]:
+    """What the fault did to answers (RESULTS.md): the gap until the first 2xx after it
+    started, outcomes while it lasted, latency during it against the rest of the window.
+
+    Counts and latency are per second (a second overlapping a fault window counts as
+    under the fault); the first success is exact, from the acknowledgement times.
+    """
+    if not windows:
+        return {"fault_start_s": None, "first_ok_after_fault_s": None, "unavailable_s": None,
+                "ok_during_fault": 0, "errors_during_fault": {},
+                "latency_ms_during_fault": None, "latency_ms_outside_fault": None}
+    start = min(w[0] for w in windows)
+    first_ok = _first_ack_after(acks_csv, start)
+    under = {row["second"] for row in merged.series if fault_share(row["second"], windows) > 0}
+    errors: Counter[str] = Counter()
+    for row in merged.errors:
+        if row["second"] in under:
+            errors[row["status"]] += row["count"]
+    measured = math.ceil(duration_s)
+    during = [h for s, h in merged.slot_hists.items() if s in under]
+    outside = [h for s, h in merged.slot_hists.items() if s not in under and 0 <= s < measured]
+    spectrum = ("p50", "p99", "max")
+
+    def latency(hists: list[Any]) -> dict[str, float | None] | None:
+        if not hists:
+            return None
+        values = summarize_ms(merge_histograms(hists))
+        return {k: values[k] for k in spectrum}
+
+    return {
+        "fault_start_s": round(start, 3),
+        "first_ok_after_fault_s": None if first_ok is None else round(first_ok, 3),
+        "unavailable_s": None if first_ok is None else round(first_ok - start, 3),
+        "ok_during_fault": sum(row["ok"] for row in merged.series if row["second"] in under),
+        "errors_during_fault": dict(sorted(errors.items())),
+        "latency_ms_during_fault": latency(during),
+        "latency_ms_outside_fault": latency(outside),
+    }
+
+
+def _first_ack_after(acks_csv: Path, start_s: float) -> float | None:
+    first = None
+    with acks_csv.open(newline="") as src:
+        for row in csv.DictReader(src):
+            t = float(row["t_ack_s"])
+            if t >= start_s and (first is None or t < first):
+                first = t
+    return first
 
 
 def generator_bound(achieved_rps: float, ceiling_rps: float | None,

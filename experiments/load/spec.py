@@ -12,6 +12,7 @@ from experiments.errors import LabError
 
 Endpoint = Literal["seed", "single", "batch", "noop"]
 Model = Literal["closed", "open"]
+Engine = Literal["aiohttp", "raw"]
 
 ENDPOINT_PATHS: dict[str, str] = {
     "seed": "/",
@@ -20,6 +21,10 @@ ENDPOINT_PATHS: dict[str, str] = {
     "noop": "/_bench/noop",
 }
 MODELS = ("closed", "open")
+# aiohttp: the original client, a coroutine per request. raw: prebuilt request bytes on
+# asyncio Protocols over uvloop with httptools parsing (rawengine), several times cheaper.
+ENGINES = ("aiohttp", "raw")
+DEFAULT_ENGINE: Engine = "aiohttp"
 
 # Hard bounds so a typo cannot turn the generator into an hour-long flood.
 MAX_DURATION_S = 3600.0
@@ -58,8 +63,12 @@ class LoadSpec:
     seed: int = 1
     workers: int = 1
     timeout_s: float = 10.0
+    # After the window: how long overdue sends and unanswered requests may still finish.
+    # What is left then is counted as unfinished, so a collapsed service cannot hold a run.
+    drain_limit_s: float = 5.0
     # Load is only ever aimed at this machine unless the caller says otherwise on purpose.
     allow_remote: bool = False
+    engine: Engine = DEFAULT_ENGINE
 
     @property
     def path(self) -> str:
@@ -82,6 +91,8 @@ class LoadSpec:
             raise LoadSpecError("endpoint", f"{self.endpoint!r} not in {sorted(ENDPOINT_PATHS)}")
         if self.model not in MODELS:
             raise LoadSpecError("model", f"{self.model!r} not in {list(MODELS)}")
+        if self.engine not in ENGINES:
+            raise LoadSpecError("engine", f"{self.engine!r} not in {list(ENGINES)}")
         _check_url(self.url, self.allow_remote)
         _check_range("connections", self.connections, 1, MAX_CONNECTIONS)
         _check_range("workers", self.workers, 1, 64)
@@ -97,6 +108,7 @@ class LoadSpec:
         _check_range("field_size", self.field_size, 0, 10_000_000)
         _check_range("batch_size", self.batch_size, 1, 100_000)
         _check_range("timeout_s", self.timeout_s, 0.001, 600.0)
+        _check_range("drain_limit_s", self.drain_limit_s, 0.0, 600.0)
         if self.body_file is not None and not Path(self.body_file).is_file():
             raise LoadSpecError("body_file", f"{self.body_file} is not a file")
         return self

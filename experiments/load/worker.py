@@ -23,11 +23,16 @@ from pathlib import Path
 from time import monotonic, perf_counter_ns
 from typing import Any
 
+import aiohttp
+import httptools
+import uvloop
+
 from experiments.errors import LabError
 from experiments.load.client import PARSERS, Sender, open_session
 from experiments.load.closedloop import run_closed
 from experiments.load.openloop import Schedule, run_open
 from experiments.load.payloads import body_pool
+from experiments.load.rawengine import RawEngine, build_requests
 from experiments.load.recorder import NS_PER_S, Recorder
 from experiments.load.spec import LoadSpec
 
@@ -59,17 +64,24 @@ def event_loop_name(spec: LoadSpec) -> str:
     return _loop_choice(spec)[0]
 
 
+def client_name(spec: LoadSpec) -> str:
+    """The HTTP client library behind `spec.engine`, with its version (for the summary)."""
+    if spec.engine == "aiohttp":
+        return f"aiohttp {aiohttp.__version__}"
+    return f"raw asyncio Protocol + httptools {httptools.__version__}"
+
+
 def _loop_choice(spec: LoadSpec) -> tuple[str, Callable[[], asyncio.AbstractEventLoop]]:
+    if spec.engine == "raw":
+        # Its open loop wakes by timerfd (rawengine.WakeUp), not by the loop's coarse
+        # timers, so it takes the fastest loop for both models.
+        return "uvloop", uvloop.new_event_loop
     # The open loop's accuracy is bounded by its timers: epoll (and libuv) wait in whole
     # milliseconds, rounded up, which alone makes sends ~0.5 ms late on average and adds
     # that to every latency. select() waits in microseconds; it scans all its descriptors
     # per call, which is cheap for the few hundred connections a worker holds.
     if spec.model == "open" and spec.share(0).connections <= SELECT_MAX_CONNECTIONS:
         return "asyncio/select", lambda: asyncio.SelectorEventLoop(selectors.SelectSelector())
-    try:
-        import uvloop  # optional: used when present, never required
-    except ImportError:
-        return "asyncio", asyncio.new_event_loop
     return "uvloop", uvloop.new_event_loop
 
 
@@ -94,24 +106,40 @@ async def _run_worker(job: WorkerJob, messages: Any, start: Any, start_ns: Any) 
     spec = job.spec
     share = spec.share(job.index)
     bodies = body_pool(spec, job.index)
+    parse = PARSERS[spec.endpoint]
     loop = asyncio.get_running_loop()
-    async with open_session(share.connections, spec.timeout_s) as session:
+    async with contextlib.AsyncExitStack() as stack:
+        if spec.engine == "aiohttp":
+            session = await stack.enter_async_context(open_session(share.connections,
+                                                                   spec.timeout_s))
+        else:
+            requests = build_requests(spec, bodies)
         messages.put(("ready", job.index, os.getpid()))
         if not await loop.run_in_executor(None, start.wait, READY_TIMEOUT_S):
             raise LoadRunError("the parent never gave the start signal")
         t_start = int(start_ns.value)
         t_window = t_start + round(spec.warmup_s * NS_PER_S)
         t_end = t_window + round(spec.duration_s * NS_PER_S)
-        recorder = Recorder(t_window, spec.warmup_s, spec.duration_s,
+        recorder = Recorder(t_window, spec.warmup_s, spec.duration_s, spec.drain_limit_s,
                             record_acks=job.acks_dir is not None)
-        sender = Sender(session, spec.target, bodies, PARSERS[spec.endpoint], recorder)
-        if spec.model == "closed":
-            await run_closed(sender, recorder, share.connections, t_start, t_end)
-        else:
+        drain_deadline = t_end + round(spec.drain_limit_s * NS_PER_S)
+        schedule = None
+        if spec.model == "open":
             assert spec.rate is not None  # validate() refuses an open loop without a rate
             schedule = Schedule(t_start, t_end, spec.rate, job.index, spec.workers)
-            give_up = t_end + round(spec.timeout_s * NS_PER_S)
-            await run_open(sender, recorder, share.connections, schedule, give_up)
+        if spec.engine == "aiohttp":
+            sender = Sender(session, spec.target, bodies, parse, recorder)
+            if schedule is None:
+                await run_closed(sender, recorder, share.connections, t_start, t_end,
+                                 drain_deadline)
+            else:
+                await run_open(sender, recorder, share.connections, schedule, drain_deadline)
+        else:
+            engine = RawEngine(spec, requests, parse, recorder)
+            if schedule is None:
+                await engine.run_closed(share.connections, t_start, t_end, drain_deadline)
+            else:
+                await engine.run_open(share.connections, schedule, drain_deadline)
     acks_file = Path(job.acks_dir) / f"acks.w{job.index}.part" if job.acks_dir else None
     return recorder.finish(job.index, os.getpid(), acks_file)
 
@@ -139,7 +167,7 @@ def run_workers(spec: LoadSpec, acks_dir: Path | None,
         if on_start is not None:
             on_start(t_start, [ready[i] for i in range(spec.workers)])
         start.set()
-        budget = spec.warmup_s + spec.duration_s + 2 * spec.timeout_s + FINISH_ALLOWANCE_S
+        budget = spec.warmup_s + spec.duration_s + spec.drain_limit_s + FINISH_ALLOWANCE_S
         results = _collect(messages, "result", spec.workers, monotonic() + budget, procs)
         for proc in procs:
             proc.join(timeout=10)

@@ -1,4 +1,4 @@
-"""The generator's ceiling beside wrk's, against one no-op server, in one run.
+"""The generator's ceiling (per engine) beside wrk's, against one no-op server, in one run.
 
 wrk (C, epoll, one thread per `-t`) is the reference for what a client on this machine
 can push; the gap between the two numbers is the price of a Python generator, and says
@@ -13,15 +13,23 @@ import shutil
 import statistics
 import subprocess
 import tempfile
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from time import perf_counter_ns
 from typing import Any
 
 from experiments.cpu import CpuSampler
 from experiments.errors import MissingToolError
-from experiments.load.ceiling import ceiling_spec, measure_against, noop_server, with_other
+from experiments.load.ceiling import (
+    ceiling_spec,
+    cpu_us_per_request,
+    measure_against,
+    noop_server,
+    with_other,
+)
 from experiments.load.payloads import body_pool
-from experiments.load.spec import LoadSpec
+from experiments.load.spec import Engine, LoadSpec
 
 _RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
 _NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
@@ -60,14 +68,17 @@ def run_wrk(url: str, spec: LoadSpec, threads: int, server_pid: int) -> dict[str
         finally:
             sampler.stop()
     match = _RPS.search(out)
+    rps = float(match.group(1)) if match else None
+    cpu = with_other({name: sampler.mean(name, 0, duration - 1)
+                      for name in ("wrk", "noop_server", "machine")})
     non_2xx = _NON_2XX.search(out)
     errors = _ERRORS.search(out)
     return {
-        "ceiling_rps": float(match.group(1)) if match else None,
+        "ceiling_rps": rps,
         "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
         "socket_errors": errors.group(0) if errors else None,
-        "cpu_percent": with_other({name: sampler.mean(name, 0, duration - 1)
-                                   for name in ("wrk", "noop_server", "machine")}),
+        "cpu_percent": cpu,
+        "cpu_us_per_request": cpu_us_per_request(cpu["wrk"], rps),
         "command": " ".join([*cmd[:-3], "-s", "post.lua", cmd[-1]]),
         "output": out,
     }
@@ -75,36 +86,59 @@ def run_wrk(url: str, spec: LoadSpec, threads: int, server_pid: int) -> dict[str
 
 def compare_with_wrk(duration_s: float = 5.0, connections: int = 50, workers: int = 1,
                      threads: int = 1, spec: LoadSpec | None = None,
-                     repeat: int = 1) -> dict[str, Any]:
-    """Our ceiling and wrk's, alternating `repeat` times against one no-op server process.
+                     repeat: int = 1, engines: Sequence[Engine] | None = None) -> dict[str, Any]:
+    """Each engine's ceiling and wrk's, alternating `repeat` times against one no-op server.
 
-    Alternating spreads any background load over both tools; the figures are medians over
-    the quiet trials (see QUIET_OTHER_CPU), or over all trials when none was quiet.
+    Alternating spreads any background load over all tools; the figures are medians over
+    the quiet trials (see QUIET_OTHER_CPU), or over all trials when none was quiet. The
+    first engine's figures are also given under the `generator_*` keys.
     """
-    load = ceiling_spec(duration_s, 1.0, connections, workers, spec=spec)
-    ours: list[dict[str, Any]] = []
+    base = ceiling_spec(duration_s, 1.0, connections, workers, spec=spec)
+    engines = list(engines or [base.engine])
+    loads = {engine: replace(base, engine=engine) for engine in engines}
+    ours: dict[str, list[dict[str, Any]]] = {engine: [] for engine in engines}
     theirs: list[dict[str, Any]] = []
-    with noop_server(batch_size=load.batch_size) as (url, pid):
+    with noop_server(batch_size=base.batch_size) as (url, pid):
         for _ in range(repeat):
-            ours.append(measure_against(load, url, pid))
-            theirs.append(run_wrk(url, load, threads, pid))
-    for trial in (*ours, *theirs):
+            for engine in engines:
+                ours[engine].append(measure_against(loads[engine], url, pid))
+            theirs.append(run_wrk(url, base, threads, pid))
+    for trial in (*[t for trials in ours.values() for t in trials], *theirs):
         other = trial["cpu_percent"].get("other")
         trial["quiet"] = other is not None and other <= QUIET_OTHER_CPU
-    our_median = _median_rps(ours)
     wrk_median = _median_rps(theirs)
+    per_engine = {}
+    for engine, trials in ours.items():
+        rps = _median_rps(trials)
+        per_engine[engine] = {
+            "rps": rps,
+            "over_wrk": round(rps / wrk_median, 3) if rps and wrk_median else None,
+            "cpu_us_per_request": _median([t["cpu_us_per_request"] for t in trials]),
+        }
+    first = engines[0]
     return {
-        "generator_rps": our_median,
+        "engines": per_engine,
+        "generator_engine": first,
+        "generator_rps": per_engine[first]["rps"],
         "wrk_rps": wrk_median,
-        "generator_over_wrk": round(our_median / wrk_median, 3)
-        if our_median and wrk_median else None,
+        "generator_over_wrk": per_engine[first]["over_wrk"],
+        "wrk_cpu_us_per_request": _median([t["cpu_us_per_request"] for t in theirs]),
+        "workers": workers,
+        "wrk_threads": threads,
         "medians_over": "quiet trials" if all(
-            any(t["quiet"] for t in trials) for trials in (ours, theirs)) else "all trials",
+            any(t["quiet"] for t in trials) for trials in (*ours.values(), theirs))
+        else "all trials",
         "quiet_rule": f"a trial is quiet when processes other than the tool and the no-op "
                       f"server used <= {QUIET_OTHER_CPU:g}% CPU",
-        "generator_trials": ours,
+        "generator_trials": ours[first],
+        **{f"{engine}_trials": ours[engine] for engine in engines[1:]},
         "wrk_trials": theirs,
     }
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), 2) if present else None
 
 
 def _median_rps(trials: list[dict[str, Any]]) -> float | None:

@@ -96,3 +96,23 @@ def test_generator_ceiling_is_measured_once_per_load_shape(
     assert set(values) == {1005.0, 1050.0}
     cached = json.loads((tmp_path / "generator_ceiling.json").read_text())
     assert len(cached) == 2
+
+
+def test_a_cells_kernel_writes_its_process_output_into_the_cell_log(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """What the kernel process prints itself (ipykernel's notices, librdkafka's log lines)
+    goes to the cell's log, not to the terminal of the person running `make report`."""
+    import nbformat
+    import papermill as pm
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell("import os\nos.write(2, b'kernel-level line\\n')")]
+    nbformat.write(notebook, tmp_path / "in.ipynb")
+    with (tmp_path / "cell.log").open("w") as log:
+        pm.execute_notebook(str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb"),
+                            kernel_name="python3", progress_bar=False, stdout_file=log,
+                            stderr_file=log, kernel_manager_class=runner.kernel_manager_for_log(log))
+    assert "kernel-level line" in (tmp_path / "cell.log").read_text()
+    captured = capfd.readouterr()
+    assert "kernel-level line" not in captured.err + captured.out
+    assert "without encryption" not in captured.err

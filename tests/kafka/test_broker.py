@@ -79,18 +79,19 @@ def test_existing_cluster_is_used_and_nothing_started(
 def test_start_is_idempotent_and_stop_leaves_nothing(tmp_path: Path) -> None:
     broker = LocalKafka(run_dir=tmp_path / "run", die_with_parent=True)
     first = broker.start()
+    (node,) = first.nodes
     try:
         second = broker.start()
         assert second.pid == first.pid
         assert [p.pid for p in brokers_using(broker.run_dir)] == [first.pid]
-        assert port_open(first.port) and port_open(first.controller_port)
+        assert port_open(node.port) and port_open(node.controller_port)
     finally:
         assert broker.stop() is True
     assert not psutil.pid_exists(first.pid) or psutil.Process(first.pid).status() == "zombie"
     assert brokers_using(broker.run_dir) == []
-    assert not port_open(first.port) and not port_open(first.controller_port)
+    assert not port_open(node.port) and not port_open(node.controller_port)
     assert broker.status() is None
-    assert not Path(first.data_dir).exists()
+    assert not Path(node.data_dir).exists()
     assert broker.stop() is False
 
 

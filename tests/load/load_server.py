@@ -2,8 +2,11 @@
 
 It speaks the service's HTTP contract (ids as text, JSON, batch results), counts every
 request and its arrival time, remembers every id it issued, and on demand stalls once
-(every request arriving during the stall waits for its end) or answers 503 to every
-k-th request. `POST /_control/reset` sets the behaviour; `GET /_control/stats` reports.
+(every request arriving during the stall waits for its end), answers 503 to every k-th
+request, answers at most `cap_rps` requests per second (a FIFO queue in front of a server
+of known capacity), or adds `slow_ms` to every answer while more than `slow_above_rps`
+requests arrived in the last second (latency that crosses a threshold at a known rate).
+`POST /_control/reset` sets the behaviour; `GET /_control/stats` reports.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import deque
 
 from aiohttp import web
 
@@ -35,6 +39,11 @@ class State:
         self.stalled = False
         self.stall_ms = float(config.get("stall_ms", 0))
         self.fail_every = int(config.get("fail_every", 0))
+        self.cap_interval_s = 1.0 / float(config["cap_rps"]) if config.get("cap_rps") else 0.0
+        self.next_free = 0.0  # loop time at which the capped server can answer again
+        self.slow_above = float(config.get("slow_above_rps", 0))
+        self.slow_s = float(config.get("slow_ms", 0)) / 1000
+        self.recent: deque[int] = deque()  # arrival times of the last second (slow_above_rps)
         self.gate = asyncio.Event()
         self.gate.set()
 
@@ -52,6 +61,19 @@ async def handle(request: web.Request) -> web.Response:
         asyncio.get_running_loop().call_later(state.stall_ms / 1000, state.gate.set)
     if not state.gate.is_set():
         await state.gate.wait()
+    loop = asyncio.get_running_loop()
+    if state.cap_interval_s:
+        # Answers leave one interval apart in arrival order, however many are waiting.
+        turn = max(loop.time(), state.next_free)
+        state.next_free = turn + state.cap_interval_s
+        await asyncio.sleep(turn - loop.time())
+    if state.slow_above:
+        now = state.arrivals[-1]
+        state.recent.append(now)
+        while state.recent[0] < now - 1_000_000_000:
+            state.recent.popleft()
+        if len(state.recent) > state.slow_above:
+            await asyncio.sleep(state.slow_s)
     if state.fail_every and number % state.fail_every == 0:
         return web.Response(status=503, headers={"Retry-After": "1"}, text="overloaded")
     path = request.path

@@ -8,12 +8,11 @@ import random
 import pytest
 
 from experiments.load.merge import merge_results
-from experiments.load.recorder import (
-    NS_PER_S,
-    Recorder,
-    decode,
-    encode,
-    merge_encoded,
+from experiments.load.recorder import NS_PER_S, Recorder
+from experiments.results import (
+    decode_histogram,
+    encode_histogram,
+    merge_histograms,
     new_histogram,
     summarize_ms,
 )
@@ -24,7 +23,7 @@ def encoded_histogram_of(values: list[int]) -> str:
     hist = new_histogram()
     for value in values:
         hist.record_value(value)
-    return encode(hist)
+    return encode_histogram(hist)
 
 
 def test_histograms_merged_from_two_processes_equal_one_histogram_of_all_values() -> None:
@@ -35,14 +34,14 @@ def test_histograms_merged_from_two_processes_equal_one_histogram_of_all_values(
     with mp.get_context("spawn").Pool(2) as pool:
         blobs = pool.map(encoded_histogram_of, halves)
 
-    merged = merge_encoded(blobs)
-    single = decode(encoded_histogram_of(values))
+    merged = merge_histograms(blobs)
+    single = decode_histogram(encoded_histogram_of(values))
     assert merged.get_total_count() == single.get_total_count() == len(values)
     assert merged.get_min_value() == single.get_min_value()
     assert merged.get_max_value() == single.get_max_value()
     assert all(merged.get_count_at_index(i) == single.get_count_at_index(i)
                for i in range(single.counts_len))
-    assert encode(merged) == encode(single)
+    assert encode_histogram(merged) == encode_histogram(single)
     assert summarize_ms(merged) == summarize_ms(single)
 
 
@@ -67,7 +66,7 @@ def fake_worker(index: int, origin: int, latencies_by_second: dict[float, list[i
             rec.sent(slot)
             rec.accepted(slot, latency_us * 1000, [f"id-{index}-{t}-{latency_us}"], 1, t)
         rec.sent(rec.slot(t))
-        rec.rejected(rec.slot(t), 503)
+        rec.rejected(rec.slot(t), 503, t)
     return rec.finish(index, 0, None)
 
 
@@ -75,7 +74,7 @@ def test_worker_results_merge_into_series_and_window() -> None:
     origin = 10 * NS_PER_S
     a = fake_worker(0, origin, {-0.5: [100], 0.2: [1000, 2000], 1.7: [5000]})
     b = fake_worker(1, origin, {0.9: [3000], 1.1: [4000]})
-    merged = merge_results([a, b])
+    merged = merge_results([a, b], duration_s=2.0)
 
     assert [row["second"] for row in merged.series] == [-1, 0, 1]
     assert [row["phase"] for row in merged.series] == ["warmup", "measure", "measure"]
@@ -97,3 +96,40 @@ def test_late_counts_only_beyond_one_millisecond() -> None:
     for lag_us in (0, 999, 1000, 1001, 5000):
         rec.sent_on_schedule(0, lag_us * 1000)
     assert rec.counts["late"][0] == 2
+
+
+def test_outcomes_count_in_the_second_they_complete_and_the_cohort_adds_up() -> None:
+    """A request keyed in second 0 whose answer arrives in second 2 is throughput of second 2;
+    the window's requests are each completed in it, after it, or cut off."""
+    origin = 5 * NS_PER_S
+    rec = Recorder(origin, warmup_s=1.0, duration_s=2.0, drain_limit_s=1.0)
+    at = {s: origin + int(s * NS_PER_S) for s in (-0.5, 0.1, 0.5, 1.2, 2.4, 2.9)}
+    rec.sent(rec.slot(at[-0.5]))
+    rec.accepted(rec.slot(at[-0.5]), 600_000_000, ["w"], 1, at[0.1], 200)  # warm-up cohort
+    rec.sent(rec.slot(at[0.1]))
+    rec.accepted(rec.slot(at[0.1]), 2_300_000_000, ["late"], 1, at[2.4], 202)  # after the window
+    rec.sent(rec.slot(at[0.5]))
+    rec.rejected(rec.slot(at[0.5]), 503, at[1.2])
+    rec.sent(rec.slot(at[1.2]))
+    rec.transport_error(rec.slot(at[1.2]), TimeoutError(), at[2.9])
+    rec.sent(rec.slot(at[1.2]))
+    rec.cut_off(rec.slot(at[1.2]))
+    merged = merge_results([rec.finish(0, 0, None)], duration_s=2.0)
+
+    by_second = {row["second"]: row for row in merged.series}
+    assert [row["phase"] for row in merged.series] == ["warmup", "measure", "measure", "drain"]
+    assert by_second[0]["ok"] == 1 and by_second[-1]["ok"] == 0  # completed in second 0
+    assert by_second[2]["ok"] == 1 and by_second[2]["transport_errors"] == 1
+    assert by_second[1]["server_errors"] == 1
+    assert by_second[0]["sent"] == 2 and by_second[1]["sent"] == 2 and by_second[2]["sent"] == 0
+    assert merged.totals["ok"] == 1  # only the warm-up request's answer landed in the window
+    assert merged.totals["sent"] == 4
+    assert merged.status_counts == {"503": 1}
+    assert merged.cohort == {"completed_in_window": 1, "completed_after_window": 2,
+                             "in_flight_at_end": 1}
+    assert sum(merged.cohort.values()) == merged.totals["sent"]
+    assert {(e["second"], e["status"]) for e in merged.errors} == {(1, "503"), (2, "transport")}
+    # Latency stays with the key second, answers after the window included.
+    assert merged.window.get_total_count() == 1
+    assert merged.slot_hists[0].get_max_value() >= 2_300_000
+    assert merged.drain_s == pytest.approx(0.9)

@@ -29,6 +29,9 @@ def test_defaults_are_valid_and_paths_follow_the_contract() -> None:
     ({"url": "http://10.1.2.3:8000"}, "url"),
     ({"url": "ftp://127.0.0.1"}, "url"),
     ({"body_file": "/nonexistent/body.json"}, "body_file"),
+    ({"engine": "curl"}, "engine"),
+    ({"url": "http://"}, "url"),
+    ({"url": "127.0.0.1:8000"}, "url"),
 ])
 def test_invalid_specs_name_the_field(change: dict, field: str) -> None:
     with pytest.raises(LoadSpecError) as caught:
@@ -107,22 +110,23 @@ def test_cli_maps_arguments_onto_the_spec(monkeypatch: pytest.MonkeyPatch,
     def fake_run_load(spec: LoadSpec, out_dir: Path, pids: dict | None = None,
                       ceiling_rps: float | None = None) -> dict:
         calls.append({"spec": spec, "out": out_dir, "pids": pids, "ceiling": ceiling_rps})
-        return {"results": dict.fromkeys(["requests", "throughput_rps", "events_per_s",
+        return {"results": dict.fromkeys(["sent", "throughput_rps", "events_per_s",
                                           "error_rate", "late", "latency_ms", "cpu_percent",
-                                          "generator_bound"])}
+                                          "generator_bound", "overloaded", "unfinished"])}
 
     monkeypatch.setattr(cli, "run_load", fake_run_load)
     code = cli.main(["--url", "http://127.0.0.1:8123", "--endpoint", "batch", "--model", "open",
                      "--rate", "250", "--connections", "8", "--duration", "3", "--warmup", "1",
                      "--batch-size", "5", "--data-fields", "2", "--field-size", "9",
-                     "--workers", "2", "--seed", "11", "--timeout", "4",
+                     "--workers", "2", "--seed", "11", "--timeout", "4", "--drain-limit", "2",
+                     "--engine", "raw",
                      "--service-pid", "123", "--ceiling", "5000", "--out", str(tmp_path / "x")])
     assert code == 0
     [call] = calls
     assert call["spec"] == LoadSpec(url="http://127.0.0.1:8123", endpoint="batch", model="open",
                                     rate=250.0, connections=8, duration_s=3.0, warmup_s=1.0,
                                     batch_size=5, data_fields=2, field_size=9, workers=2,
-                                    seed=11, timeout_s=4.0)
+                                    seed=11, timeout_s=4.0, drain_limit_s=2.0, engine="raw")
     assert call["pids"] == {"service": 123}
     assert call["ceiling"] == 5000.0
     assert call["out"] == tmp_path / "x"
@@ -133,3 +137,15 @@ def test_cli_refuses_a_bad_spec_without_running(capsys: pytest.CaptureFixture[st
     assert cli.main(["--url", "http://192.0.2.1", "--out", str(tmp_path / "y")]) == 2
     assert "loopback" in capsys.readouterr().err
     assert not (tmp_path / "y").exists()
+
+
+def test_the_ceiling_is_measured_with_the_runs_engine() -> None:
+    from experiments.load.ceiling import ceiling_spec
+
+    run = LoadSpec(url="http://127.0.0.1:9000", model="open", engine="raw", connections=30,
+                   workers=2, endpoint="single")
+    ceiling = ceiling_spec(spec=run)
+    assert (ceiling.engine, ceiling.connections, ceiling.workers, ceiling.endpoint) == (
+        "raw", 30, 2, "single")
+    assert ceiling.model == "closed"
+    assert ceiling_spec(spec=run, engine="aiohttp").engine == "aiohttp"

@@ -1,0 +1,123 @@
+"""The capacity search: the bisection on synthetic probes, and through the runner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from experiments import runner, search
+from experiments.kafka import KafkaTarget
+from experiments.params import ParamsError
+from experiments.plans import Cell, load_plan
+
+BUDGET = 50.0
+SEARCH = search.Search(param="rate", low=500, high=8000, resolution=250)
+
+
+def knee_at(capacity: float) -> search.Probe:
+    """A configuration that holds p99 10 ms up to `capacity` and is overloaded beyond."""
+    def probe(value: float) -> tuple[list[str], list[dict[str, Any] | None]]:
+        fine = value <= capacity
+        result = {"overloaded": not fine, "latency_ms": {"p99": 10.0 if fine else 900.0}}
+        return [f"run-{value:g}"], [result, result]
+    return probe
+
+
+@pytest.mark.parametrize("capacity", [500, 1234, 3000, 7999])
+def test_bisection_finds_the_capacity_within_the_resolution(capacity: float) -> None:
+    outcome = search.bisect(SEARCH, BUDGET, knee_at(capacity))
+    assert outcome.capacity is not None
+    assert outcome.capacity <= capacity < outcome.capacity + SEARCH.resolution
+    assert outcome.bracket[1] - outcome.bracket[0] <= SEARCH.resolution  # type: ignore[operator]
+    # A handful of steps, not a sweep: 2 ends + log2(7500 / 250) halvings.
+    assert len(outcome.steps) <= 2 + 5
+    assert [s.holds for s in outcome.steps[:2]] == [True, False]
+    assert all(s.holds == (s.value <= capacity) for s in outcome.steps)
+
+
+def test_bisection_says_when_the_range_does_not_bracket_the_capacity() -> None:
+    too_low = search.bisect(SEARCH, BUDGET, knee_at(100))
+    assert too_low.capacity is None and len(too_low.steps) == 1
+    assert "did not hold even at the lowest rate" in too_low.note
+    too_high = search.bisect(SEARCH, BUDGET, knee_at(20_000))
+    assert too_high.capacity == 8000 and "at least 8000" in too_high.note
+
+
+def test_a_step_holds_only_without_overload_and_within_the_budget() -> None:
+    ok = {"overloaded": False, "latency_ms": {"p99": 40.0}}
+    slow = {"overloaded": False, "latency_ms": {"p99": 60.0}}
+    assert search.holds([ok, ok, slow], BUDGET)  # median 40
+    assert not search.holds([ok, slow, slow], BUDGET)
+    assert not search.holds([ok, {**ok, "overloaded": True}], BUDGET)
+    assert not search.holds([ok, None], BUDGET)  # a failed trial is not a pass
+    assert not search.holds([], BUDGET)
+
+
+def write_plan(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "capacity.yaml"
+    path.write_text(text)
+    return path
+
+
+PLAN = """
+name: capacity
+kind: search
+trials: 2
+ceiling: false
+slo_p99_ms: 50
+base: {load_model: open, duration_s: 1, warmup_s: 0}
+matrix: {mode: [durable, fire-and-forget]}
+search: {param: rate, low: 500, high: 4000, resolution: 250}
+"""
+
+
+def test_runner_searches_each_configuration_and_writes_the_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    capacity = {"durable": 1100.0, "fire-and-forget": 2600.0}
+    executed: list[str] = []
+
+    def execute(cell: Cell, cell_dir: Path, extra: dict[str, Any]) -> None:
+        executed.append(cell.id)
+        fine = cell.params["rate"] <= capacity[cell.params["mode"]]
+        summary = {"schema": "lab.run/2", "audit": {"lost": 0},
+                   "results": {"overloaded": not fine, "latency_ms": {"p99": 5.0 if fine else 500.0}}}
+        (cell_dir / "summary.json").write_text(json.dumps(summary))
+
+    target = KafkaTarget(bootstrap="127.0.0.1:1", started_here=False, external=True, kafka_version=None)
+    monkeypatch.setattr(runner, "ensure_kafka", lambda **_: target)
+    monkeypatch.setattr(runner, "execute_cell", execute)
+    plan = write_plan(tmp_path, PLAN)
+    first = runner.run_plan(plan, tmp_path / "results", tmp_path / "reports", report=False)
+
+    plan_dir = tmp_path / "results" / "capacity"
+    found = json.loads((plan_dir / "search.json").read_text())
+    assert found["slo_p99_ms"] == 50 and found["resolution"] == 250
+    for config, mode in (("mode=durable", "durable"), ("mode=fire-and-forget", "fire-and-forget")):
+        result = found["configs"][config]
+        assert result["capacity"] <= capacity[mode] < result["capacity"] + 250
+        assert all(len(step["runs"]) == 2 for step in result["steps"])
+    described = json.loads((plan_dir / "plan.json").read_text())
+    assert described["kind"] == "search" and described["cells"] == executed == first.ran
+    assert executed[0] == "001-mode=durable_rate=500-t1"
+
+    # Resuming replays the same path and runs nothing new.
+    executed.clear()
+    second = runner.run_plan(plan, tmp_path / "results", tmp_path / "reports", report=False)
+    assert executed == [] and len(second.skipped) == len(first.ran)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (PLAN.replace("slo_p99_ms: 50\n", ""), "needs slo_p99_ms"),
+    (PLAN.replace("load_model: open", "load_model: closed"), "load_model: open"),
+    (PLAN.replace("low: 500", "low: 5000"), "0 < low < high"),
+    (PLAN.replace("resolution: 250", "resolution: 0"), "resolution"),
+    (PLAN.replace("matrix: {mode: [durable, fire-and-forget]}", "matrix: {rate: [1, 2]}"), "searched"),
+    (PLAN.replace("kind: search\n", ""), "needs kind: search"),
+])
+def test_bad_search_plans_are_refused_before_anything_runs(tmp_path: Path, text: str,
+                                                            message: str) -> None:
+    with pytest.raises(ParamsError, match=message):
+        load_plan(write_plan(tmp_path, text))
