@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 from hdrh.histogram import HdrHistogram
 
-from experiments.analysis._results import merge_histograms
 from experiments.analysis.load import COMPONENTS, Runs
 from experiments.analysis.params import config_label, is_missing, is_producer_param, variant_label
+from experiments.results import merge_histograms
 
 # The spectrum is read at these percentiles; 0 is the minimum and 100 the maximum.
 PERCENTILES = (0.0, 50.0, 75.0, 90.0, 99.0, 99.9, 99.99, 99.999, 100.0)
