@@ -270,11 +270,31 @@ def _events_per_request(group: pd.DataFrame) -> float:
     return float(sizes.median()) if len(sizes) and group["endpoint"].eq("batch").all() else 1.0
 
 
-def _searched_capacity(runs: Runs, slo: float, columns: list[str]) -> pd.DataFrame:
+def searched_configs(runs: Runs) -> dict[str, tuple[str, dict]]:
+    """search.json's configurations keyed by the report's own sweep label.
+
+    The runner names them by its cell slug (`mode=durable`); the report names configurations
+    by their varying parameters (`durable`). The runs each step lists tie the two together;
+    a configuration none of whose runs loaded keeps the runner's name.
+    """
     configs = (runs.search or {}).get("configs") or {}
+    s = runs.summaries
+    labels = dict(zip(s["run"], sweep_label(runs), strict=True)) if len(s) else {}
+    out: dict[str, tuple[str, dict]] = {}
+    for key, found in configs.items():
+        if not isinstance(found, dict):
+            continue
+        named = (
+            labels[r] for step in found.get("steps") or [] for r in step.get("runs") or [] if r in labels
+        )
+        out[next(named, str(key))] = (str(key), found)
+    return out
+
+
+def _searched_capacity(runs: Runs, slo: float, columns: list[str]) -> pd.DataFrame:
     modes = dict(zip(runs.summaries["run"], runs.summaries["mode"], strict=True))
     rows = []
-    for label, found in configs.items():
+    for label, (_key, found) in searched_configs(runs).items():
         steps = [step for step in found.get("steps") or [] if isinstance(step, dict)]
         first_run = next((r for step in steps for r in step.get("runs") or []), None)
         value = found.get("capacity")
@@ -301,11 +321,13 @@ def _searched_capacity(runs: Runs, slo: float, columns: list[str]) -> pd.DataFra
 
 
 def search_path(runs: Runs) -> pd.DataFrame:
-    """The steps of a capacity search (search.json), one row per step of each configuration."""
+    """The steps of a capacity search (search.json), one row per step of each configuration,
+    with the configuration's capacity and bracket as the search found them."""
     columns = ["config", "step", "value", "trials", "p99_ms_median", "p99_ms_min", "p99_ms_max",
-               "overloaded_trials", "holds"]  # fmt: skip
+               "overloaded_trials", "holds", "capacity", "bracket_low", "bracket_high"]  # fmt: skip
     rows = []
-    for label, found in ((runs.search or {}).get("configs") or {}).items():
+    for label, (_key, found) in searched_configs(runs).items():
+        bracket = [*(found.get("bracket") or []), None, None]
         for step in found.get("steps") or []:
             p99 = spread(v for v in step.get("p99_ms") or [] if v is not None)
             overloaded = step.get("overloaded") or []
@@ -320,6 +342,9 @@ def search_path(runs: Runs) -> pd.DataFrame:
                     "p99_ms_max": p99["max"],
                     "overloaded_trials": sum(1 for o in overloaded if o),
                     "holds": bool(step.get("holds")),
+                    "capacity": found.get("capacity"),
+                    "bracket_low": bracket[0],
+                    "bracket_high": bracket[1],
                 }
             )
     return pd.DataFrame(rows, columns=columns)

@@ -502,7 +502,6 @@ def search_path(runs: Runs) -> Figure | None:
         return None
     configs = list(dict.fromkeys(path["config"]))
     mode_colours = mode_palette(runs)
-    found = (runs.search or {}).get("configs") or {}
     with style():
         figure, axes = new_figure(4.2)
         axis = axes[0, 0]
@@ -517,8 +516,8 @@ def search_path(runs: Runs) -> Figure | None:
             axis.scatter(
                 failed["step"], failed["value"], color=colour, marker="x", s=60, label=f"{config}: fails"
             )
-            capacity = found.get(config, {}).get("capacity")
-            if capacity is not None:
+            capacity = steps["capacity"].iloc[0]
+            if not is_missing(capacity):
                 axis.axhline(capacity, color=colour, linestyle="--", linewidth=1)
                 axis.annotate(
                     f"capacity {capacity:,.0f}/s",

@@ -266,6 +266,7 @@ def capacity_text(row: pd.Series) -> str:
 def capacity_table(runs: Runs) -> pd.DataFrame:
     """Capacity at the plan's SLO per configuration (without its rate), with every trial's."""
     table = aggregate.capacity(runs)
+    path = aggregate.search_path(runs)
     rows = []
     for _, r in table.iterrows():
         row = {
@@ -274,9 +275,9 @@ def capacity_table(runs: Runs) -> pd.DataFrame:
             "trials": str(r["trials"]),
         }
         if r["source"] == "search":
-            found = ((runs.search or {}).get("configs") or {}).get(r["sweep"], {})
-            bracket = found.get("bracket") or [None, None]
-            row["per trial / bracket"] = f"search bracket {fmt_range(*bracket, fmt_rate)}"
+            steps = path[path["config"] == r["sweep"]]
+            low, high = (steps[c].iloc[0] if len(steps) else None for c in ("bracket_low", "bracket_high"))
+            row["per trial / bracket"] = f"search bracket {fmt_range(low, high, fmt_rate)}"
         else:
             row["per trial / bracket"] = ", ".join(
                 f"t{format_value(t)}: {'none held' if is_missing(v) else fmt_rate(v)}"

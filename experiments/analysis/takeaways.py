@@ -341,9 +341,8 @@ def search(runs: Runs) -> str:
         tried = ", ".join(
             f"{fmt_rate(r['value'])} {'holds' if r['holds'] else 'fails'}" for _, r in steps.iterrows()
         )
-        found = ((runs.search or {}).get("configs") or {}).get(config, {})
-        bracket = found.get("bracket") or [None, None]
-        parts.append(f"{config}: {tried}; capacity between {fmt_range(*bracket, fmt_rate)}/s")
+        low, high = steps["bracket_low"].iloc[0], steps["bracket_high"].iloc[0]
+        parts.append(f"{config}: {tried}; capacity between {fmt_range(low, high, fmt_rate)}/s")
     return "; ".join(parts)
 
 

@@ -802,13 +802,14 @@ def make_search_plan() -> None:
             bracketed = holding is not None and failing is not None
             if not pending and bracketed and failing - holding > SEARCH["resolution"]:
                 pending.append((holding + failing) / 2)
-        configs[mode] = {
+        # The runner names a configuration by its cell slug.
+        configs[f"mode={mode}"] = {
             "steps": steps,
             "capacity": holding,
             "bracket": [holding, failing],
             "note": f"{len(steps)} steps of {SEARCH_TRIALS} trials; the capacity lies in the bracket",
         }
-    search = {"param": "rate", "resolution": SEARCH["resolution"], "slo_p99_ms": SEARCH_SLO_MS,
+    search = {**SEARCH, "slo_p99_ms": SEARCH_SLO_MS,
               "rule": SEARCH_RULE, "configs": configs}  # fmt: skip
     info = {
         "name": plan,

@@ -238,7 +238,8 @@ def test_search_path(search_runs: Runs) -> None:
     path = aggregate.search_path(search_runs)
     search = json.loads((SEARCH_PLAN / "search.json").read_text())
     durable = path[path["config"] == "durable"]
-    assert list(durable["value"]) == [s["value"] for s in search["configs"]["durable"]["steps"]]
+    # The runner names configurations by cell slug; the report by its own labels.
+    assert list(durable["value"]) == [s["value"] for s in search["configs"]["mode=durable"]["steps"]]
     assert list(durable["holds"]) == [True, False, False, False, True, False]
     assert takeaways.search(search_runs) == (
         "durable: 500 holds, 3,000 fails, 1,750 fails, 1,125 fails, 812 holds, 969 fails; capacity "
@@ -258,6 +259,8 @@ def test_search_path(search_runs: Runs) -> None:
         "overloaded trials": "2 of 2",
         "verdict": "fails",
     }
+    capacity = report.summary_table(search_runs)["capacity at p99 <= 50 ms (events/s)"]
+    assert list(dict.fromkeys(capacity)) == ["812", "2,062"]
     # A search visits rates out of order; configurations still read low to high.
     assert search_runs.configs[:3] == ("durable, rate=500", "durable, rate=812.5", "durable, rate=968.75")
     figure = plots.search_path(search_runs)
