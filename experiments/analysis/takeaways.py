@@ -442,13 +442,19 @@ def audit(runs: Runs) -> str:
     return text
 
 
-FAULT_PHRASES = {
-    "service-kill": "when the service was killed",
-    "service-term": "when the service was stopped with SIGTERM",
-    "broker-kill": "when the partition leader was killed",
-    "broker-pause": "when the broker was paused",
-    "broker-restart": "when the broker was restarted",
+FAULT_EVENTS = {
+    "service-kill": "the service was killed",
+    "service-term": "the service was stopped with SIGTERM",
+    "broker-kill": "the partition leader was killed",
+    "broker-pause": "the broker was paused",
+    "broker-restart": "the broker was restarted",
 }
+
+
+def fault_phrase(kind: str) -> str:
+    """`when the broker was paused and then the service was killed` (kinds chain with `+`)."""
+    events = [FAULT_EVENTS.get(part, f"{part} happened") for part in str(kind).split("+")]
+    return "when " + " and then ".join(events)
 
 
 def faults(runs: Runs) -> str:
@@ -458,7 +464,7 @@ def faults(runs: Runs) -> str:
         return ""
     sentences = []
     for kind, group in table.groupby("fault", sort=False):
-        phrase = FAULT_PHRASES.get(str(kind), f"under {kind}")
+        phrase = fault_phrase(str(kind))
         lossy = group[group["lost_median"].fillna(0) > 0]
         clean = group[group["lost_median"].fillna(0) == 0]
         parts = []

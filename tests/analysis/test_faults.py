@@ -107,3 +107,10 @@ def test_one_timeline_per_fault_kind(fault_runs: Runs, runs: Runs) -> None:
     assert "fire-and-forget, fault=service-kill: transport" in labels
     assert plots.fault_timelines(runs) == []
     assert not runs.has_faults and takeaways.faults(runs) == ""
+
+
+def test_chained_fault_kinds_read_as_a_sequence() -> None:
+    assert takeaways.fault_phrase("broker-pause+service-kill") == (
+        "when the broker was paused and then the service was killed"
+    )
+    assert takeaways.fault_phrase("broker-restart") == "when the broker was restarted"
