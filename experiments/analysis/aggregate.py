@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 from hdrh.histogram import HdrHistogram
 
-from experiments.analysis._results import merge_histograms
 from experiments.analysis.load import COMPONENTS, Runs
 from experiments.analysis.params import config_label, is_missing, is_producer_param, variant_label
+from experiments.results import merge_histograms
 
 # The spectrum is read at these percentiles; 0 is the minimum and 100 the maximum.
 PERCENTILES = (0.0, 50.0, 75.0, 90.0, 99.0, 99.9, 99.99, 99.999, 100.0)
@@ -228,18 +228,25 @@ def capacity(runs: Runs) -> pd.DataFrame:
     s = open_loop_runs(runs)
     rows = []
     for sweep, group in s.groupby("sweep", sort=False):
+        # Rates are offered requests; a batch request carries batch_size events.
+        per_request = _events_per_request(group)
         per_trial: dict[object, float] = {}
         all_held = True
-        for trial, runs_of_trial in group.groupby("trial", sort=True):
+        for trial, runs_of_trial in group.groupby("trial", sort=True, dropna=False):
             ordered = runs_of_trial.sort_values("offered_rps")
             found = math.nan
             for _, run in ordered.iterrows():
                 if not holds(run, slo):
                     all_held = False
                     break
-                found = float(run["offered_rps"])
+                found = float(run["offered_rps"]) * per_request
             per_trial[trial] = found
-        stats = spread(per_trial.values())
+        # A trial where nothing held counts as 0 (not as missing) once another trial held:
+        # leaving it out would report the lucky trials only.
+        values = list(per_trial.values())
+        if not all(math.isnan(v) for v in values):
+            values = [0.0 if math.isnan(v) else v for v in values]
+        stats = spread(values)
         rows.append(
             {
                 "sweep": sweep,
@@ -251,18 +258,43 @@ def capacity(runs: Runs) -> pd.DataFrame:
                 "min": stats["min"],
                 "max": stats["max"],
                 "all_held": all_held,
-                "highest_rate": float(group["offered_rps"].max()),
+                "highest_rate": float(group["offered_rps"].max()) * per_request,
                 "source": "sweep",
             }
         )
     return pd.DataFrame(rows, columns=columns)
 
 
-def _searched_capacity(runs: Runs, slo: float, columns: list[str]) -> pd.DataFrame:
+def _events_per_request(group: pd.DataFrame) -> float:
+    sizes = group["batch_size"].dropna() if "batch_size" in group else pd.Series(dtype=float)
+    return float(sizes.median()) if len(sizes) and group["endpoint"].eq("batch").all() else 1.0
+
+
+def searched_configs(runs: Runs) -> dict[str, tuple[str, dict]]:
+    """search.json's configurations keyed by the report's own sweep label.
+
+    The runner names them by its cell slug (`mode=durable`); the report names configurations
+    by their varying parameters (`durable`). The runs each step lists tie the two together;
+    a configuration none of whose runs loaded keeps the runner's name.
+    """
     configs = (runs.search or {}).get("configs") or {}
+    s = runs.summaries
+    labels = dict(zip(s["run"], sweep_label(runs), strict=True)) if len(s) else {}
+    out: dict[str, tuple[str, dict]] = {}
+    for key, found in configs.items():
+        if not isinstance(found, dict):
+            continue
+        named = (
+            labels[r] for step in found.get("steps") or [] for r in step.get("runs") or [] if r in labels
+        )
+        out[next(named, str(key))] = (str(key), found)
+    return out
+
+
+def _searched_capacity(runs: Runs, slo: float, columns: list[str]) -> pd.DataFrame:
     modes = dict(zip(runs.summaries["run"], runs.summaries["mode"], strict=True))
     rows = []
-    for label, found in configs.items():
+    for label, (_key, found) in searched_configs(runs).items():
         steps = [step for step in found.get("steps") or [] if isinstance(step, dict)]
         first_run = next((r for step in steps for r in step.get("runs") or []), None)
         value = found.get("capacity")
@@ -289,11 +321,13 @@ def _searched_capacity(runs: Runs, slo: float, columns: list[str]) -> pd.DataFra
 
 
 def search_path(runs: Runs) -> pd.DataFrame:
-    """The steps of a capacity search (search.json), one row per step of each configuration."""
+    """The steps of a capacity search (search.json), one row per step of each configuration,
+    with the configuration's capacity and bracket as the search found them."""
     columns = ["config", "step", "value", "trials", "p99_ms_median", "p99_ms_min", "p99_ms_max",
-               "overloaded_trials", "holds"]  # fmt: skip
+               "overloaded_trials", "holds", "capacity", "bracket_low", "bracket_high"]  # fmt: skip
     rows = []
-    for label, found in ((runs.search or {}).get("configs") or {}).items():
+    for label, (_key, found) in searched_configs(runs).items():
+        bracket = [*(found.get("bracket") or []), None, None]
         for step in found.get("steps") or []:
             p99 = spread(v for v in step.get("p99_ms") or [] if v is not None)
             overloaded = step.get("overloaded") or []
@@ -308,6 +342,9 @@ def search_path(runs: Runs) -> pd.DataFrame:
                     "p99_ms_max": p99["max"],
                     "overloaded_trials": sum(1 for o in overloaded if o),
                     "holds": bool(step.get("holds")),
+                    "capacity": found.get("capacity"),
+                    "bracket_low": bracket[0],
+                    "bracket_high": bracket[1],
                 }
             )
     return pd.DataFrame(rows, columns=columns)
@@ -333,7 +370,7 @@ def fault_table(runs: Runs) -> pd.DataFrame:
             "mode": group["mode"].iloc[0],
             "fault": group["fault_kind"].iloc[0],
             "trials": len(group),
-            "not_injected": int((group["fault_injected"] == False).sum()),  # noqa: E712
+            "not_injected": sum(1 for injected in group["fault_injected"] if injected is False),
             "never_recovered": int(group["first_ok_after_fault_s"].isna().sum()),
         }
         for metric in metrics:

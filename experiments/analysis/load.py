@@ -17,22 +17,7 @@ from typing import Any
 import pandas as pd
 from hdrh.histogram import HdrHistogram
 
-from experiments.analysis._results import (
-    CPU_FILE,
-    ERROR_FILE,
-    ERRORS_FILE,
-    HISTOGRAMS_DIR,
-    LATENCY_FILE,
-    NOTEBOOK_FILE,
-    PAPERMILL_LOG,
-    PLAN_FILE,
-    SCHEMA,
-    SEARCH_FILE,
-    SERIES_FILE,
-    SUMMARY_FILE,
-    decode_histogram,
-    merge_histograms,
-)
+from experiments import results as run_files
 from experiments.analysis.params import (
     config_label,
     flatten_params,
@@ -40,8 +25,20 @@ from experiments.analysis.params import (
     sort_key,
     varying_params,
 )
+from experiments.search import SEARCH_FILE
 
-RUN_FILES = (SUMMARY_FILE, ERROR_FILE, SERIES_FILE, NOTEBOOK_FILE, PAPERMILL_LOG, LATENCY_FILE)
+# The runner's files beside the run directories, and two more it leaves in a cell.
+PLAN_FILE = "plan.json"
+NOTEBOOK_FILE = "notebook.ipynb"
+PAPERMILL_LOG = "papermill.log"
+RUN_FILES = (
+    run_files.SUMMARY,
+    run_files.ERROR,
+    run_files.SERIES,
+    NOTEBOOK_FILE,
+    PAPERMILL_LOG,
+    run_files.LATENCY,
+)
 COMPONENTS = ("generator", "service", "broker")
 # The contract's overload rule (RESULTS.md), used only for summaries that lack the mark.
 OVERLOAD_COMPLETED_SHARE = 0.99
@@ -197,26 +194,26 @@ def load_runs(plan_dir: Path | str) -> Runs:
     summaries = pd.DataFrame(rows, columns=_column_order(rows, param_columns))
     varying = tuple(varying_params(summaries, param_columns))
     summaries["config"] = [config_label(r, varying) for r in summaries.to_dict("records")]
-    summaries = _sorted(summaries)
+    search = _read_json(plan_dir / SEARCH_FILE) or None
+    summaries = _sorted(summaries, str(search.get("param")) if search and search.get("param") else None)
     configs = tuple(dict.fromkeys(summaries["config"]))
 
     ids = summaries[["run", "config", "mode", "trial"]]
     plan = next((str(s["run"]["plan"]) for s in raw.values() if s.get("run", {}).get("plan")), None)
-    search = _read_json(plan_dir / SEARCH_FILE) or None
     return Runs(
         plan=plan or str(plan_info.get("name") or plan_dir.name),
         plan_dir=plan_dir,
         description=str(plan_info.get("description") or "").strip(),
         summaries=summaries,
-        series=_read_tables(plan_dir, ids, SERIES_FILE),
-        cpu=_read_tables(plan_dir, ids, CPU_FILE),
+        series=_read_tables(plan_dir, ids, run_files.SERIES),
+        cpu=_read_tables(plan_dir, ids, run_files.CPU),
         histograms=_read_histograms(plan_dir, list(raw)),
         failed=pd.DataFrame(failed, columns=["run", "error"]),
         raw=raw,
         param_columns=param_columns,
         varying=varying,
         configs=configs,
-        errors=_read_tables(plan_dir, ids, ERRORS_FILE, dtype={"status": "string"}),
+        errors=_read_tables(plan_dir, ids, run_files.ERRORS, dtype={"status": "string"}),
         plan_info=plan_info,
         search=search,
     )
@@ -243,26 +240,26 @@ def _read_summary(run_dir: Path) -> tuple[dict[str, Any] | None, str]:
     An error.txt wins over a summary.json: the runner writes it when the cell failed, and
     a summary written before the failure (say, before the audit) is not a finished run.
     """
-    path = run_dir / SUMMARY_FILE
-    if (run_dir / ERROR_FILE).exists() or not path.exists():
+    path = run_dir / run_files.SUMMARY
+    if (run_dir / run_files.ERROR).exists() or not path.exists():
         return None, _error_text(run_dir)
     try:
         summary = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         return None, f"unreadable summary.json: {exc}"
     schema = summary.get("schema") if isinstance(summary, dict) else None
-    if schema != SCHEMA:
+    if schema != run_files.SCHEMA:
         # lab.run/1 counted throughput by intended send time: mixing it in would put
         # rates the service never reached beside the ones it did.
         return None, (
-            f"summary.json schema {schema!r}, expected {SCHEMA!r}: written by another version "
+            f"summary.json schema {schema!r}, expected {run_files.SCHEMA!r}: written by another version "
             "of the suite; re-run the cell (or report it with that version)"
         )
     return summary, ""
 
 
 def _error_text(run_dir: Path) -> str:
-    path = run_dir / ERROR_FILE
+    path = run_dir / run_files.ERROR
     if not path.exists():
         return "no summary.json and no error.txt"
     lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
@@ -391,19 +388,23 @@ def _column_order(rows: list[dict[str, Any]], param_columns: tuple[str, ...]) ->
     return list(dict.fromkeys([*ids, *params, *fixed, *rest]))
 
 
-def _sorted(summaries: pd.DataFrame) -> pd.DataFrame:
+def _sorted(summaries: pd.DataFrame, searched: str | None = None) -> pd.DataFrame:
     """Modes in the article's order, then configurations in plan order, then trials.
 
     Plan order is the order of each configuration's first cell: the runner numbers cells
-    in matrix order (trials outermost), so a rate sweep reads low to high as written.
+    in matrix order (trials outermost), so a rate sweep reads low to high as written. A
+    search visits its values out of order, so there the searched parameter's value sorts
+    first within the configuration's other parameters.
     """
     if summaries.empty:
         return summaries
     first_cell = summaries.sort_values("run").drop_duplicates("config").reset_index(drop=True)
     plan_order = {config: i for i, config in enumerate(first_cell["config"])}
+    by_value = searched is not None and searched in summaries
 
     def key(row: pd.Series) -> tuple[Any, ...]:
-        return (mode_rank(row["mode"]), plan_order[row["config"]], sort_key(row["trial"]), row["run"])
+        value = sort_key(row[searched]) if by_value else (0, 0.0, "")
+        return (mode_rank(row["mode"]), value, plan_order[row["config"]], sort_key(row["trial"]), row["run"])
 
     order = sorted(summaries.index, key=lambda i: key(summaries.loc[i]))
     return summaries.loc[order].reset_index(drop=True)
@@ -435,10 +436,10 @@ def _read_histograms(plan_dir: Path, names: list[str]) -> dict[str, HdrHistogram
 
 def read_histogram(run_dir: Path) -> HdrHistogram | None:
     """The run's merged latency histogram; rebuilt from the per-worker ones if missing."""
-    merged = run_dir / LATENCY_FILE
+    merged = run_dir / run_files.LATENCY
     if merged.exists():
-        return decode_histogram(merged.read_text())
-    parts_dir = run_dir / HISTOGRAMS_DIR
+        return run_files.decode_histogram(merged.read_text())
+    parts_dir = run_dir / run_files.HISTOGRAMS_DIR
     parts = sorted(parts_dir.glob("*")) if parts_dir.is_dir() else []
-    histograms = [decode_histogram(p.read_text()) for p in parts if p.is_file()]
-    return merge_histograms(histograms) if histograms else None
+    histograms = [run_files.decode_histogram(p.read_text()) for p in parts if p.is_file()]
+    return run_files.merge_histograms(histograms) if histograms else None

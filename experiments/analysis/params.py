@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 PRODUCER_PREFIX = "producer."
@@ -115,8 +116,9 @@ def format_value(value: Any) -> str:
         return "default"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    if isinstance(value, bool):
-        return str(value).lower()
+    # numpy's bool is what a boolean column of a DataFrame hands back.
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value)).lower()
     return str(value)
 
 

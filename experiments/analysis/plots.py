@@ -27,6 +27,7 @@ from experiments.analysis._style import (
     thousands,
 )
 from experiments.analysis.load import COMPONENTS, Runs
+from experiments.analysis.params import is_missing
 
 __all__ = [
     "cpu_per_component",
@@ -274,6 +275,18 @@ def setting_effect(runs: Runs) -> Figure | None:
             sns.pointplot(
                 **common, dodge=dodge, estimator="median", errorbar=None, markers="D", linestyles="none"
             )
+            over = s[s["overloaded"].map(lambda v: not is_missing(v) and bool(v))]
+            if len(over):
+                # Overloaded runs crossed out: their throughput is not a setting's effect.
+                axis.scatter(
+                    over[metric],
+                    [order.index(v) for v in over["variant"]],
+                    marker="X",
+                    s=70,
+                    color="black",
+                    zorder=6,
+                    label="overloaded run",
+                )
             axis.set_xlim(0, s[metric].max() * 1.1)
             if metric == "events_per_s":
                 thousands(axis, "x")
@@ -283,7 +296,9 @@ def setting_effect(runs: Runs) -> Figure | None:
         if axes[0, 0].get_legend() is not None:
             axes[0, 0].get_legend().remove()
         legend_outside(axes[0, 1], "mode")
-        figure.suptitle("Effect of producer settings (dot: one run; diamond: median of trials)")
+        title = "Effect of producer settings (dot: one run; diamond: median of trials"
+        marked = s["overloaded"].map(lambda v: not is_missing(v) and bool(v)).any()
+        figure.suptitle(title + ("; X: overloaded run)" if marked else ")"))
     return figure
 
 
@@ -487,7 +502,6 @@ def search_path(runs: Runs) -> Figure | None:
         return None
     configs = list(dict.fromkeys(path["config"]))
     mode_colours = mode_palette(runs)
-    found = (runs.search or {}).get("configs") or {}
     with style():
         figure, axes = new_figure(4.2)
         axis = axes[0, 0]
@@ -502,8 +516,8 @@ def search_path(runs: Runs) -> Figure | None:
             axis.scatter(
                 failed["step"], failed["value"], color=colour, marker="x", s=60, label=f"{config}: fails"
             )
-            capacity = found.get(config, {}).get("capacity")
-            if capacity is not None:
+            capacity = steps["capacity"].iloc[0]
+            if not is_missing(capacity):
                 axis.axhline(capacity, color=colour, linestyle="--", linewidth=1)
                 axis.annotate(
                     f"capacity {capacity:,.0f}/s",

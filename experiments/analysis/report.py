@@ -266,6 +266,7 @@ def capacity_text(row: pd.Series) -> str:
 def capacity_table(runs: Runs) -> pd.DataFrame:
     """Capacity at the plan's SLO per configuration (without its rate), with every trial's."""
     table = aggregate.capacity(runs)
+    path = aggregate.search_path(runs)
     rows = []
     for _, r in table.iterrows():
         row = {
@@ -274,9 +275,9 @@ def capacity_table(runs: Runs) -> pd.DataFrame:
             "trials": str(r["trials"]),
         }
         if r["source"] == "search":
-            found = ((runs.search or {}).get("configs") or {}).get(r["sweep"], {})
-            bracket = found.get("bracket") or [None, None]
-            row["per trial / bracket"] = f"search bracket {fmt_range(*bracket, fmt_rate)}"
+            steps = path[path["config"] == r["sweep"]]
+            low, high = (steps[c].iloc[0] if len(steps) else None for c in ("bracket_low", "bracket_high"))
+            row["per trial / bracket"] = f"search bracket {fmt_range(low, high, fmt_rate)}"
         else:
             row["per trial / bracket"] = ", ".join(
                 f"t{format_value(t)}: {'none held' if is_missing(v) else fmt_rate(v)}"
@@ -341,9 +342,12 @@ def cpu_table(runs: Runs) -> pd.DataFrame:
         row.update({f"{c} (cores)": fmt_cores(r[f"cpu_{c}"]) for c in COMPONENTS})
         row["everything else (cores)"] = fmt_cores(r["cpu_other"])
         row["machine (cores)"] = fmt_cores(r["cpu_machine"])
-        row["flag"] = (
-            f"other load > {fmt_pct(aggregate.CPU_OTHER_SHARE)} of the machine" if bool(busy.loc[i]) else ""
+        flags = (
+            [f"other load > {fmt_pct(aggregate.CPU_OTHER_SHARE)} of the machine"] if bool(busy.loc[i]) else []
         )
+        if not r["launched_by_suite"]:
+            flags.append("external target: its CPU only where found by port")
+        row["flag"] = "; ".join(flags)
         rows.append(row)
     return pd.DataFrame(rows)
 

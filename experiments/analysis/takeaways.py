@@ -159,8 +159,8 @@ def ramp(runs: Runs) -> str:
             trials = int(offered.at[config, "trials"])
             parts.append(
                 f"{config} never reached a steady rate: overloaded in {row['overloaded_trials']} of "
-                f"{trials} trials, it completed {fmt_rate(row['steady_rate'])} events/s per "
-                f"second of the window against {fmt_rate(offered.at[config, 'offered_rps_median'])} "
+                f"{trials} trials, it completed a median {fmt_rate(row['steady_rate'])} events/s "
+                f"per second of the window against {fmt_rate(offered.at[config, 'offered_rps_median'])} "
                 "requests/s offered"
             )
         elif is_missing(row["seconds_to_steady"]) or row["seconds_to_steady"] <= 1:
@@ -341,9 +341,8 @@ def search(runs: Runs) -> str:
         tried = ", ".join(
             f"{fmt_rate(r['value'])} {'holds' if r['holds'] else 'fails'}" for _, r in steps.iterrows()
         )
-        found = ((runs.search or {}).get("configs") or {}).get(config, {})
-        bracket = found.get("bracket") or [None, None]
-        parts.append(f"{config}: {tried}; capacity between {fmt_range(*bracket, fmt_rate)}/s")
+        low, high = steps["bracket_low"].iloc[0], steps["bracket_high"].iloc[0]
+        parts.append(f"{config}: {tried}; capacity between {fmt_range(low, high, fmt_rate)}/s")
     return "; ".join(parts)
 
 
@@ -443,13 +442,19 @@ def audit(runs: Runs) -> str:
     return text
 
 
-FAULT_PHRASES = {
-    "service-kill": "when the service was killed",
-    "service-term": "when the service was stopped with SIGTERM",
-    "broker-kill": "when the partition leader was killed",
-    "broker-pause": "when the broker was paused",
-    "broker-restart": "when the broker was restarted",
+FAULT_EVENTS = {
+    "service-kill": "the service was killed",
+    "service-term": "the service was stopped with SIGTERM",
+    "broker-kill": "the partition leader was killed",
+    "broker-pause": "the broker was paused",
+    "broker-restart": "the broker was restarted",
 }
+
+
+def fault_phrase(kind: str) -> str:
+    """`when the broker was paused and then the service was killed` (kinds chain with `+`)."""
+    events = [FAULT_EVENTS.get(part, f"{part} happened") for part in str(kind).split("+")]
+    return "when " + " and then ".join(events)
 
 
 def faults(runs: Runs) -> str:
@@ -459,7 +464,7 @@ def faults(runs: Runs) -> str:
         return ""
     sentences = []
     for kind, group in table.groupby("fault", sort=False):
-        phrase = FAULT_PHRASES.get(str(kind), f"under {kind}")
+        phrase = fault_phrase(str(kind))
         lossy = group[group["lost_median"].fillna(0) > 0]
         clean = group[group["lost_median"].fillna(0) == 0]
         parts = []

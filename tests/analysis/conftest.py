@@ -54,3 +54,29 @@ def make_plan(tmp_path: Path) -> Callable[[Iterable[str]], Path]:
         return target
 
     return make
+
+
+SATURATION_PLAN = DATA / "saturation"
+SEARCH_PLAN = DATA / "search"
+FAULTS_PLAN = DATA / "faults"
+# The overloaded run: durable against a service capped at 1,000 answers/s, offered 3,000/s.
+OVERLOADED_RUN = "004-mode=durable_rate=3000-t1"
+
+
+@pytest.fixture(scope="session")
+def saturation_runs() -> Runs:
+    return load_runs(SATURATION_PLAN)
+
+
+@pytest.fixture(scope="session")
+def search_runs() -> Runs:
+    return load_runs(SEARCH_PLAN)
+
+
+@pytest.fixture(scope="session")
+def fault_runs() -> Runs:
+    return load_runs(FAULTS_PLAN)
+
+
+def read_summary(plan: Path, run: str) -> dict[str, Any]:
+    return json.loads((plan / run / "summary.json").read_text())

@@ -91,9 +91,22 @@ SMALL_BOX = {**PROVENANCE, "machine": {**PROVENANCE["machine"], "cpu_count": 2}}
 LATENCY_POINTS = (("p50", 50), ("p75", 75), ("p90", 90), ("p99", 99), ("p99.9", 99.9), ("p99.99", 99.99))
 SERIES_POINTS = (("p50_ms", 50), ("p90_ms", 90), ("p99_ms", 99), ("p999_ms", 99.9), ("max_ms", 100))
 SERIES_COLUMNS = (
-    "second", "phase", "sent", "late", "ok", "events_accepted", "client_errors", "server_errors",
-    "transport_errors", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "fault",
-)  # fmt: skip
+    "second",
+    "phase",
+    "sent",
+    "late",
+    "ok",
+    "events_accepted",
+    "client_errors",
+    "server_errors",
+    "transport_errors",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "p999_ms",
+    "max_ms",
+    "fault",
+)
 OVERLOAD_RULE = (
     "open loop: overloaded when the completed rate is below 99% of the offered rate or more "
     "than 1% of the offered requests were unfinished"
@@ -388,7 +401,9 @@ def make_closed_run(
         "latency_ms": latency_block(measured),
         "latency_count": measured.get_total_count(),
         "cpu_percent": means,
-        "cpu_other_percent": round(means["machine"] - means["generator"] - means["service"] - means["broker"], 1),
+        "cpu_other_percent": round(
+            means["machine"] - means["generator"] - means["service"] - means["broker"], 1
+        ),
         "generator_bound": generator_bound,
         "generator_ceiling_rps": round(rate * 1.02, 1) if generator_bound else None,
         "sent_including_warmup": sum(r["sent"] for r in series),
@@ -404,7 +419,11 @@ def make_fixture_plan() -> None:
     for trial in (1, 2):
         for slug, mode, producer, steady, tail, trials in CELLS:
             seed, generator_bound = trials[trial - 1]
-            cells.append(make_closed_run(index, slug, mode, producer, steady, tail, trial, seed, generator_bound, started))
+            cells.append(
+                make_closed_run(
+                    index, slug, mode, producer, steady, tail, trial, seed, generator_bound, started
+                )
+            )
             index += 1
             started += 20
     failed = DATA / PLAN / FAILED_CELL
@@ -538,7 +557,9 @@ def open_run_files(
             f"{throughput / offered_rps:.0%} of the {offered_rps:,.0f} offered"
         )
     if unfinished / offered > 0.01:
-        reasons.append(f"{unfinished:,} of {offered:,} offered requests unfinished ({unfinished / offered:.1%})")
+        reasons.append(
+            f"{unfinished:,} of {offered:,} offered requests unfinished ({unfinished / offered:.1%})"
+        )
     means = cpu_means(cpu, duration)
     results = {
         "duration_s": duration,
@@ -571,7 +592,9 @@ def open_run_files(
         "latency_ms": latency_block(measured),
         "latency_count": measured.get_total_count(),
         "cpu_percent": means,
-        "cpu_other_percent": round(means["machine"] - means["generator"] - means["service"] - means["broker"], 1),
+        "cpu_other_percent": round(
+            means["machine"] - means["generator"] - means["service"] - means["broker"], 1
+        ),
         "generator_bound": False,
         "generator_ceiling_rps": None,
         "sent_including_warmup": sum(sent_by_key.values()),
@@ -616,19 +639,43 @@ def make_saturation_plan() -> None:
             for rate in SATURATION_RATES:
                 cell = f"{index:03d}-mode={mode}_rate={rate}-t{trial}"
                 rng = random.Random(1000 + index)
-                sim = simulate_open(rng, rate, CAPACITY[mode], SATURATION_P99[(mode, rate)][trial - 1],
-                                    OPEN_DURATION_S, OPEN_WARMUP_S)  # fmt: skip
+                sim = simulate_open(
+                    rng,
+                    rate,
+                    CAPACITY[mode],
+                    SATURATION_P99[(mode, rate)][trial - 1],
+                    OPEN_DURATION_S,
+                    OPEN_WARMUP_S,
+                )
                 other = 31.0 if (mode, rate, trial) == BUSY_NEIGHBOUR else 4.0
                 results, histogram, series, cpu, acked = open_run_files(
                     sim, OPEN_DURATION_S, OPEN_WARMUP_S, open_shares(CAPACITY[mode], other), rng
                 )
                 params = run_params(
-                    plan, cell, trial, mode=mode, load_model="open", rate=float(rate),
-                    connections=OPEN_CONNECTIONS, duration_s=float(OPEN_DURATION_S),
-                    warmup_s=float(OPEN_WARMUP_S), service_workers=1, partitions=1,
-                )  # fmt: skip
-                summary = envelope(plan, cell, trial, started, params, results, audit_block(mode, acked, 0),
-                                   engine="raw", provenance=SMALL_BOX, elapsed_s=13)  # fmt: skip
+                    plan,
+                    cell,
+                    trial,
+                    mode=mode,
+                    load_model="open",
+                    rate=float(rate),
+                    connections=OPEN_CONNECTIONS,
+                    duration_s=float(OPEN_DURATION_S),
+                    warmup_s=float(OPEN_WARMUP_S),
+                    service_workers=1,
+                    partitions=1,
+                )
+                summary = envelope(
+                    plan,
+                    cell,
+                    trial,
+                    started,
+                    params,
+                    results,
+                    audit_block(mode, acked, 0),
+                    engine="raw",
+                    provenance=SMALL_BOX,
+                    elapsed_s=13,
+                )
                 write_run(DATA / plan / cell, summary, histogram, series, cpu, [])
                 cells.append(cell)
                 index += 1
@@ -690,19 +737,46 @@ def make_search_plan() -> None:
             for trial in range(1, SEARCH_TRIALS + 1):
                 cell = f"{index:03d}-mode={mode}_rate={value:g}-t{trial}"
                 rng = random.Random(2000 + index)
-                sim = simulate_open(rng, value, CAPACITY[mode] if mode == "durable" else 2500.0,
-                                    search_p99(mode, value), SEARCH_DURATION_S, OPEN_WARMUP_S)  # fmt: skip
+                sim = simulate_open(
+                    rng,
+                    value,
+                    CAPACITY[mode] if mode == "durable" else 2500.0,
+                    search_p99(mode, value),
+                    SEARCH_DURATION_S,
+                    OPEN_WARMUP_S,
+                )
                 results, histogram, series, cpu, acked = open_run_files(
                     sim, SEARCH_DURATION_S, OPEN_WARMUP_S, open_shares(CAPACITY[mode], 4.0), rng
                 )
                 params = run_params(
-                    plan, cell, trial, mode=mode, load_model="open", rate=value,
-                    connections=OPEN_CONNECTIONS, duration_s=float(SEARCH_DURATION_S),
-                    warmup_s=float(OPEN_WARMUP_S), service_workers=1, partitions=1,
-                    target_url=target["url"], service_impl="rust", load_engine="raw",
-                )  # fmt: skip
-                summary = envelope(plan, cell, trial, started, params, results, audit_block(mode, acked, 0),
-                                   engine="raw", target=target, provenance=SMALL_BOX, elapsed_s=10)  # fmt: skip
+                    plan,
+                    cell,
+                    trial,
+                    mode=mode,
+                    load_model="open",
+                    rate=value,
+                    connections=OPEN_CONNECTIONS,
+                    duration_s=float(SEARCH_DURATION_S),
+                    warmup_s=float(OPEN_WARMUP_S),
+                    service_workers=1,
+                    partitions=1,
+                    target_url=target["url"],
+                    service_impl="rust",
+                    load_engine="raw",
+                )
+                summary = envelope(
+                    plan,
+                    cell,
+                    trial,
+                    started,
+                    params,
+                    results,
+                    audit_block(mode, acked, 0),
+                    engine="raw",
+                    target=target,
+                    provenance=SMALL_BOX,
+                    elapsed_s=10,
+                )
                 write_run(DATA / plan / cell, summary, histogram, series, cpu, [])
                 runs.append(cell)
                 p99s.append(results["latency_ms"]["p99"])
@@ -711,22 +785,31 @@ def make_search_plan() -> None:
                 index += 1
                 started += 12
             holds = not any(overloaded) and statistics.median(p99s) <= SEARCH_SLO_MS
-            steps.append({"step": len(steps) + 1, "value": value, "runs": runs, "p99_ms": p99s,
-                          "overloaded": overloaded, "holds": holds})  # fmt: skip
+            steps.append(
+                {
+                    "step": len(steps) + 1,
+                    "value": value,
+                    "runs": runs,
+                    "p99_ms": p99s,
+                    "overloaded": overloaded,
+                    "holds": holds,
+                }
+            )
             if holds:
                 holding = value if holding is None else max(holding, value)
             else:
                 failing = value if failing is None else min(failing, value)
-            if not pending and holding is not None and failing is not None:
-                if failing - holding > SEARCH["resolution"]:
-                    pending.append((holding + failing) / 2)
-        configs[mode] = {
+            bracketed = holding is not None and failing is not None
+            if not pending and bracketed and failing - holding > SEARCH["resolution"]:
+                pending.append((holding + failing) / 2)
+        # The runner names a configuration by its cell slug.
+        configs[f"mode={mode}"] = {
             "steps": steps,
             "capacity": holding,
             "bracket": [holding, failing],
             "note": f"{len(steps)} steps of {SEARCH_TRIALS} trials; the capacity lies in the bracket",
         }
-    search = {"param": "rate", "resolution": SEARCH["resolution"], "slo_p99_ms": SEARCH_SLO_MS,
+    search = {**SEARCH, "slo_p99_ms": SEARCH_SLO_MS,
               "rule": SEARCH_RULE, "configs": configs}  # fmt: skip
     info = {
         "name": plan,
@@ -791,7 +874,9 @@ def make_fault_run(index: int, mode: str, kind: str, trial: int, started: int) -
         answer = fault_second(kind, mode, second, rng)
         per_second = new_histogram()
         for _ in range(answer["ok"]):
-            per_second.record_value(max(1, round(rng.lognormvariate(math.log(median_us * answer["scale"]), 0.4))))
+            per_second.record_value(
+                max(1, round(rng.lognormvariate(math.log(median_us * answer["scale"]), 0.4)))
+            )
         fault = max(0.0, min(second + 1, FAULT_AT_S + FAULT_DURATION_S) - max(second, FAULT_AT_S))
         if second >= 0:
             measured.add(per_second)
@@ -853,7 +938,9 @@ def make_fault_run(index: int, mode: str, kind: str, trial: int, started: int) -
         "latency_ms": latency_block(measured),
         "latency_count": measured.get_total_count(),
         "cpu_percent": means,
-        "cpu_other_percent": round(means["machine"] - means["generator"] - means["service"] - means["broker"], 1),
+        "cpu_other_percent": round(
+            means["machine"] - means["generator"] - means["service"] - means["broker"], 1
+        ),
         "generator_bound": False,
         "generator_ceiling_rps": None,
         "sent_including_warmup": sum(r["sent"] for r in series),
@@ -892,19 +979,41 @@ def make_fault_run(index: int, mode: str, kind: str, trial: int, started: int) -
         "unavailable_s": round(first_ok_after - FAULT_AT_S, 3) if first_ok_after is not None else None,
         "ok_during_fault": during.get_total_count(),
         "errors_during_fault": {
-            status: sum(e["count"] for e in errors if e["status"] == status and FAULT_AT_S - 1 < e["second"] < end)
+            status: sum(
+                e["count"] for e in errors if e["status"] == status and FAULT_AT_S - 1 < e["second"] < end
+            )
             for status in status_counts
         },
         "latency_ms_during_fault": brief(during),
         "latency_ms_outside_fault": brief(outside),
     }
     params = run_params(
-        plan, cell, trial, mode=mode, connections=FAULT_CONNECTIONS, duration_s=float(FAULT_RUN_S),
-        warmup_s=1.0, service_workers=1, partitions=3, fault=kind, fault_at_s=FAULT_AT_S,
-        fault_duration_s=FAULT_DURATION_S, service_restart=True, cluster_size=1,
-    )  # fmt: skip
-    summary = envelope(plan, cell, trial, started, params, results, audit_block(mode, acknowledged, lost, duplicates),
-                       provenance=SMALL_BOX, elapsed_s=16)  # fmt: skip
+        plan,
+        cell,
+        trial,
+        mode=mode,
+        connections=FAULT_CONNECTIONS,
+        duration_s=float(FAULT_RUN_S),
+        warmup_s=1.0,
+        service_workers=1,
+        partitions=3,
+        fault=kind,
+        fault_at_s=FAULT_AT_S,
+        fault_duration_s=FAULT_DURATION_S,
+        service_restart=True,
+        cluster_size=1,
+    )
+    summary = envelope(
+        plan,
+        cell,
+        trial,
+        started,
+        params,
+        results,
+        audit_block(mode, acknowledged, lost, duplicates),
+        provenance=SMALL_BOX,
+        elapsed_s=16,
+    )
     summary["faults"] = faults
     summary["availability"] = availability
     write_run(DATA / plan / cell, summary, measured, series, cpu, errors)

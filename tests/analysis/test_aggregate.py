@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from hdrh.histogram import HdrHistogram
 
+from experiments import results
 from experiments.analysis import Runs, aggregate
 
 
@@ -66,9 +67,9 @@ def test_merged_histogram_equals_one_histogram_of_all_values() -> None:
     assert [h.get_total_count() for h in histograms] == [500, 1500, 40]
 
 
-def test_merge_needs_a_histogram() -> None:
-    with pytest.raises(ValueError):
-        aggregate.merge_histograms([])
+def test_one_owner_of_histogram_merging() -> None:
+    """Issue 11: the analysis merges with experiments.results, not a copy of its own."""
+    assert aggregate.merge_histograms is results.merge_histograms
 
 
 def test_percentile_spectrum_from_merged_trials(runs: Runs) -> None:

@@ -67,7 +67,7 @@ def test_series_cpu_and_histograms(runs: Runs, summaries_json: dict[str, dict[st
     assert set(runs.cpu["component"]) == {"generator", "service", "broker", "machine"}
     assert set(runs.histograms) == set(RUN_NAMES)
     for name, histogram in runs.histograms.items():
-        assert histogram.get_total_count() == summaries_json[name]["results"]["requests"]
+        assert histogram.get_total_count() == summaries_json[name]["results"]["latency_count"]
 
 
 def test_failed_and_missing_cells_are_listed(runs: Runs) -> None:
@@ -101,7 +101,10 @@ def test_unreadable_and_foreign_summaries_are_failed_cells(make_plan: Any) -> No
     errors = dict(zip(runs.failed["run"], runs.failed["error"], strict=True))
     assert set(errors) == {"003-broken", "004-other", "005-no-trace"}
     assert errors["003-broken"].startswith("unreadable summary.json")
-    assert errors["004-other"] == "summary.json schema 'other/9', expected 'lab.run/1'"
+    assert errors["004-other"] == (
+        "summary.json schema 'other/9', expected 'lab.run/2': written by another version "
+        "of the suite; re-run the cell (or report it with that version)"
+    )
     assert errors["005-no-trace"] == "no summary.json and no error.txt"
 
 

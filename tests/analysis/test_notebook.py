@@ -17,13 +17,13 @@ from experiments.analysis import load_runs, report, takeaways
 from experiments.report_export import export_html
 from experiments.runner import ANALYZE_NOTEBOOK, execute_analysis
 
-from .conftest import FAILED_CELL, FIXTURE_PLAN
+from .conftest import FAILED_CELL, FAULTS_PLAN, FIXTURE_PLAN, SATURATION_PLAN
 
 NOTEBOOK = ANALYZE_NOTEBOOK
 SECTIONS = (
     "Throughput over time",
     "Latency percentile spectrum",
-    "Latency versus throughput",
+    "Latency versus load",
     "Effect of producer settings",
     "CPU per component",
     "Delivery audit",
@@ -98,6 +98,25 @@ def test_report_from_the_fixture_plan(tmp_path: Path) -> None:
     assert FAILED_CELL in text
     for cell in report.summary_table(runs)["events/s (min-max)"]:
         assert cell in text
+    # No fault in the plan: no Faults section.
+    assert not re.search(r"<h2[^>]*>Faults<", page)
+
+
+@pytest.mark.slow
+def test_report_of_a_fault_plan_has_a_faults_section(tmp_path: Path) -> None:
+    executed = tmp_path / "analyze.ipynb"
+    execute_analysis(FAULTS_PLAN, executed)
+    notebook = nbformat.read(executed, as_version=4)
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type in ("error", "stream")]
+    page = export_html(executed, tmp_path / "report.html", title="faults").read_text()
+    text = html.unescape(re.sub(r"<[^>]+>", "", page))
+    assert re.search(r"<h2[^>]*>Faults<", page)
+    runs = load_runs(FAULTS_PLAN)
+    assert takeaways.faults(runs) in text
+    assert takeaways.replication(runs) in text
+    figures = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,', page)
+    assert sum("Fault: " in alt for alt in figures) == 2
 
 
 def _run_cells_in_process(plan_dir: Path, monkeypatch: pytest.MonkeyPatch) -> str:
@@ -127,6 +146,23 @@ def test_notebook_copes_with_a_plan_without_results(tmp_path: Path, monkeypatch:
     shown = _run_cells_in_process(tmp_path, monkeypatch)
     assert "LabError: no broker" in shown
     assert "no run of this plan produced results" in shown
+
+
+def test_notebook_shows_overload_capacity_and_faults(monkeypatch: pytest.MonkeyPatch) -> None:
+    shown = _run_cells_in_process(SATURATION_PLAN, monkeypatch)
+    saturation = load_runs(SATURATION_PLAN)
+    for text in (
+        takeaways.throughput(saturation),
+        takeaways.ramp(saturation),
+        takeaways.saturation(saturation),
+        takeaways.capacity(saturation),
+    ):
+        assert report._escape(text) in shown
+    assert "durable, rate=3000 (OVERLOADED)" in shown
+    assert "## Faults" not in shown
+    shown = _run_cells_in_process(FAULTS_PLAN, monkeypatch)
+    assert "## Faults" in shown
+    assert report._escape(takeaways.faults(load_runs(FAULTS_PLAN))) in shown
 
 
 def test_notebook_copes_with_a_bare_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -71,4 +71,5 @@ def test_format_value() -> None:
     assert format_value(None) == "default"
     assert format_value(math.nan) == "default"
     assert format_value(True) == "true"
+    assert format_value(pd.Series([False]).iloc[0]) == "false"  # numpy's bool, from a column
     assert format_value("lz4") == "lz4"

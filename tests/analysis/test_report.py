@@ -24,7 +24,7 @@ def test_header_facts(runs: Runs) -> None:
     assert facts["Fixed"] == (
         "endpoint=seed, load_model=closed, connections=32, duration_s=10, warmup_s=2, data_fields=1, "
         "field_size=5, batch_size=1, load_workers=1, producer_profile=default, service_workers=2, "
-        "partitions=3"
+        "delivery_bridge=loop, partitions=3"
     )  # no rate (closed loop), nothing per-run (seed, topic, cell, output_dir, bootstrap)
     assert facts["Machine"] == (
         "Fixture Xeon @ 2.10GHz, 4 cores, 15.6 GB memory, Linux-6.1.0-x86_64-with-glibc2.36, "

@@ -47,7 +47,7 @@ def test_fixture_takeaways(runs: Runs) -> None:
         "counting from the first warm-up second, durable, linger.ms=0 ramped from 724 to 1,804 "
         "events/s in 4 s; durable, linger.ms=5 ramped from 978 to 2,446 events/s in 4 s; "
         "fire-and-forget ran at its steady 4,002 events/s from the first second (steady: median "
-        "per-second rate of the measured window; reached: 90% of it)"
+        "per-second rate of completions in the measured window; reached: 90% of it)"
     )
     assert takeaways.latency(runs) == (
         "p99 / p99.9 from the merged histograms of all trials: durable, linger.ms=0 68.7 ms / "

@@ -29,7 +29,7 @@ RUN_FILES = [
 SECTIONS = [
     "Throughput over time",
     "Latency percentile spectrum",
-    "Latency versus throughput",
+    "Latency versus load",
     "Effect of producer settings",
     "CPU per component",
     "Delivery audit",
@@ -58,7 +58,7 @@ def test_every_cell_ran_and_wrote_what_the_summary_promises(smoke: dict[str, Pat
         executed = nbformat.read(run_dir / "notebook.ipynb", as_version=4)
         assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
         summary = json.loads((run_dir / "summary.json").read_text())
-        assert summary["schema"] == "lab.run/1"
+        assert summary["schema"] == "lab.run/2"
         assert summary["service"]["mode"] == cell.params["mode"]
         assert summary["results"]["ok"] > 0
         assert summary["audit"]["lost"] == 0

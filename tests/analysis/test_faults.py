@@ -1,0 +1,116 @@
+"""The Faults section (issue 8 item 5): loss per mode and fault, unavailability, timelines,
+and the replication-factor-1 warning; plans without faults keep their shape."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+from pathlib import Path
+
+from experiments.analysis import Runs, aggregate, load_runs, plots, report, takeaways
+
+from .conftest import FAULTS_PLAN, read_summary
+
+KILLED_FF = (
+    "003-mode=fire-and-forget_fault=service-kill-t1",
+    "007-mode=fire-and-forget_fault=service-kill-t2",
+)
+
+
+def test_fault_facts_are_read(fault_runs: Runs) -> None:
+    assert fault_runs.has_faults
+    row = fault_runs.summaries.set_index("run").loc[KILLED_FF[0]]
+    summary = read_summary(FAULTS_PLAN, KILLED_FF[0])
+    assert row["fault_kind"] == "service-kill"
+    assert row["unavailable_s"] == summary["availability"]["unavailable_s"]
+    assert row["lost_202"] == summary["audit"]["lost_by_class"]["202"] == summary["audit"]["lost"] > 0
+    assert row["errors_during_fault"] == sum(summary["availability"]["errors_during_fault"].values())
+    assert set(fault_runs.errors["status"]) == {"transport", "503"}
+    assert "fault" in fault_runs.series.columns
+
+
+def test_fault_table_medians_and_ranges(fault_runs: Runs) -> None:
+    table = aggregate.fault_table(fault_runs).set_index("config")
+    lost = [read_summary(FAULTS_PLAN, n)["audit"]["lost"] for n in KILLED_FF]
+    row = table.loc["fire-and-forget, fault=service-kill"]
+    assert row["lost_median"] == statistics.median(lost)
+    assert (row["lost_min"], row["lost_max"]) == (min(lost), max(lost))
+    assert table.loc["durable, fault=service-kill", "lost_max"] == 0
+    shown = report.fault_table(fault_runs).set_index("configuration")
+    assert shown.loc["fire-and-forget, fault=service-kill", "acknowledged and lost (median, min-max)"] == (
+        "28 (21-34)"
+    )
+    assert shown.loc["durable, fault=broker-pause", "duplicates (median, min-max)"] == "2 (0-3)"
+    assert shown.loc[
+        "durable, fault=service-kill", "unavailable after the fault start (median, min-max)"
+    ] == ("2.61 s (2.60 s-2.61 s)")
+    assert list(shown["fault"]) == ["service-kill", "broker-pause", "service-kill", "broker-pause"]
+
+
+def test_fault_takeaways_word_for_word(fault_runs: Runs) -> None:
+    assert takeaways.faults(fault_runs) == (
+        "fire-and-forget acknowledged 28 events it never delivered when the service was killed "
+        "(median of 2 trials, range 21-34); durable lost none; first successful answer after the "
+        "fault start: 2.61 s (durable), 2.60 s (fire-and-forget); no mode lost an acknowledged "
+        "event when the broker was paused; first successful answer after the fault start: 2.10 s "
+        "(durable), 0.008 s (fire-and-forget)"
+    )
+    assert takeaways.replication(fault_runs) == (
+        "the run topic had replication factor 1 in every run: there durable is not durable against "
+        "the loss of that broker; its acknowledgement means one broker wrote the event, and a "
+        "broker lost with its disk loses it"
+    )
+
+
+def test_a_fault_that_was_not_injected_is_said(tmp_path: Path) -> None:
+    for name in KILLED_FF:
+        shutil.copytree(FAULTS_PLAN / name, tmp_path / name)
+    summary = read_summary(tmp_path, KILLED_FF[1])
+    summary["faults"]["injected"] = False
+    summary["availability"]["first_ok_after_fault_s"] = None
+    summary["availability"]["unavailable_s"] = None
+    (tmp_path / KILLED_FF[1] / "summary.json").write_text(json.dumps(summary))
+    text = takeaways.faults(load_runs(tmp_path))
+    assert text.endswith(
+        "; never answered again in 1 of 2 trials (fire-and-forget); the fault was NOT injected in "
+        "1 of 2 trials (fire-and-forget)"
+    )
+
+
+def test_replicated_topics_drop_the_warning(tmp_path: Path) -> None:
+    for name in KILLED_FF:
+        shutil.copytree(FAULTS_PLAN / name, tmp_path / name)
+        summary = read_summary(tmp_path, name)
+        summary["params"].update(cluster_size=3, replication_factor=3, min_insync_replicas=2)
+        (tmp_path / name / "summary.json").write_text(json.dumps(summary))
+    assert takeaways.replication(load_runs(tmp_path)) == ""
+
+
+def test_one_timeline_per_fault_kind(fault_runs: Runs, runs: Runs) -> None:
+    figures = plots.fault_timelines(fault_runs)
+    assert [f.axes[0].get_title().split(" (")[0] for f in figures] == [
+        "Fault: service-kill",
+        "Fault: broker-pause",
+    ]
+    throughput, errors, p99 = figures[0].axes
+    assert (throughput.get_ylabel(), errors.get_ylabel(), p99.get_ylabel()) == (
+        "events accepted/s",
+        "error answers/s",
+        "p99 (ms, log scale)",
+    )
+    # The fault window [3 s, 5 s) is shaded on each panel.
+    for axis in figures[0].axes:
+        spans = [p.get_x() for p in axis.patches]
+        assert 2.5 in spans
+    labels = [t.get_text() for legend in figures[0].legends for t in legend.get_texts()]
+    assert "fire-and-forget, fault=service-kill: transport" in labels
+    assert plots.fault_timelines(runs) == []
+    assert not runs.has_faults and takeaways.faults(runs) == ""
+
+
+def test_chained_fault_kinds_read_as_a_sequence() -> None:
+    assert takeaways.fault_phrase("broker-pause+service-kill") == (
+        "when the broker was paused and then the service was killed"
+    )
+    assert takeaways.fault_phrase("broker-restart") == "when the broker was restarted"
