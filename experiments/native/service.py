@@ -34,8 +34,12 @@ class RustService(ServiceProcess):
         producer_config: dict[str, Any] | None = None,
         workers: int = 1,
         partitions: int = 1,
+        delivery_bridge: str = "loop",
     ) -> None:
-        super().__init__(mode, bootstrap, topic, log_file, producer_config, workers, partitions)
+        # `delivery_bridge` is a Python-service setting, taken only so the two classes are
+        # interchangeable where a run constructs one: seed-rs has one way to get reports.
+        super().__init__(mode, bootstrap, topic, log_file, producer_config, workers, partitions,
+                         delivery_bridge)
         self.bootstrap = bootstrap
         self.topic = topic
         self.partitions = partitions
