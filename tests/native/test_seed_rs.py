@@ -21,7 +21,8 @@ import httpx
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from experiments.kafka import end_offsets, read_topic, unique_topic
+from experiments.kafka import LocalKafka, end_offsets, read_topic, unique_topic
+from experiments.kafka.broker import free_port
 from experiments.native import RustService, build, is_built, missing_prereqs
 
 OPT_IN_ENV = "LAB_NATIVE"
@@ -168,3 +169,34 @@ def test_durable_answers_503_when_the_broker_refuses_the_record(start: Any, kafk
     assert "MessageSizeTooLarge" in body["reason"]
     assert response.headers["retry-after"] == "1"
     assert sum(end_offsets(kafka_bootstrap, service.topic).values()) == 0
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[LocalKafka]:
+    """A broker this test may stop (the session broker is shared)."""
+    broker = LocalKafka(run_dir=tmp_path / "kafka", die_with_parent=True,
+                        port=free_port(), controller_port=free_port(), heap="512m")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def test_durable_answers_503_when_the_broker_is_down(own_broker: LocalKafka, tmp_path: Path) -> None:
+    state = own_broker.status()
+    assert state is not None
+    service = RustService("durable", state.bootstrap, unique_topic("seedrs-down"), tmp_path / "seed-rs.log",
+                          {"message.timeout.ms": 2000, "reconnect.backoff.max.ms": 500})
+    service.start()
+    try:
+        assert post(service, SEED_EVENT).status_code == 200
+        own_broker.stop(keep_data=True)
+
+        response = post(service, SEED_EVENT)
+        assert response.status_code == 503, response.text
+        assert response.json()["error"] == "delivery_failed"
+        assert response.json()["reason"] == "MessageTimedOut"
+        assert httpx.get(f"{service.url}/healthz", timeout=60).status_code == 503
+    finally:
+        service.stop()
