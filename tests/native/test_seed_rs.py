@@ -124,6 +124,10 @@ def test_bad_input_is_refused_and_nothing_is_published(start: Any, kafka_bootstr
     assert post(service, b"[1, 2]").status_code == 422
     assert post(service, {"client_id": "c", "name": "n"}).json()["errors"][0]["type"] == "missing"
 
+    too_big = post(service, b'{"client_id": "c", "name": "n", "data": {"x": "' + b"y" * 2**20 + b'"}}')
+    assert too_big.status_code == 413
+    assert too_big.json()["error"] == "payload_too_large"
+
     not_json = httpx.post(f"{service.url}/", content=json.dumps(SEED_EVENT), timeout=60,
                           headers={"Content-Type": "text/plain"})
     assert not_json.status_code == 415

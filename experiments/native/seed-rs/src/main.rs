@@ -146,7 +146,20 @@ fn is_json(req: &HttpRequest) -> bool {
     }
 }
 
-async fn ingest(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
+async fn ingest(
+    req: HttpRequest,
+    body: Result<web::Bytes, actix_web::Error>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    // The body's own errors (over INGEST_MAX_BODY_BYTES, a broken upload) as JSON bodies.
+    let body = match body {
+        Ok(body) => body,
+        Err(err) => {
+            let status = err.as_response_error().status_code();
+            let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "bad_request" };
+            return error_response(status, code, format!("cannot read the body: {err}"));
+        }
+    };
     if !is_json(&req) {
         return error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
