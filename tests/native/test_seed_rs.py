@@ -56,9 +56,11 @@ def start(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Any]:
     """start(mode, topic=None, **producer_config) -> a running RustService; all stopped after."""
     started: list[RustService] = []
 
-    def _start(mode: str, topic: str | None = None, **producer_config: Any) -> RustService:
+    def _start(mode: str, topic: str | None = None, env: dict[str, str] | None = None,
+               **producer_config: Any) -> RustService:
         service = RustService(mode, kafka_bootstrap, topic or unique_topic("seedrs"),
                               tmp_path / f"seed-rs-{len(started)}.log", producer_config)
+        service.env.update(env or {})
         started.append(service)
         ready = service.start()
         assert ready["mode"] == mode and ready["implementation"] == "rust"
@@ -142,11 +144,12 @@ def test_bad_input_is_refused_and_nothing_is_published(start: Any, kafka_bootstr
 def test_fire_and_forget_answers_503_when_the_producer_queue_is_full(
     start: Any, kafka_bootstrap: str
 ) -> None:
-    # A one-message queue held for 30 s by linger: the second event finds it full.
-    # Idempotence is off only so that the SIGTERM flush sends at once: with it on,
-    # librdkafka's flush sometimes waited out the linger here and the stop timed out.
-    service = start("fire-and-forget", **{"queue.buffering.max.messages": 1, "linger.ms": 30000,
-                                          "message.timeout.ms": 60000, "enable.idempotence": False})
+    # A one-message queue that linger holds for 10 s: the second event finds it full.
+    # The shutdown flush may wait out the linger (librdkafka did not always send at once
+    # on flush here), so the flush and the stop get far longer than the linger.
+    service = start("fire-and-forget", env={"INGEST_SHUTDOWN_FLUSH_S": "120"},
+                    **{"queue.buffering.max.messages": 1, "linger.ms": 10000,
+                       "message.timeout.ms": 120000})
     first = post(service, SEED_EVENT)
     assert first.status_code == 202
     refused = post(service, SEED_EVENT)
@@ -154,7 +157,7 @@ def test_fire_and_forget_answers_503_when_the_producer_queue_is_full(
     assert refused.json()["error"] == "overloaded"
     assert refused.headers["retry-after"] == "1"
 
-    assert service.stop() == 0  # the flush sends the one queued event without waiting for linger
+    assert service.stop(timeout=180) == 0  # exit 0: the flush delivered the queued event
     assert list(records(kafka_bootstrap, service.topic)) == [first.text]
 
 
