@@ -44,9 +44,17 @@ kafka-up: env jars
 kafka-down: env
 	$(PY) -m experiments.kafka down
 
+# Optional: the article's service in Rust (experiments/native), a comparison target.
+# Installs the Debian build packages, then builds once (cached until its sources change).
+.PHONY: native
+native: env
+	bash experiments/native/install-deps.sh
+	$(PY) -m experiments.native build
+
 lab: env
 	$(VENV)/bin/jupyter lab notebooks/
 
 clean:
 	-$(PY) -m experiments.kafka down
 	rm -rf $(VENV) .kafka results
+	rm -rf .native
