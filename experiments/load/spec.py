@@ -146,7 +146,11 @@ def _check_range(name: str, value: float, low: float, high: float) -> None:
 
 def _check_url(url: str, allow_remote: bool) -> None:
     parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
+    try:
+        port = parts.port  # raises on a port that is not a number in 0..65535
+    except ValueError:
+        port = -1
+    if parts.scheme != "http" or not parts.hostname or port == -1 or parts.netloc.endswith(":"):
         raise LoadSpecError("url", f"{url!r} is not an http://host[:port] base URL")
     if allow_remote:
         return

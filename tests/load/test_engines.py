@@ -28,13 +28,16 @@ def acked_ids(run_dir: Path) -> list[str]:
 @pytest.mark.parametrize("model", ["closed", "open"])
 def test_every_request_and_id_is_counted_at_high_load(fast_server: TestServer, tmp_path: Path,
                                                       engine: str, model: str) -> None:
+    # A generous drain limit: a starved box may answer late, but nothing is cut off, so
+    # every id the server issued reaches acks.csv.
     spec = LoadSpec(url=fast_server.url, engine=engine, model=model, rate=6000.0,
-                    connections=64, workers=2, duration_s=1.0, warmup_s=0.5)
+                    connections=64, workers=2, duration_s=1.0, warmup_s=0.5, drain_limit_s=60)
     results = run_load(spec, tmp_path)["results"]
     stats = fast_server.stats()
     print(f"{engine} {model}: {stats['count']} requests, "
           f"{results['throughput_rps']} req/s in the window")
-    assert results["sent_including_warmup"] == stats["count"] > 1000
+    assert results["in_flight_at_end"] == 0
+    assert results["sent_including_warmup"] == stats["count"] > 100
     assert sorted(acked_ids(tmp_path)) == sorted(stats["issued"])
     assert results["transport_errors"] == results["server_errors"] == 0
     assert results["unfinished"] == 0

@@ -32,6 +32,9 @@ def test_defaults_are_valid_and_paths_follow_the_contract() -> None:
     ({"engine": "curl"}, "engine"),
     ({"url": "http://"}, "url"),
     ({"url": "127.0.0.1:8000"}, "url"),
+    ({"url": "http://127.0.0.1:"}, "url"),
+    ({"url": "http://127.0.0.1:port"}, "url"),
+    ({"url": "http://127.0.0.1:70000"}, "url"),
 ])
 def test_invalid_specs_name_the_field(change: dict, field: str) -> None:
     with pytest.raises(LoadSpecError) as caught:
