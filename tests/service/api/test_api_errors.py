@@ -26,7 +26,7 @@ def service(kafka_bootstrap: str, kit: Any) -> Iterator[Any]:
 @pytest.fixture
 def client(service: Any, kit: Any, kafka_bootstrap: str) -> Iterator[httpx.Client]:
     """A client, and afterwards proof that the request published nothing."""
-    publisher = service.app.state.ingest.producer
+    publisher = service.app.state.ingest.publisher
     produced_before = publisher._produced
     size_before = kit.topic_size(kafka_bootstrap, service.settings.topic)
     with service.client() as c:

@@ -1,4 +1,4 @@
-"""The delivery bridge: one shared producer, its delivery reports handed to the loop.
+"""The Publisher: the process's one producer, and its delivery reports handed to the loop.
 
 By default (`loop`) a task on the event loop calls `producer.poll(0)`, so reports are
 served on the loop thread without a GIL hand-off per report. The `thread` bridge follows
@@ -48,6 +48,8 @@ _REPORT_GRACE_S = 5.0
 # How long the `loop` bridge sleeps when a poll served nothing: bounds the extra
 # delivery latency it adds, at 500 idle wake-ups per second.
 _LOOP_IDLE_S = 0.002
+# Kafka record headers added to every record of one request (e.g. who published it).
+RecordHeaders = list[tuple[str, bytes]]
 
 
 class Publisher:
@@ -242,25 +244,30 @@ class Publisher:
         self._count_rejected(QUEUE_FULL if isinstance(exc, BufferError) else "produce_error", count)
         return from_produce_exception(exc, self.retry_after)
 
-    def publish_nowait(self, record: Record) -> None:
+    def publish_nowait(self, record: Record, headers: RecordHeaders | None = None) -> None:
         """Fire-and-forget: returns once librdkafka holds the event."""
         self._admit(1)
         try:
-            self.producer.produce(self.topic, record.value, record.event_id,
-                                  on_delivery=self._account)
+            if headers:
+                self.producer.produce(self.topic, record.value, record.event_id,
+                                      on_delivery=self._account, headers=headers)
+            else:
+                self.producer.produce(self.topic, record.value, record.event_id,
+                                      on_delivery=self._account)
         except (BufferError, KafkaException) as exc:
             raise self._produce_failed(exc, 1) from None
         self._produced += 1
         self._accepted.inc()
 
-    async def publish(self, record: Record) -> Outcome:
+    async def publish(self, record: Record, headers: RecordHeaders | None = None) -> Outcome:
         """Durable: returns the broker's answer for this one event."""
         self._admit(1)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
+        extra = {"headers": headers} if headers else {}
         try:
             self.producer.produce(self.topic, record.value, record.event_id,
-                                  on_delivery=partial(self._on_single, future))
+                                  on_delivery=partial(self._on_single, future), **extra)
         except (BufferError, KafkaException) as exc:
             raise self._produce_failed(exc, 1) from None
         self._produced += 1
@@ -271,14 +278,16 @@ class Publisher:
         finally:
             timer.cancel()
 
-    def publish_batch_nowait(self, records: list[Record]) -> int:
+    def publish_batch_nowait(self, records: list[Record],
+                             headers: RecordHeaders | None = None) -> int:
         """Fire-and-forget batch: how many events (from the front) librdkafka accepted."""
         self._admit(len(records))
         produce, topic, callback = self.producer.produce, self.topic, self._account
+        extra = {"headers": headers} if headers else {}
         accepted = 0
         try:
             for record in records:
-                produce(topic, record.value, record.event_id, on_delivery=callback)
+                produce(topic, record.value, record.event_id, on_delivery=callback, **extra)
                 accepted += 1
         except (BufferError, KafkaException) as exc:
             if accepted == 0:
@@ -289,18 +298,20 @@ class Publisher:
             self._accepted.inc(accepted)
         return accepted
 
-    async def publish_batch(self, records: list[Record]) -> list[Outcome]:
+    async def publish_batch(self, records: list[Record],
+                            headers: RecordHeaders | None = None) -> list[Outcome]:
         """Durable batch: one future for the whole request, resolved by a count-down."""
         self._admit(len(records))
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Outcome | None]] = loop.create_future()
         batch = BatchCountdown(len(records), future, self._account, self._complete)
         produce, topic = self.producer.produce, self.topic
+        extra = {"headers": headers} if headers else {}
         produced = 0
         try:
             for i, record in enumerate(records):
                 produce(topic, record.value, record.event_id,
-                        on_delivery=partial(batch.on_delivery, i))
+                        on_delivery=partial(batch.on_delivery, i), **extra)
                 produced += 1
         except (BufferError, KafkaException) as exc:
             if produced == 0:

@@ -1,0 +1,43 @@
+"""`python -m experiments.bench service`: the service's CPU per request beside the raw-ASGI ceiling."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from experiments.bench.profile import default_cases, run_profile, select, table
+from experiments.errors import LabError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    service = sub.add_parser("service", help="per-request cost profile of the service (wrk)")
+    service.add_argument("--out", type=Path, default=Path("results/bench/service.json"))
+    service.add_argument("--duration", type=int, default=10, help="measured seconds per case")
+    service.add_argument("--warmup", type=int, default=3, help="unmeasured seconds before each")
+    service.add_argument("--connections", type=int, default=50)
+    service.add_argument("--threads", type=int, default=1, help="wrk threads")
+    service.add_argument("--batch", type=int, default=100, help="events per batch request")
+    service.add_argument("--case", action="append", dest="cases",
+                         help="only cases whose name contains this (repeatable)")
+    service.add_argument("--bootstrap", help="an existing cluster instead of the local broker")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        document = run_profile(select(default_cases(args.batch), args.cases), args.out,
+                               duration_s=args.duration, warmup_s=args.warmup,
+                               connections=args.connections, threads=args.threads,
+                               bootstrap=args.bootstrap)
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(table(document))
+    print(f"\nwritten: {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
