@@ -97,7 +97,22 @@ def _check_count(count: int, max_events: int) -> None:
                               limit=max_events, count=count)
 
 
+def _all_fast_valid(objs: list[Any]) -> bool:
+    """`_fast_valid` over a batch, inlined: the per-event calls were a third of its cost."""
+    for obj in objs:
+        if type(obj) is not dict or len(obj) != 3:
+            return False
+        client_id, name = obj.get("client_id"), obj.get("name")
+        if not (type(client_id) is str and 0 < len(client_id) <= MAX_TEXT
+                and type(name) is str and 0 < len(name) <= MAX_TEXT
+                and type(obj.get("data")) is dict):
+            return False
+    return True
+
+
 def _validate_all(objs: list[Any]) -> list[dict[str, Any]]:
+    if _all_fast_valid(objs):
+        return objs
     errors: list[dict[str, Any]] = []
     for i, obj in enumerate(objs):
         errors.extend(_check(obj, i))

@@ -237,7 +237,8 @@ async def publish_seed(scope: Scope, receive: Receive, ingest: Ingest) -> Answer
     """`POST /`: the event id as plain text, 200 once acknowledged or 202 once buffered."""
     record = await read_record(scope, receive, ingest)
     publisher = ingest.publisher
-    await publisher.wait_for_room(1)
+    if not publisher.has_room(1):
+        await publisher.wait_for_room(1)
     headers: RecordHeaders | None = scope.get(RECORD_HEADERS_KEY)
     if publisher.mode is ProducerMode.DURABLE:
         outcome = await publisher.publish(record, headers)
@@ -251,7 +252,8 @@ async def publish_event(scope: Scope, receive: Receive, ingest: Ingest) -> Answe
     """`POST /v1/events`: one event, answered as JSON."""
     record = await read_record(scope, receive, ingest)
     publisher = ingest.publisher
-    await publisher.wait_for_room(1)
+    if not publisher.has_room(1):
+        await publisher.wait_for_room(1)
     headers: RecordHeaders | None = scope.get(RECORD_HEADERS_KEY)
     if publisher.mode is ProducerMode.DURABLE:
         outcome = await publisher.publish(record, headers)
@@ -265,9 +267,11 @@ async def publish_event(scope: Scope, receive: Receive, ingest: Ingest) -> Answe
 async def publish_batch(scope: Scope, receive: Receive, ingest: Ingest) -> Answer:
     """`POST /v1/events/batch`: per-event results in request order."""
     publisher, retry_after = ingest.publisher, ingest.settings.retry_after_s
-    await publisher.wait_for_room()
+    if not publisher.has_room(1):
+        await publisher.wait_for_room()
     records = await read_records(scope, receive, ingest)
-    await publisher.wait_for_room(len(records))
+    if not publisher.has_room(len(records)):
+        await publisher.wait_for_room(len(records))
     headers: RecordHeaders | None = scope.get(RECORD_HEADERS_KEY)
 
     if publisher.mode is ProducerMode.DURABLE:

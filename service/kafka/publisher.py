@@ -230,6 +230,10 @@ class Publisher:
     def _count_rejected(self, reason: str, count: int) -> None:
         self._metrics.events_rejected.labels(mode=self.mode.value, reason=reason).inc(count)
 
+    def has_room(self, count: int) -> bool:
+        """Room for `count` more events now; the routes skip `wait_for_room` when there is."""
+        return self.admission.fits(count)
+
     async def wait_for_room(self, count: int | None = None) -> None:
         """See `Admission.wait`: a short wait for room, then 503."""
         await self.admission.wait(count)

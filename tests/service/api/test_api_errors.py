@@ -16,9 +16,10 @@ MAX_EVENTS = 5
 GOOD = {"client_id": "c", "name": "n", "data": {"k": "v"}}
 
 
-@pytest.fixture(scope="module")
-def service(kafka_bootstrap: str, kit: Any) -> Iterator[Any]:
-    settings = kit.settings(kafka_bootstrap, max_body_bytes=LIMIT, max_batch_events=MAX_EVENTS)
+@pytest.fixture(scope="module", params=[True, False], ids=["hot-path", "fastapi-routing"])
+def service(request: pytest.FixtureRequest, kafka_bootstrap: str, kit: Any) -> Iterator[Any]:
+    settings = kit.settings(kafka_bootstrap, max_body_bytes=LIMIT, max_batch_events=MAX_EVENTS,
+                            hot_path=request.param)
     with kit.run(settings) as running:
         yield running
 
