@@ -1,4 +1,5 @@
-"""`python -m experiments.bench service`: the service's CPU per request beside the raw-ASGI ceiling."""
+"""`python -m experiments.bench service|memory`: CPU per request beside the raw-ASGI
+ceiling; service RSS over 10M events."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import logging
 import sys
 from pathlib import Path
 
+import orjson
+
+from experiments.bench.memory import run_memory
 from experiments.bench.profile import default_cases, run_profile, select, table
 from experiments.errors import LabError
 
@@ -24,9 +28,21 @@ def main(argv: list[str] | None = None) -> int:
     service.add_argument("--case", action="append", dest="cases",
                          help="only cases whose name contains this (repeatable)")
     service.add_argument("--bootstrap", help="an existing cluster instead of the local broker")
+    memory = sub.add_parser("memory", help="service RSS after each million events (wrk batches)")
+    memory.add_argument("--out", type=Path, default=Path("results/bench/memory.json"))
+    memory.add_argument("--events", type=int, default=10_000_000)
+    memory.add_argument("--checkpoint", type=int, default=1_000_000)
+    memory.add_argument("--max-seconds", type=float, default=1800)
+    memory.add_argument("--bootstrap", help="an existing cluster instead of the local broker")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        if args.command == "memory":
+            result = run_memory(args.out, events=args.events, checkpoint=args.checkpoint,
+                                max_s=args.max_seconds, bootstrap=args.bootstrap)
+            print(orjson.dumps({k: v for k, v in result.items() if k != "provenance"},
+                               option=orjson.OPT_INDENT_2).decode())
+            return 0
         document = run_profile(select(default_cases(args.batch), args.cases), args.out,
                                duration_s=args.duration, warmup_s=args.warmup,
                                connections=args.connections, threads=args.threads,

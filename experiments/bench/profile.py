@@ -139,7 +139,7 @@ def _cpu_s(procs: list[psutil.Process]) -> float:
     return total
 
 
-def _rss_mb(pid: int) -> float:
+def rss_mb(pid: int) -> float:
     total = 0
     for proc in _tree(pid):
         with contextlib.suppress(psutil.Error):
@@ -223,11 +223,11 @@ def wrk_script(body: bytes) -> str:
             f"wrk.body = [{eq}[{text}]{eq}]\n")
 
 
-def _body(batch: int) -> bytes:
+def request_body(batch: int) -> bytes:
     return orjson.dumps(EVENT if batch == 1 else [EVENT] * batch)
 
 
-def _wrk(wrk: str, url: str, script: Path, seconds: int, connections: int,
+def run_wrk(wrk: str, url: str, script: Path, seconds: int, connections: int,
          threads: int) -> tuple[list[str], str]:
     cmd = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
            str(script), url]
@@ -240,14 +240,14 @@ def measure(case: Case, url: str, server_pid: int, broker_pid: int | None, wrk: 
             duration_s: int, warmup_s: int, connections: int, threads: int,
             tmp: Path) -> Measured:
     script = tmp / "post.lua"
-    script.write_text(wrk_script(_body(case.batch)))
+    script.write_text(wrk_script(request_body(case.batch)))
     target = url + case.path
     if warmup_s:
-        _wrk(wrk, target, script, warmup_s, connections, threads)
+        run_wrk(wrk, target, script, warmup_s, connections, threads)
     server, broker = _tree(server_pid), _tree(broker_pid) if broker_pid else []
     before = (_cpu_s(server), _cpu_s(broker), _machine_busy_s(),
               resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic())
-    cmd, out = _wrk(wrk, target, script, duration_s, connections, threads)
+    cmd, out = run_wrk(wrk, target, script, duration_s, connections, threads)
     after = (_cpu_s(server), _cpu_s(broker), _machine_busy_s(),
              resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic())
     wall = after[4] - before[4]
@@ -258,7 +258,7 @@ def measure(case: Case, url: str, server_pid: int, broker_pid: int | None, wrk: 
              "wrk": wrk_s / wall, "machine": (after[2] - before[2]) / wall}
     cores["other"] = max(0.0, cores["machine"] - cores["service"] - cores["broker"] - cores["wrk"])
     result = Measured(case, cores={k: round(v, 3) for k, v in cores.items()},
-                      rss_mb=_rss_mb(server_pid),
+                      rss_mb=rss_mb(server_pid),
                       command=" ".join([*cmd[:-3], "-s", "post.lua", case.path]))
     found = _REQUESTS.search(out)
     rps = _RPS.search(out)
