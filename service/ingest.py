@@ -18,7 +18,6 @@ so the bodies, statuses and headers of every error are the same whichever path r
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -53,8 +52,6 @@ from service.kafka.errors import QUEUE_FULL
 from service.middleware import RequestCounter
 from service.modes import ProducerMode
 from service.responses import JSON, TEXT
-
-log = logging.getLogger("service.ingest")
 
 NDJSON = "application/x-ndjson"
 NDJSON_ALIASES = frozenset({NDJSON, "application/ndjson", "application/jsonl"})

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         document = run_profile(select(default_cases(args.batch), args.cases), args.out,
                                duration_s=args.duration, warmup_s=args.warmup,
                                connections=args.connections, threads=args.threads,
-                               bootstrap=args.bootstrap)
+                               batch=args.batch, bootstrap=args.bootstrap)
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -11,7 +11,9 @@ the processes' CPU times, not sampled means) to the requests wrk completed:
 
 Everything runs back to back in one process so the ratios (service over raw, hot path
 over FastAPI routing, two workers over one) compare like with like; what other processes
-used in the same window is recorded as `other_cores`, so a busy box shows in the file.
+used in the same window is recorded as `other`, so a busy box shows in the file. The
+apps' own CPU per request without the server (`experiments.bench.inprocess`) is
+measured first and written beside them.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any
 import orjson
 import psutil
 
+from experiments.bench.inprocess import app_cost
 from experiments.errors import LabError, MissingToolError
 from experiments.kafka import LocalKafka, ensure_kafka, unique_topic
 from experiments.kafka.broker import free_port
@@ -216,7 +219,8 @@ def wrk_script(body: bytes) -> str:
     """A wrk Lua script sending `body` as a JSON POST (the body as a Lua long string)."""
     text = body.decode()
     level = 0
-    while f"]{'=' * level}]" in text:
+    # The closing bracket must not pair with a "]" inside or at the end of the body.
+    while f"]{'=' * level}]" in text + "]":
         level += 1
     eq = "=" * level
     return (f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
@@ -303,7 +307,7 @@ def ratios(results: list[Measured]) -> dict[str, float | None]:
 
 
 def run_profile(cases: list[Case], out: Path, duration_s: int = 10, warmup_s: int = 3,
-                connections: int = 50, threads: int = 1,
+                connections: int = 50, threads: int = 1, batch: int = 100,
                 bootstrap: str | None = None) -> dict[str, Any]:
     """Measure `cases` back to back; write and return the result document."""
     wrk = shutil.which("wrk")
@@ -317,6 +321,9 @@ def run_profile(cases: list[Case], out: Path, duration_s: int = 10, warmup_s: in
     broker_pid = broker_state.pid if broker_state is not None else None
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load_before = os.getloadavg()
+    in_process = app_cost(batch=batch)
+    for name, value in in_process.items():
+        log.info("in-process %-40s %8.2f us CPU/request", name, value)
     results: list[Measured] = []
     try:
         with tempfile.TemporaryDirectory() as tmp_name:
@@ -352,6 +359,7 @@ def run_profile(cases: list[Case], out: Path, duration_s: int = 10, warmup_s: in
         "machine": {"cpus": psutil.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
                     "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
         "provenance": collect_provenance(target.kafka_version),
+        "in_process_us_per_request": in_process,
         "cases": [m.as_dict() for m in results],
         "ratios": ratios(results),
     }
@@ -384,6 +392,8 @@ def table(document: dict[str, Any]) -> str:
     lines.append("")
     for name, value in document["ratios"].items():
         lines.append(f"- {name}: {value if value is not None else '-'}")
+    lines += ["", "| in-process (app only, no server) | CPU us/request |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in document["in_process_us_per_request"].items()]
     return "\n".join(lines)
 
 
