@@ -158,18 +158,29 @@ def received_at() -> str:
     return datetime.fromtimestamp(time.time(), UTC).isoformat(timespec="microseconds")
 
 
+# Byte maps that set an id's version (4) and RFC 4122 variant bits, and where each of the
+# 32 hex digits of an id lands in its 36-character text (dashes after 8, 12, 16, 20).
+_VERSION_4 = bytes((b & 0x0F) | 0x40 for b in range(256))
+_VARIANT_RFC4122 = bytes((b & 0x3F) | 0x80 for b in range(256))
+_TEXT_POSITION = [j + (j >= 8) + (j >= 12) + (j >= 16) + (j >= 20) for j in range(32)]
+
+
 def new_event_ids(count: int) -> list[str]:
     """`count` random UUIDv4 strings from one urandom call.
 
-    Same randomness and format as `str(uuid.uuid4())`, a third of its cost per id, which
-    matters on the batch path where id generation was the largest per-event cost.
+    Same randomness and format as `str(uuid.uuid4())`. Every step but the final split
+    works on whole columns of all ids at once (bytes.translate, strided slices), so the
+    cost per id is a fraction of uuid4's, which matters on the batch path.
     """
     raw = bytearray(os.urandom(16 * count))
-    raw[6::16] = bytes((b & 0x0F) | 0x40 for b in raw[6::16])  # version 4
-    raw[8::16] = bytes((b & 0x3F) | 0x80 for b in raw[8::16])  # RFC 4122 variant
-    h = raw.hex()
-    return [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-{h[i + 12:i + 16]}-{h[i + 16:i + 20]}-{h[i + 20:i + 32]}"
-            for i in range(0, 32 * count, 32)]
+    raw[6::16] = raw[6::16].translate(_VERSION_4)
+    raw[8::16] = raw[8::16].translate(_VARIANT_RFC4122)
+    digits = raw.hex().encode()
+    text = bytearray(b"-" * (36 * count))
+    for digit, position in enumerate(_TEXT_POSITION):
+        text[position::36] = digits[digit::32]
+    joined = text.decode()
+    return [joined[i:i + 36] for i in range(0, 36 * count, 36)]
 
 
 def to_records(events: list[dict[str, Any]], stamp: str,

@@ -19,7 +19,7 @@ so the bodies, statuses and headers of every error are the same whichever path r
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import orjson
 from fastapi.routing import APIRoute
@@ -197,6 +197,15 @@ def accepted_results(records: list[Record]) -> list[dict[str, Any]]:
     return [{"event_id": r.event_id, "status": "accepted"} for r in records]
 
 
+def accepted_answer(records: list[Record], status: int) -> Answer:
+    """`{"accepted": n, "results": accepted_results(records)}` as orjson writes it, built
+    with one join: ids are hex and dashes, so nothing needs escaping (a third of the
+    no-op batch's CPU went to building and serialising those dicts)."""
+    ids = '","status":"accepted"},{"event_id":"'.join([r.event_id for r in records])
+    body = f'{{"accepted":{len(records)},"results":[{{"event_id":"{ids}","status":"accepted"}}]}}'
+    return Answer(status, body.encode(), JSON)
+
+
 def event_result(record: Record, outcome: Outcome) -> dict[str, Any]:
     """One event's entry in a batch answer."""
     if outcome.error is None:
@@ -208,7 +217,7 @@ def event_result(record: Record, outcome: Outcome) -> dict[str, Any]:
 
 
 def raise_partial(results: list[dict[str, Any]], ok: int, retriable: bool,
-                  retry_after: int) -> None:
+                  retry_after: int) -> NoReturn:
     """A batch not wholly published: 503 with every event's outcome (see README, Errors)."""
     bad = len(results) - ok
     error = PartialDelivery if ok else DeliveryFailed
@@ -281,11 +290,11 @@ async def publish_batch(scope: Scope, receive: Receive, ingest: Ingest) -> Answe
         return _json({"delivered": ok, "results": results})
 
     accepted = publisher.publish_batch_nowait(records, headers)
+    if accepted == len(records):
+        return accepted_answer(records, 202)
     results = accepted_results(records[:accepted])
     results += [event_result(r, QUEUE_FULL_OUTCOME) for r in records[accepted:]]
-    if accepted < len(records):
-        raise_partial(results, accepted, True, retry_after)
-    return _json({"accepted": accepted, "results": results}, 202)
+    raise_partial(results, accepted, True, retry_after)
 
 
 async def noop_event(scope: Scope, receive: Receive, ingest: Ingest) -> Answer:
@@ -296,8 +305,7 @@ async def noop_event(scope: Scope, receive: Receive, ingest: Ingest) -> Answer:
 
 async def noop_batch(scope: Scope, receive: Receive, ingest: Ingest) -> Answer:
     """`POST /_bench/noop/batch`: the batch route's work short of publishing."""
-    records = await read_records(scope, receive, ingest)
-    return _json({"accepted": len(records), "results": accepted_results(records)})
+    return accepted_answer(await read_records(scope, receive, ingest), 200)
 
 
 Handler = Callable[[Scope, Receive, Ingest], Awaitable[Answer]]

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from experiments.kafka import read_topic
 from service import create_app
 from service.events import RecordMaker, received_at
-from service.ingest import RECORD_HEADERS_KEY
+from service.ingest import RECORD_HEADERS_KEY, accepted_answer, accepted_results
 
 
 class _Stamp:
@@ -94,3 +94,10 @@ def test_record_maker_stamps_like_received_at() -> None:
     assert value == {"event_id": record.event_id, "client_id": "c", "name": "n", "data": {"k": 1}}
     assert len(stamp) == len(received_at()) and stamp.endswith("+00:00")
     assert before <= datetime.fromisoformat(stamp) <= after
+
+
+def test_the_joined_batch_answer_is_what_orjson_writes() -> None:
+    records = RecordMaker().records([{"client_id": "c", "name": "n", "data": {}}] * 3)
+    answer = accepted_answer(records, 202)
+    assert answer.status == 202
+    assert answer.body == orjson.dumps({"accepted": 3, "results": accepted_results(records)})
