@@ -290,7 +290,22 @@ def ratios(results: list[Measured]) -> dict[str, float | None]:
             return None
         return round(getattr(x, attr) / getattr(y, attr), 3)
 
+    def per_core(a: str, b: str) -> float | None:
+        """Requests per service core of `a` over `b`: CPU per request inverted, which a
+        machine busy with other work disturbs far less than requests per second."""
+        x, y = by_name.get(a), by_name.get(b)
+        if x is None or y is None or not x.service_us_per_request or not y.service_us_per_request:
+            return None
+        return round(y.service_us_per_request / x.service_us_per_request, 3)
+
     return {
+        "ff_single_per_core_over_raw": per_core("fire-and-forget, single", "raw ASGI ceiling"),
+        "noop_single_per_core_over_raw": per_core("no-op, single", "raw ASGI ceiling"),
+        "durable_single_per_core_over_raw": per_core("durable, single", "raw ASGI ceiling"),
+        "ff_single_per_core_hot_over_fastapi": per_core(
+            "fire-and-forget, single", "fire-and-forget, single, FastAPI routing"),
+        "ff_batch_per_core_hot_over_fastapi": per_core(
+            "fire-and-forget, batch", "fire-and-forget, batch, FastAPI routing"),
         "ff_single_over_raw": over("fire-and-forget, single", "raw ASGI ceiling"),
         "noop_single_over_raw": over("no-op, single", "raw ASGI ceiling"),
         "ff_single_hot_over_fastapi": over("fire-and-forget, single",

@@ -36,7 +36,7 @@ from service.kafka.delivery import (
 )
 from service.kafka.errors import QUEUE_FULL, from_produce_exception
 from service.kafka.topic import readiness
-from service.metrics import Metrics
+from service.metrics import LatencyTally, Metrics
 from service.modes import ProducerMode
 
 log = logging.getLogger("service.kafka")
@@ -75,7 +75,7 @@ class Publisher:
         self._metrics = metrics
         self._accepted = metrics.events_accepted.labels(mode=mode.value)
         self._delivered = metrics.events_delivered.labels(mode=mode.value)
-        self._latency = metrics.delivery_latency.labels(mode=mode.value)
+        self._latency = LatencyTally(metrics.delivery_latency.labels(mode=mode.value))
         self._producer: Producer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -165,7 +165,7 @@ class Publisher:
             self._delivered_n += 1
             latency = msg.latency()
             if latency is not None:
-                self._latency.observe(latency)
+                self._latency.add(latency)
         else:
             self._failures[err.name()] += 1
             if len(self._failed_sample) < 5:
@@ -195,6 +195,8 @@ class Publisher:
             elif loop is not None and not loop.is_closed():
                 loop.call_soon_threadsafe(resolve_all, ready)
         if self._delivered_n:
+            # Latencies first: a scrape never sees more deliveries than latencies.
+            self._latency.flush()
             self._delivered.inc(self._delivered_n)
             self._delivered_n = 0
         if self._failures:
