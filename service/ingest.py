@@ -93,6 +93,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def record_headers(scope: Scope) -> RecordHeaders | None:
+    """The Kafka headers an outer middleware put on this request, for each of its records."""
+    headers: RecordHeaders | None = scope.get(RECORD_HEADERS_KEY)
+    return headers
+
+
 class Answer(NamedTuple):
     """A successful ingest answer: status, body and its media type."""
 
@@ -245,7 +251,7 @@ async def publish_seed(scope: Scope, receive: Receive, ingest: Ingest) -> Answer
     publisher = ingest.publisher
     if not publisher.has_room(1):
         await publisher.wait_for_room(1)
-    headers: RecordHeaders | None = scope.get(RECORD_HEADERS_KEY)
+    headers = record_headers(scope)
     if publisher.mode is ProducerMode.DURABLE:
         outcome = await publisher.publish(record, headers)
         raise_if_failed(record, outcome, ingest.settings.retry_after_s)
@@ -260,7 +266,7 @@ async def publish_event(scope: Scope, receive: Receive, ingest: Ingest) -> Answe
     publisher = ingest.publisher
     if not publisher.has_room(1):
         await publisher.wait_for_room(1)
-    headers: RecordHeaders | None = scope.get(RECORD_HEADERS_KEY)
+    headers = record_headers(scope)
     if publisher.mode is ProducerMode.DURABLE:
         outcome = await publisher.publish(record, headers)
         raise_if_failed(record, outcome, ingest.settings.retry_after_s)
@@ -278,7 +284,7 @@ async def publish_batch(scope: Scope, receive: Receive, ingest: Ingest) -> Answe
     records = await read_records(scope, receive, ingest)
     if not publisher.has_room(len(records)):
         await publisher.wait_for_room(len(records))
-    headers: RecordHeaders | None = scope.get(RECORD_HEADERS_KEY)
+    headers = record_headers(scope)
 
     if publisher.mode is ProducerMode.DURABLE:
         outcomes = await publisher.publish_batch(records, headers)
