@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PLAN ?= experiments/plans/default.yaml
 PYTEST_ARGS ?=
 
-.PHONY: report test lint env jars bench-deps kafka-up kafka-down lab clean
+.PHONY: report test lint env jars bench-deps bench kafka-up kafka-down lab clean
 
 report: env jars
 	$(PY) -m experiments run $(PLAN)
@@ -58,3 +58,7 @@ clean:
 	-$(PY) -m experiments.kafka down
 	rm -rf $(VENV) .kafka results
 	rm -rf .native
+
+# The service's per-request cost beside the raw-ASGI ceiling -> results/bench/service.json
+bench: env jars bench-deps
+	$(PY) -m experiments.bench service --out results/bench/service.json

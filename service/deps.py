@@ -12,6 +12,7 @@ from typing import Annotated, NamedTuple
 
 from fastapi import Depends, Request
 
+from service.events import RecordMaker
 from service.kafka import Publisher
 from service.metrics import Metrics
 from service.settings import Settings
@@ -21,7 +22,8 @@ class Ingest(NamedTuple):
     """What an ingest request needs, resolved in one dependency."""
 
     settings: Settings
-    producer: Publisher
+    publisher: Publisher
+    record_maker: RecordMaker
 
 
 async def get_ingest(request: Request) -> Ingest:
@@ -30,7 +32,7 @@ async def get_ingest(request: Request) -> Ingest:
 
 
 async def get_publisher(request: Request) -> Publisher:
-    publisher: Publisher = request.app.state.ingest.producer
+    publisher: Publisher = request.app.state.ingest.publisher
     return publisher
 
 
@@ -45,6 +47,6 @@ async def get_metrics(request: Request) -> Metrics:
 
 
 IngestDep = Annotated[Ingest, Depends(get_ingest)]
-ProducerDep = Annotated[Publisher, Depends(get_publisher)]
+PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]

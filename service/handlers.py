@@ -18,7 +18,7 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request",
                413: "payload_too_large", 415: "unsupported_media_type"}
 
 
-async def _ingest_error(request: Request, exc: Exception) -> Response:
+async def answer_ingest_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, IngestError)
     if exc.status >= 500:
         log.warning("request failed", extra={"path": request.url.path, "error": exc.code,
@@ -45,7 +45,7 @@ async def _request_validation(request: Request, exc: Exception) -> Response:
                           "errors": errors}, 422)
 
 
-async def _client_gone(request: Request, exc: Exception) -> Response:
+async def answer_client_gone(request: Request, exc: Exception) -> Response:
     # Nobody is left to answer; 499 (nginx's "client closed request") only labels the metric.
     log.info("client disconnected mid-request", extra={"path": request.url.path})
     return Response(status_code=499)
@@ -57,8 +57,8 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(IngestError, _ingest_error)
+    app.add_exception_handler(IngestError, answer_ingest_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
-    app.add_exception_handler(ClientDisconnect, _client_gone)
+    app.add_exception_handler(ClientDisconnect, answer_client_gone)
     app.add_exception_handler(Exception, _unexpected)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -75,3 +77,35 @@ class Metrics:
         """Drop this worker's live gauges from the shared files (multiprocess mode only)."""
         if self.multiprocess:
             prom_mp.mark_process_dead(os.getpid())
+
+
+class LatencyTally:
+    """Delivery latencies counted per bucket in plain numbers, added to a histogram in bulk.
+
+    `Histogram.observe` takes a lock and two value updates per call; once per delivery
+    report it was a sixth of a durable batch's CPU (profiled). `add` is a bisect and two
+    additions; `flush` (once per poll) adds each bucket's count to the histogram child's
+    own values, which is what `observe` would have done one event at a time.
+    """
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.bounds = list(child._upper_bounds)  # ends with +Inf, as observe() walks them
+        self.counts = [0] * len(self.bounds)
+        self.total = 0.0
+        self.pending = False
+
+    def add(self, latency: float) -> None:
+        self.counts[bisect_left(self.bounds, latency)] += 1
+        self.total += latency
+        self.pending = True
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        counts, self.counts = self.counts, [0] * len(self.bounds)
+        total, self.total, self.pending = self.total, 0.0, False
+        self.child._sum.inc(total)
+        for bucket, count in zip(self.child._buckets, counts, strict=True):
+            if count:
+                bucket.inc(count)

@@ -9,12 +9,30 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.metrics import Metrics
 
 
-class RequestMetricsMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
+class RequestCounter:
+    """`ingest_http_requests_total` by route template, method and status.
+
+    labels() takes a lock and builds a key each call; the label sets are few, so their
+    children are kept. Shared by this middleware and the ingest hot path, which counts
+    the requests it answers itself.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
         self.requests = metrics.requests
-        # labels() takes a lock and builds a key each call; the label sets are few.
         self._children: dict[tuple[str, str, int], Any] = {}
+
+    def count(self, template: str, method: str, status: int) -> None:
+        key = (template, method, status)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.requests.labels(template, method, str(status))
+        child.inc()
+
+
+class RequestMetricsMiddleware:
+    def __init__(self, app: ASGIApp, counter: RequestCounter) -> None:
+        self.app = app
+        self.counter = counter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -33,9 +51,4 @@ class RequestMetricsMiddleware:
         finally:
             # The route template, never the raw path: unknown paths must not grow labels.
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            key = (template, scope["method"], status)
-            child = self._children.get(key)
-            if child is None:
-                child = self._children[key] = self.requests.labels(*key[:2], str(status))
-            child.inc()
+            self.counter.count(getattr(route, "path", None) or "unmatched", scope["method"], status)

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     shutdown_flush_s: Annotated[float, Field(ge=0)] = 10.0
 
     bench_endpoints: bool = False
+    # The ingest routes served by a lean ASGI handler in front of FastAPI's router (see
+    # service.ingest); off, FastAPI's routing serves them: kept to measure the difference.
+    hot_path: bool = True
     log_level: str = "INFO"
     access_log: bool = False
 

@@ -2,16 +2,16 @@
 
 `POST /_bench/noop` mirrors `POST /`; `POST /_bench/noop/batch` mirrors
 `POST /v1/events/batch` (answering like an all-accepted fire-and-forget batch), so a
-benchmark can put each route beside the same server's cost without Kafka.
+benchmark can put each route beside the same server's cost without Kafka. Both take
+the same path as the routes they mirror (`service.ingest`, hot path included).
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from service.api.common import BATCH_BODY, EVENT_BODY, accepted_results, read_record, read_records
 from service.deps import IngestDep
-from service.responses import json_response, text_response
+from service.ingest import BATCH_BODY, EVENT_BODY, noop_batch, noop_event, to_response
 
 router = APIRouter(prefix="/_bench", tags=["bench"])
 
@@ -19,14 +19,10 @@ router = APIRouter(prefix="/_bench", tags=["bench"])
 @router.post("/noop", summary="Parse, validate and enrich like POST /, but do not produce",
              openapi_extra=EVENT_BODY)
 async def create_event_noop(request: Request, ingest: IngestDep) -> Response:
-    settings, producer = ingest
-    record = await read_record(request, settings, producer.max_message_bytes)
-    return text_response(record.event_id, 200)
+    return to_response(await noop_event(request.scope, request.receive, ingest))
 
 
 @router.post("/noop/batch", summary="Parse, validate and enrich like the batch route; no produce",
              openapi_extra=BATCH_BODY)
 async def create_events_noop(request: Request, ingest: IngestDep) -> Response:
-    settings, producer = ingest
-    records = await read_records(request, settings, producer.max_message_bytes)
-    return json_response({"accepted": len(records), "results": accepted_results(records)})
+    return to_response(await noop_batch(request.scope, request.receive, ingest))

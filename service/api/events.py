@@ -3,32 +3,22 @@
 A batch in which any event was not delivered (durable) or not accepted
 (fire-and-forget) answers 503 with every event's outcome, so the client retries
 exactly the ones whose status is `failed` or `rejected`: a partial failure never
-hides inside a 2xx.
+hides inside a 2xx. The work itself is in `service.ingest`.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request, Response
 
-from service.api.common import (
+from service.deps import IngestDep
+from service.ingest import (
     BATCH_BODY,
     ERROR_RESPONSES,
     EVENT_BODY,
-    accepted_results,
-    raise_if_failed,
-    read_record,
-    read_records,
+    publish_batch,
+    publish_event,
+    to_response,
 )
-from service.deps import IngestDep
-from service.errors import DeliveryFailed, PartialDelivery
-from service.events import Record
-from service.kafka import Outcome
-from service.kafka.delivery import QUEUE_FULL_OUTCOME
-from service.kafka.errors import QUEUE_FULL
-from service.modes import ProducerMode
-from service.responses import json_response
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
@@ -38,37 +28,7 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
                         202: {"description": "Accepted into the buffer (fire-and-forget)"},
                         **ERROR_RESPONSES})
 async def create_event(request: Request, ingest: IngestDep) -> Response:
-    settings, producer = ingest
-    record = await read_record(request, settings, producer.max_message_bytes)
-    await producer.wait_for_room(1)
-    if producer.mode is ProducerMode.DURABLE:
-        outcome = await producer.publish(record)
-        raise_if_failed(record, outcome, settings.retry_after_s)
-        return json_response({"event_id": record.event_id, "status": "delivered",
-                              "partition": outcome.partition, "offset": outcome.offset})
-    producer.publish_nowait(record)
-    return json_response({"event_id": record.event_id, "status": "accepted"}, 202)
-
-
-def _result(record: Record, outcome: Outcome) -> dict[str, Any]:
-    if outcome.error is None:
-        return {"event_id": record.event_id, "status": "delivered",
-                "partition": outcome.partition, "offset": outcome.offset}
-    status = "rejected" if outcome.error == QUEUE_FULL else "failed"
-    return {"event_id": record.event_id, "status": status, "error": outcome.error,
-            "retriable": outcome.retriable}
-
-
-def _raise_partial(results: list[dict[str, Any]], ok: int, retriable: bool,
-                   retry_after: int) -> None:
-    bad = len(results) - ok
-    error = PartialDelivery if ok else DeliveryFailed
-    raise error(
-        f"{bad} of {len(results)} events were not published; retry those whose status is "
-        "'failed' or 'rejected'",
-        retry_after=retry_after if retriable else None,
-        published=ok, failed=bad, results=results,
-    )
+    return to_response(await publish_event(request.scope, request.receive, ingest))
 
 
 @router.post(
@@ -83,23 +43,4 @@ def _raise_partial(results: list[dict[str, Any]], ok: int, retriable: bool,
                **ERROR_RESPONSES},
 )
 async def create_events_batch(request: Request, ingest: IngestDep) -> Response:
-    settings, producer = ingest
-    await producer.wait_for_room()
-    records = await read_records(request, settings, producer.max_message_bytes)
-    await producer.wait_for_room(len(records))
-
-    if producer.mode is ProducerMode.DURABLE:
-        outcomes = await producer.publish_batch(records)
-        results = [_result(r, o) for r, o in zip(records, outcomes, strict=True)]
-        ok = sum(1 for o in outcomes if o.error is None)
-        if ok < len(records):
-            retriable = any(o.retriable for o in outcomes if o.error is not None)
-            _raise_partial(results, ok, retriable, settings.retry_after_s)
-        return json_response({"delivered": ok, "results": results})
-
-    accepted = producer.publish_batch_nowait(records)
-    results = accepted_results(records[:accepted])
-    results += [_result(r, QUEUE_FULL_OUTCOME) for r in records[accepted:]]
-    if accepted < len(records):
-        _raise_partial(results, accepted, True, settings.retry_after_s)
-    return json_response({"accepted": accepted, "results": results}, 202)
+    return to_response(await publish_batch(request.scope, request.receive, ingest))

@@ -6,7 +6,7 @@ import asyncio
 
 from fastapi import APIRouter, Request, Response
 
-from service.deps import MetricsDep, ProducerDep, SettingsDep
+from service.deps import MetricsDep, PublisherDep, SettingsDep
 from service.responses import json_response
 
 router = APIRouter(tags=["ops"])
@@ -19,15 +19,15 @@ async def read_health() -> Response:
 
 @router.get("/readyz", summary="Broker reachable and topic present (short timeout)",
             responses={503: {"description": "Not ready; `reason` says why"}})
-async def read_readiness(request: Request, producer: ProducerDep,
+async def read_readiness(request: Request, publisher: PublisherDep,
                          settings: SettingsDep) -> Response:
     # A metadata round trip blocks for up to the timeout: keep it off the event loop.
-    check = await asyncio.to_thread(producer.check_ready, settings.ready_timeout_s)
+    check = await asyncio.to_thread(publisher.check_ready, settings.ready_timeout_s)
     body = {
         **check,
         "mode": settings.mode.value,
         "topic": settings.topic,
-        "in_flight": producer.in_flight,
+        "in_flight": publisher.in_flight,
         "producer_config": request.app.state.producer_config_masked,
     }
     return json_response(body, 200 if check["ready"] else 503)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from service.api.common import ERROR_RESPONSES, EVENT_BODY, raise_if_failed, read_record
 from service.deps import IngestDep
-from service.modes import ProducerMode
-from service.responses import text_response
+from service.ingest import ERROR_RESPONSES, EVENT_BODY, publish_seed, to_response
 
 router = APIRouter(tags=["seed"])
 
@@ -22,11 +20,4 @@ router = APIRouter(tags=["seed"])
                **ERROR_RESPONSES},
 )
 async def create_event_seed(request: Request, ingest: IngestDep) -> Response:
-    settings, producer = ingest
-    record = await read_record(request, settings, producer.max_message_bytes)
-    await producer.wait_for_room(1)
-    if producer.mode is ProducerMode.DURABLE:
-        raise_if_failed(record, await producer.publish(record), settings.retry_after_s)
-        return text_response(record.event_id, 200)
-    producer.publish_nowait(record)
-    return text_response(record.event_id, 202)
+    return to_response(await publish_seed(request.scope, request.receive, ingest))

@@ -37,6 +37,9 @@ class Admission:
             return QUEUE_FULL, "the producer buffer is full; retry later"
         return None
 
+    def fits(self, count: int) -> bool:
+        return self._refusal(count) is None
+
     def _refuse(self, refusal: tuple[str, str], count: int | None) -> Overloaded:
         reason, message = refusal
         if count is not None:

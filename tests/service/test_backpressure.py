@@ -53,7 +53,7 @@ def test_in_flight_bound(kafka_bootstrap: str, kit: Any, seed_event: dict[str, A
     settings = kit.settings(kafka_bootstrap, mode=mode, max_in_flight=3, max_batch_events=3,
                             producer_config={"linger.ms": LINGER_MS})
     with kit.run(settings) as service:
-        publisher = service.app.state.ingest.producer
+        publisher = service.app.state.ingest.publisher
         if mode == "durable":
             # Three durable requests wait for their reports; hold them open concurrently.
             def post_one() -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.metrics import Metrics
+from service.metrics import LatencyTally, Metrics
 
 NAMES = (
     "ingest_http_requests_total", "ingest_events_accepted_total", "ingest_events_delivered_total",
@@ -23,3 +23,21 @@ def test_two_instances_do_not_share_values() -> None:
     assert 'reason="_MSG_TIMED_OUT"' in text_b and 'reason="_MSG_TIMED_OUT"' not in text_a
     for name in NAMES:
         assert name in text_a + text_b, name
+
+
+def _latency_lines(metrics: Metrics) -> list[str]:
+    return [line for line in metrics.render().decode().splitlines()
+            if line.startswith("ingest_delivery_latency_seconds") and "_created" not in line]
+
+
+def test_latency_tally_adds_up_to_what_observe_gives() -> None:
+    latencies = [0.0001, 0.0005, 0.003, 0.003, 0.07, 1.0, 29.0, 31.0, 0.0005]
+    tallied, observed = Metrics(), Metrics()
+    tally = LatencyTally(tallied.delivery_latency.labels(mode="durable"))
+    for latency in latencies:
+        tally.add(latency)
+        observed.delivery_latency.labels(mode="durable").observe(latency)
+    assert _latency_lines(tallied) != _latency_lines(observed)  # nothing added before flush
+    tally.flush()
+    tally.flush()  # nothing new: adds nothing
+    assert _latency_lines(tallied) == _latency_lines(observed)

@@ -16,9 +16,10 @@ MAX_EVENTS = 5
 GOOD = {"client_id": "c", "name": "n", "data": {"k": "v"}}
 
 
-@pytest.fixture(scope="module")
-def service(kafka_bootstrap: str, kit: Any) -> Iterator[Any]:
-    settings = kit.settings(kafka_bootstrap, max_body_bytes=LIMIT, max_batch_events=MAX_EVENTS)
+@pytest.fixture(scope="module", params=[True, False], ids=["hot-path", "fastapi-routing"])
+def service(request: pytest.FixtureRequest, kafka_bootstrap: str, kit: Any) -> Iterator[Any]:
+    settings = kit.settings(kafka_bootstrap, max_body_bytes=LIMIT, max_batch_events=MAX_EVENTS,
+                            hot_path=request.param)
     with kit.run(settings) as running:
         yield running
 
@@ -26,7 +27,7 @@ def service(kafka_bootstrap: str, kit: Any) -> Iterator[Any]:
 @pytest.fixture
 def client(service: Any, kit: Any, kafka_bootstrap: str) -> Iterator[httpx.Client]:
     """A client, and afterwards proof that the request published nothing."""
-    publisher = service.app.state.ingest.producer
+    publisher = service.app.state.ingest.publisher
     produced_before = publisher._produced
     size_before = kit.topic_size(kafka_bootstrap, service.settings.topic)
     with service.client() as c:

@@ -97,7 +97,7 @@ def test_openapi_documents_every_route(service: Any) -> None:
 
 def test_bench_noop_validates_like_the_seed_route_but_never_produces(
         service: Any, kit: Any, kafka_bootstrap: str, seed_event: dict[str, Any]) -> None:
-    publisher = service.app.state.ingest.producer
+    publisher = service.app.state.ingest.publisher
     produced = publisher._produced
     with service.client() as c:
         ok = c.post("/_bench/noop", json=seed_event)
@@ -110,7 +110,7 @@ def test_bench_noop_validates_like_the_seed_route_but_never_produces(
 
 
 def test_bench_noop_batch_mirrors_the_batch_route(service: Any, seed_event: dict[str, Any]) -> None:
-    publisher = service.app.state.ingest.producer
+    publisher = service.app.state.ingest.publisher
     produced = publisher._produced
     with service.client() as c:
         ok = c.post("/_bench/noop/batch", json=[seed_event] * 4)

@@ -1,4 +1,4 @@
-"""The delivery bridge: one shared producer, its delivery reports handed to the loop.
+"""The Publisher: the process's one producer, and its delivery reports handed to the loop.
 
 By default (`loop`) a task on the event loop calls `producer.poll(0)`, so reports are
 served on the loop thread without a GIL hand-off per report. The `thread` bridge follows
@@ -36,7 +36,7 @@ from service.kafka.delivery import (
 )
 from service.kafka.errors import QUEUE_FULL, from_produce_exception
 from service.kafka.topic import readiness
-from service.metrics import Metrics
+from service.metrics import LatencyTally, Metrics
 from service.modes import ProducerMode
 
 log = logging.getLogger("service.kafka")
@@ -48,6 +48,8 @@ _REPORT_GRACE_S = 5.0
 # How long the `loop` bridge sleeps when a poll served nothing: bounds the extra
 # delivery latency it adds, at 500 idle wake-ups per second.
 _LOOP_IDLE_S = 0.002
+# Kafka record headers added to every record of one request (e.g. who published it).
+RecordHeaders = list[tuple[str, bytes]]
 
 
 class Publisher:
@@ -73,7 +75,7 @@ class Publisher:
         self._metrics = metrics
         self._accepted = metrics.events_accepted.labels(mode=mode.value)
         self._delivered = metrics.events_delivered.labels(mode=mode.value)
-        self._latency = metrics.delivery_latency.labels(mode=mode.value)
+        self._latency = LatencyTally(metrics.delivery_latency.labels(mode=mode.value))
         self._producer: Producer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -163,7 +165,7 @@ class Publisher:
             self._delivered_n += 1
             latency = msg.latency()
             if latency is not None:
-                self._latency.observe(latency)
+                self._latency.add(latency)
         else:
             self._failures[err.name()] += 1
             if len(self._failed_sample) < 5:
@@ -193,6 +195,8 @@ class Publisher:
             elif loop is not None and not loop.is_closed():
                 loop.call_soon_threadsafe(resolve_all, ready)
         if self._delivered_n:
+            # Latencies first: a scrape never sees more deliveries than latencies.
+            self._latency.flush()
             self._delivered.inc(self._delivered_n)
             self._delivered_n = 0
         if self._failures:
@@ -228,6 +232,10 @@ class Publisher:
     def _count_rejected(self, reason: str, count: int) -> None:
         self._metrics.events_rejected.labels(mode=self.mode.value, reason=reason).inc(count)
 
+    def has_room(self, count: int) -> bool:
+        """Room for `count` more events now; the routes skip `wait_for_room` when there is."""
+        return self.admission.fits(count)
+
     async def wait_for_room(self, count: int | None = None) -> None:
         """See `Admission.wait`: a short wait for room, then 503."""
         await self.admission.wait(count)
@@ -242,25 +250,30 @@ class Publisher:
         self._count_rejected(QUEUE_FULL if isinstance(exc, BufferError) else "produce_error", count)
         return from_produce_exception(exc, self.retry_after)
 
-    def publish_nowait(self, record: Record) -> None:
+    def publish_nowait(self, record: Record, headers: RecordHeaders | None = None) -> None:
         """Fire-and-forget: returns once librdkafka holds the event."""
         self._admit(1)
         try:
-            self.producer.produce(self.topic, record.value, record.event_id,
-                                  on_delivery=self._account)
+            if headers:
+                self.producer.produce(self.topic, record.value, record.event_id,
+                                      on_delivery=self._account, headers=headers)
+            else:
+                self.producer.produce(self.topic, record.value, record.event_id,
+                                      on_delivery=self._account)
         except (BufferError, KafkaException) as exc:
             raise self._produce_failed(exc, 1) from None
         self._produced += 1
         self._accepted.inc()
 
-    async def publish(self, record: Record) -> Outcome:
+    async def publish(self, record: Record, headers: RecordHeaders | None = None) -> Outcome:
         """Durable: returns the broker's answer for this one event."""
         self._admit(1)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
+        extra = {"headers": headers} if headers else {}
         try:
             self.producer.produce(self.topic, record.value, record.event_id,
-                                  on_delivery=partial(self._on_single, future))
+                                  on_delivery=partial(self._on_single, future), **extra)
         except (BufferError, KafkaException) as exc:
             raise self._produce_failed(exc, 1) from None
         self._produced += 1
@@ -271,14 +284,16 @@ class Publisher:
         finally:
             timer.cancel()
 
-    def publish_batch_nowait(self, records: list[Record]) -> int:
+    def publish_batch_nowait(self, records: list[Record],
+                             headers: RecordHeaders | None = None) -> int:
         """Fire-and-forget batch: how many events (from the front) librdkafka accepted."""
         self._admit(len(records))
         produce, topic, callback = self.producer.produce, self.topic, self._account
+        extra = {"headers": headers} if headers else {}
         accepted = 0
         try:
             for record in records:
-                produce(topic, record.value, record.event_id, on_delivery=callback)
+                produce(topic, record.value, record.event_id, on_delivery=callback, **extra)
                 accepted += 1
         except (BufferError, KafkaException) as exc:
             if accepted == 0:
@@ -289,18 +304,20 @@ class Publisher:
             self._accepted.inc(accepted)
         return accepted
 
-    async def publish_batch(self, records: list[Record]) -> list[Outcome]:
+    async def publish_batch(self, records: list[Record],
+                            headers: RecordHeaders | None = None) -> list[Outcome]:
         """Durable batch: one future for the whole request, resolved by a count-down."""
         self._admit(len(records))
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Outcome | None]] = loop.create_future()
         batch = BatchCountdown(len(records), future, self._account, self._complete)
         produce, topic = self.producer.produce, self.topic
+        extra = {"headers": headers} if headers else {}
         produced = 0
         try:
             for i, record in enumerate(records):
                 produce(topic, record.value, record.event_id,
-                        on_delivery=partial(batch.on_delivery, i))
+                        on_delivery=partial(batch.on_delivery, i), **extra)
                 produced += 1
         except (BufferError, KafkaException) as exc:
             if produced == 0:

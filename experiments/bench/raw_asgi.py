@@ -1,0 +1,35 @@
+"""The Python ceiling: a minimal ASGI app that reads the body and answers a fixed id.
+
+It does what any ingest handler must (read the whole body, send a status, a content
+type and a 36-byte id) and nothing else, so the service's cost per request can be put
+beside the least any Python app on the same server stack can cost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+_ID = b"00000000-0000-4000-8000-000000000000"
+_START = {"type": "http.response.start", "status": 202,
+          "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                      (b"content-length", str(len(_ID)).encode())]}
+_BODY = {"type": "http.response.body", "body": _ID}
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message: Any = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    await send(_START)
+    await send(_BODY)
