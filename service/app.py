@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from service.api.main import include_routers
 from service.deps import Ingest
+from service.guard import GuardMiddleware, guard_options
 from service.handlers import install_error_handlers
 from service.kafka import Publisher, ensure_topic
 from service.logs import configure_logging
@@ -93,6 +94,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.producer_config_masked = masked(config)
     include_routers(app, settings.bench_endpoints)
     install_error_handlers(app)
+    app.add_middleware(GuardMiddleware, **guard_options(settings))  # framing, limits, API keys
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app
 

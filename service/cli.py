@@ -12,6 +12,7 @@ from typing import Any
 import uvicorn
 
 from service.app import create_app
+from service.guard import raise_open_files_limit, uvicorn_limits
 from service.logs import configure_logging
 from service.metrics import MULTIPROC_ENV
 from service.modes import ProducerMode
@@ -47,9 +48,10 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "log_config": None,
         "access_log": settings.access_log,
         "timeout_graceful_shutdown": settings.shutdown_grace_s,
-        # uvloop is picked when installed ("auto"), httptools by NoDelayProtocol.
+        # uvloop is picked when installed ("auto"); the guarded protocol (httptools when
+        # installed, INGEST_HTTP_PARSER to choose) sets TCP_NODELAY like NoDelayProtocol.
         "loop": "auto",
-        "http": "service.nodelay:NoDelayProtocol",
+        **uvicorn_limits(settings),
     }
 
 
@@ -57,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     apply_args(parse_args(argv), os.environ)
     settings = Settings()
     configure_logging(settings.log_level, settings.access_log)
+    raise_open_files_limit(settings.max_connections)
     owned_dir = None
     if settings.workers > 1 and not os.environ.get(MULTIPROC_ENV):
         # Workers are fresh interpreters: they pick multiprocess mode up from the environment

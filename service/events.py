@@ -35,6 +35,8 @@ class Record(NamedTuple):
 
     event_id: str
     value: bytes
+    # Kafka record headers (the publishing API key's id, see service.auth), or None.
+    headers: list[tuple[str, bytes]] | None = None
 
 
 def _fast_valid(obj: object) -> bool:
@@ -157,7 +159,8 @@ def new_event_ids(count: int) -> list[str]:
             for i in range(0, 32 * count, 32)]
 
 
-def to_records(events: list[dict[str, Any]], stamp: str) -> list[Record]:
+def to_records(events: list[dict[str, Any]], stamp: str,
+               headers: list[tuple[str, bytes]] | None = None) -> list[Record]:
     """Key = a new event id; value = the event with its id and the receive time added."""
     dumps = orjson.dumps
     return [
@@ -167,7 +170,7 @@ def to_records(events: list[dict[str, Any]], stamp: str) -> list[Record]:
             "name": event["name"],
             "data": event["data"],
             "received_at": stamp,
-        }))
+        }), headers)
         for event_id, event in zip(new_event_ids(len(events)), events, strict=True)
     ]
 

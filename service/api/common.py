@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import Request
 
+from service.auth import record_headers
 from service.body import JSON, NDJSON, NDJSON_ALIASES, media_type, read_body
 from service.errors import DeliveryFailed
 from service.events import (
@@ -57,7 +58,7 @@ async def read_record(request: Request, settings: Settings, max_message_bytes: i
     """Media type, size limit, parse, validate, enrich: everything short of producing."""
     media_type(request, JSON_ONLY)
     body = await read_body(request, settings.max_body_bytes)
-    records = to_records([parse_event(body)], received_at())
+    records = to_records([parse_event(body)], received_at(), record_headers(request.scope))
     check_sizes(records, max_message_bytes)
     return records[0]
 
@@ -68,7 +69,8 @@ async def read_records(request: Request, settings: Settings,
     kind = media_type(request, BATCH_TYPES)
     body = await read_body(request, settings.max_body_bytes)
     parse = parse_json_batch if kind == JSON else parse_ndjson_batch
-    records = to_records(parse(body, settings.max_batch_events), received_at())
+    records = to_records(parse(body, settings.max_batch_events), received_at(),
+                         record_headers(request.scope))
     check_sizes(records, max_message_bytes)
     return records
 

@@ -247,6 +247,7 @@ class Publisher:
         self._admit(1)
         try:
             self.producer.produce(self.topic, record.value, record.event_id,
+                                  headers=record.headers,
                                   on_delivery=self._account)
         except (BufferError, KafkaException) as exc:
             raise self._produce_failed(exc, 1) from None
@@ -260,6 +261,7 @@ class Publisher:
         future: asyncio.Future[Outcome] = loop.create_future()
         try:
             self.producer.produce(self.topic, record.value, record.event_id,
+                                  headers=record.headers,
                                   on_delivery=partial(self._on_single, future))
         except (BufferError, KafkaException) as exc:
             raise self._produce_failed(exc, 1) from None
@@ -278,7 +280,8 @@ class Publisher:
         accepted = 0
         try:
             for record in records:
-                produce(topic, record.value, record.event_id, on_delivery=callback)
+                produce(topic, record.value, record.event_id, headers=record.headers,
+                        on_delivery=callback)
                 accepted += 1
         except (BufferError, KafkaException) as exc:
             if accepted == 0:
@@ -299,7 +302,7 @@ class Publisher:
         produced = 0
         try:
             for i, record in enumerate(records):
-                produce(topic, record.value, record.event_id,
+                produce(topic, record.value, record.event_id, headers=record.headers,
                         on_delivery=partial(batch.on_delivery, i))
                 produced += 1
         except (BufferError, KafkaException) as exc:
