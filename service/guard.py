@@ -225,7 +225,8 @@ class _GuardedProtocol:
         self._deadline = None
         if self.transport.is_closing():
             return
-        if self.cycle is None or not self.cycle.response_started:
+        cycle = self.cycle  # the latest request's; a response under way must not be cut into
+        if cycle is None or not cycle.response_started or cycle.response_complete:
             self.transport.write(refusal.raw())
         self.transport.close()
 
@@ -260,6 +261,13 @@ class GuardedH11Protocol(_GuardedProtocol, H11Protocol):
             self._expect(self.limits.body_timeout_s)
         elif state is not h11.IDLE:
             self._deadline = None
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # A pipelined request's first bytes arrived with the previous one: its clock runs now.
+        if (not self.transport.is_closing() and self.conn.their_state is h11.IDLE
+                and self.conn.trailing_data[0]):
+            self._expect(self.limits.header_timeout_s)
 
     def _head_overflow(self) -> Refusal | None:
         buffered, _ = self.conn.trailing_data

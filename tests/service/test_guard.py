@@ -230,6 +230,16 @@ def test_stalled_head_and_body_get_408_and_are_closed(impatient: Guarded, kit: A
         assert _body(received)["error"] == "request_timeout"
 
 
+def test_a_stall_after_a_served_request_on_the_same_connection_gets_408(impatient: Guarded,
+                                                                     kit: Any) -> None:
+    """The header clock restarts with the next request's first byte on a kept-alive
+    connection, and the 408 is written there too (no response is under way)."""
+    before = kit.topic_size(impatient.bootstrap, impatient.topic)
+    received, closed = exchange(impatient.port, _with_event() + b"POST / HTTP/1.1\r\nHost: x\r\n")
+    assert (statuses(received), closed) == ([200, 408], True)
+    assert kit.topic_size(impatient.bootstrap, impatient.topic) == before + 1
+
+
 def _raise_open_files(wanted: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < wanted:
@@ -247,20 +257,25 @@ def test_a_normal_client_is_served_while_1000_stalled_connections_are_open(
     _raise_open_files(2 * stalled_count + 1024)
     with _service(kit, kafka_bootstrap, parser, tmp_path,
                   header_timeout_s=300, body_timeout_s=300) as svc:
-        stalls = [b"", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Le",
-                  _request(f"POST /\nContent-Type: application/json\n"
-                           f"Content-Length: {len(EVENT)}", EVENT[:5])]
-        with contextlib.ExitStack() as stack:
+        body_stall = _request(f"POST /\nContent-Type: application/json\n"
+                              f"Content-Length: {len(EVENT)}", EVENT[:5])
+        with contextlib.ExitStack() as stack, httpx.Client(base_url=svc.url) as client:
+            # Unbounded: the first event also pays for the producer's first metadata fetch.
+            warm = client.post("/", content=EVENT, headers={"content-type": "application/json"})
+            assert warm.status_code == 200
             held = []
             for i in range(stalled_count):
-                sock = stack.enter_context(socket.create_connection(("127.0.0.1", svc.port), 30))
-                sock.sendall(stalls[i % len(stalls)])
+                if i % 3 == 0:  # connected, never a byte sent
+                    sock = stack.enter_context(
+                        socket.create_connection(("127.0.0.1", svc.port), 30))
+                else:  # served once (so surely accepted), then stalled in a head or a body
+                    then = body_stall if i % 3 == 2 else HEAD_STALL
+                    sock = stack.enter_context(_held_connection(svc.port, then))
                 held.append(sock)
             # The pass/fail bound, not a measurement: about ten times what a loaded 2-core
             # box needs for one request beside 1,000 idle sockets.
-            with httpx.Client(base_url=svc.url, timeout=1.0) as client:
-                response = client.post("/", content=EVENT,
-                                       headers={"content-type": "application/json"})
+            response = client.post("/", content=EVENT, timeout=1.0,
+                                   headers={"content-type": "application/json"})
             assert response.status_code == 200
             # ...and the stalled ones were held open, not dropped to make room.
             for sock in held:
@@ -291,9 +306,13 @@ def test_connections_past_the_cap_get_503_and_are_closed(kafka_bootstrap: str, k
         assert answers[-1:] == [200], answers
 
 
-def _held_connection(port: int) -> socket.socket:
-    """A connection the server has certainly accepted (it answered on it), now idle in the
-    head of its next request: on the header clock, not uvicorn's 5 s keep-alive one."""
+HEAD_STALL = b"GET /healthz HTTP/1.1\r\n"
+
+
+def _held_connection(port: int, then: bytes = HEAD_STALL) -> socket.socket:
+    """A connection the server has certainly accepted (it answered on it), then stalled in
+    `then` (by default the head of a next request): on the guard's clocks, not uvicorn's
+    5 s keep-alive one."""
     for _ in range(50):  # the readiness probes' connections may not be closed yet
         sock = socket.create_connection(("127.0.0.1", port), 30)
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -301,7 +320,7 @@ def _held_connection(port: int) -> socket.socket:
         while b'"ok"}' not in received and (chunk := sock.recv(4096)):
             received += chunk
         if b'"ok"}' in received:
-            sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+            sock.sendall(then)
             return sock
         sock.close()
         time.sleep(0.1)
