@@ -219,7 +219,7 @@ class _GuardedProtocol:
         if self.loop.time() < self._deadline:
             self._timer = self.loop.call_at(self._deadline, self._on_timer)
             return
-        log.info("closing a stalled connection", extra={"client": _peer(self.transport)})
+        log.debug("closing a stalled connection", extra={"client": _peer(self.transport)})
         self._refuse(Refusal(408, "request_timeout", "the request was not received in time"))
 
     def _refuse(self, refusal: Refusal) -> None:
