@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from service.api.main import include_routers
 from service.deps import Ingest
 from service.events import RecordMaker
+from service.guard import GuardMiddleware, guard_options
 from service.handlers import install_error_handlers
 from service.ingest import IngestRoutes
 from service.kafka import Publisher, ensure_topic
@@ -110,6 +111,8 @@ def create_app(settings: Settings) -> FastAPI:
     if settings.hot_path:
         routes = [route for router in routers for route in router.routes]
         app.add_middleware(IngestRoutes, ingest=ingest, routes=routes, counter=counter)
+    # Added last, so outermost: framing, limits and API keys apply before either path.
+    app.add_middleware(GuardMiddleware, **guard_options(settings))
     return app
 
 

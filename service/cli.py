@@ -12,6 +12,7 @@ from typing import Any
 import uvicorn
 
 from service.app import create_app
+from service.guard import raise_open_files_limit, uvicorn_limits
 from service.logs import configure_logging
 from service.metrics import MULTIPROC_ENV
 from service.modes import ProducerMode
@@ -47,10 +48,12 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "log_config": None,
         "access_log": settings.access_log,
         "timeout_graceful_shutdown": settings.shutdown_grace_s,
-        # Both are dependencies, named so a missing one fails loudly instead of falling back
-        # to asyncio/h11 at a third of the speed (experiments/bench measures the stack).
+        # uvloop is a dependency, named so a missing one fails loudly instead of falling back
+        # to asyncio at a third of the speed (experiments/bench measures the stack). The
+        # guarded protocol (httptools by default, INGEST_HTTP_PARSER=h11 to choose) enforces
+        # the HTTP limits and sets TCP_NODELAY (service.nodelay).
         "loop": "uvloop",
-        "http": "service.nodelay:NoDelayProtocol",
+        **uvicorn_limits(settings),
     }
 
 
@@ -58,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     apply_args(parse_args(argv), os.environ)
     settings = Settings()
     configure_logging(settings.log_level, settings.access_log)
+    raise_open_files_limit(settings.max_connections)
     owned_dir = None
     if settings.workers > 1 and not os.environ.get(MULTIPROC_ENV):
         # Workers are fresh interpreters: they pick multiprocess mode up from the environment

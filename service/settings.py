@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.kafka.delivery import DeliveryBridge
@@ -68,6 +68,22 @@ class Settings(BaseSettings):
     hot_path: bool = True
     log_level: str = "INFO"
     access_log: bool = False
+
+    # -- HTTP hardening (service.guard, service.auth; defaults beside their peers' in
+    # service/README.md "Hardening"). The parser is selectable so both stacks stay tested.
+    http_parser: Literal["auto", "httptools", "h11"] = "auto"
+    max_request_line_bytes: Annotated[int, Field(ge=256)] = 8 * 1024
+    max_header_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024
+    max_header_count: Annotated[int, Field(ge=8)] = 100
+    header_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    body_timeout_s: Annotated[float, Field(gt=0)] = 20.0
+    max_connections: Annotated[int, Field(ge=1)] = 2048
+    # Proxies whose X-Forwarded-For/-Proto are believed (uvicorn's forwarded_allow_ips).
+    forwarded_allow_ips: str = "127.0.0.1"
+    # Access control: off by default; keys as {"id": "key"} JSON and/or an "id:key" file.
+    require_api_key: bool = False
+    api_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    api_keys_file: Path | None = None
 
     @model_validator(mode="after")
     def _batch_fits_in_flight(self) -> Settings:
