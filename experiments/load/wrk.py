@@ -42,7 +42,9 @@ def wrk_script(body: bytes) -> str:
     """A wrk Lua script sending `body` as a JSON POST (the body is a Lua long string)."""
     text = body.decode("utf-8")
     level = 0
-    while f"]{'=' * level}]" in text:
+    # The closing bracket must not start inside the body: a body ending in "]" (a JSON
+    # array) would otherwise close the string one character early.
+    while f"]{'=' * level}]" in text + "]":
         level += 1
     eq = "=" * level
     return (f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'

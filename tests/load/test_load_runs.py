@@ -256,3 +256,5 @@ def test_wrk_script_quotes_any_body() -> None:
 
     script = wrk_script(b'{"data": {"x": "]]"}}')
     assert 'wrk.body = [=[{"data": {"x": "]]"}}]=]' in script
+    # A JSON array ends in "]": "[[...]]]" would close one character early.
+    assert 'wrk.body = [=[[{"a": 1}]]=]' in wrk_script(b'[{"a": 1}]')
