@@ -58,6 +58,7 @@ class RunParams:
     service_impl: str = "python"  # python (service/) | rust (experiments/native: the article's design)
     target_url: str = ""  # empty: the suite launches the service; else drive this one, launch nothing
     allow_remote: bool = False  # let target_url be a non-loopback address
+    access_control: bool = False  # API keys on in the service; the generator sends a per-run key
     trial: int = 1
     seed: int = 1  # payload generator seed (trial is added, so trials differ)
     generator_ceiling_rps: float = 0.0  # 0: unknown (the runner measures it once per plan)
@@ -83,6 +84,9 @@ class RunParams:
         self._check_target()
 
     def _check_target(self) -> None:
+        if self.access_control and (self.target_url or self.service_impl != "python"):
+            raise ParamsError("access_control configures the API keys of the Python service the suite "
+                              "launches; it cannot set them on a target_url or on service_impl=rust")
         if not self.target_url:
             return
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,10 @@ from experiments.results import write_summary
 from experiments.service_proc import ServiceProcess
 from experiments.target import ExternalTarget, LaunchedService, Target
 
+LOADGEN_KEY_ID = "loadgen"  # the id the service records on each event (the key itself never is)
 
-def load_spec(params: RunParams, url: str) -> LoadSpec:
+
+def load_spec(params: RunParams, url: str, api_key: str | None = None) -> LoadSpec:
     return LoadSpec(
         url=url,
         endpoint=params.endpoint,
@@ -50,11 +53,12 @@ def load_spec(params: RunParams, url: str) -> LoadSpec:
         workers=params.load_workers,
         engine=params.load_engine,  # type: ignore[arg-type]  # RunParams checked it against ENGINES
         allow_remote=params.allow_remote,
+        api_key=api_key,
     )
 
 
 def open_target(params: RunParams, bootstrap: str, topic: str, out_dir: Path,
-                producer_config: dict[str, Any]) -> Target:
+                producer_config: dict[str, Any], api_key: str | None = None) -> Target:
     """The service this run drives: launched in the run's mode, or the one at target_url."""
     if params.target_url:
         return ExternalTarget(params.target_url, allow_remote=params.allow_remote)
@@ -74,6 +78,7 @@ def open_target(params: RunParams, bootstrap: str, topic: str, out_dir: Path,
         workers=params.service_workers,
         partitions=params.partitions,
         delivery_bridge=params.delivery_bridge,
+        api_keys={LOADGEN_KEY_ID: api_key} if api_key else None,
     )
     return LaunchedService(service)
 
@@ -132,7 +137,9 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
     replication = topic_replication(kafka.bootstrap, topic)
     # A topic that held records before the run (a target's own) is audited from here on.
     start_offsets = end_offsets(kafka.bootstrap, topic) if params.target_url else None
-    target = open_target(params, kafka.bootstrap, topic, out_dir, producer_config)
+    # A fresh key per run: the cost of access control is measured without a key to keep.
+    api_key = secrets.token_urlsafe(24) if params.access_control else None
+    target = open_target(params, kafka.bootstrap, topic, out_dir, producer_config, api_key)
     injector: FaultInjector | None = None
     try:
         target_section = target.start()
@@ -182,7 +189,7 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
             },
         }
         summary = run_load(
-            load_spec(params, target.url),
+            load_spec(params, target.url, api_key),
             out_dir,
             pids=pids,
             metadata=metadata,

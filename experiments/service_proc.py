@@ -47,6 +47,7 @@ class ServiceProcess:
         workers: int = 1,
         partitions: int = 1,
         delivery_bridge: str = "loop",
+        api_keys: dict[str, str] | None = None,
     ) -> None:
         self.mode = mode
         self.port = free_port()
@@ -63,6 +64,9 @@ class ServiceProcess:
             "INGEST_BENCH_ENDPOINTS": "true",
             "INGEST_DELIVERY_BRIDGE": delivery_bridge,
         }
+        if api_keys:
+            self.env["INGEST_REQUIRE_API_KEY"] = "true"
+            self.env["INGEST_API_KEYS"] = json.dumps(api_keys)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

@@ -65,13 +65,14 @@ PARSERS: dict[str, IdParser] = {
 }
 
 
-def open_session(connections: int, timeout_s: float) -> aiohttp.ClientSession:
+def open_session(connections: int, timeout_s: float,
+                 headers: dict[str, str]) -> aiohttp.ClientSession:
     """One keep-alive session per worker, stripped of per-request work we do not need."""
     connector = aiohttp.TCPConnector(limit=connections, limit_per_host=0, ttl_dns_cache=None)
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=timeout_s),
-        headers={"Content-Type": "application/json"},
+        headers=headers,
         skip_auto_headers=("User-Agent", "Accept-Encoding"),
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,

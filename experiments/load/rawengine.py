@@ -36,7 +36,7 @@ import httptools
 from experiments.load.client import IdParser
 from experiments.load.openloop import Schedule
 from experiments.load.recorder import NS_PER_S, Recorder
-from experiments.load.spec import LoadSpec
+from experiments.load.spec import LoadSpec, request_headers
 
 SWEEP_MAX_S = 0.05  # how often in-flight requests are checked against the timeout
 
@@ -120,8 +120,8 @@ def build_requests(spec: LoadSpec, bodies: list[bytes]) -> list[bytes]:
     """Each body as the complete HTTP/1.1 request the hot loop writes unchanged."""
     parts = urlsplit(spec.url)
     host = parts.netloc
-    head = (f"POST {spec.path} HTTP/1.1\r\nHost: {host}\r\n"
-            f"Content-Type: application/json\r\n").encode("ascii")
+    lines = "".join(f"{name}: {value}\r\n" for name, value in request_headers(spec).items())
+    head = f"POST {spec.path} HTTP/1.1\r\nHost: {host}\r\n{lines}".encode("ascii")
     return [head + b"Content-Length: %d\r\n\r\n" % len(body) + body for body in bodies]
 
 

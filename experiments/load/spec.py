@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -70,6 +70,9 @@ class LoadSpec:
     drain_limit_s: float = 5.0
     # Load is only ever aimed at this machine unless the caller says otherwise on purpose.
     allow_remote: bool = False
+    # Sent as `Authorization: Bearer <key>` on every request (a service with access control
+    # on); never written to a result file.
+    api_key: str | None = field(default=None, repr=False)
     engine: Engine = DEFAULT_ENGINE
 
     @property
@@ -131,12 +134,21 @@ class LoadSpec:
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["api_key"] = "(set, not recorded)" if self.api_key else None
         data["path"] = self.path
         data["events_per_request"] = self.events_per_request
         if self.model == "closed":
             # The closed loop has no rate; recording one would invite a wrong comparison.
             data["rate"] = None
         return data
+
+
+def request_headers(spec: LoadSpec) -> dict[str, str]:
+    """The headers every request of `spec` carries, whichever engine sends it."""
+    headers = {"Content-Type": "application/json"}
+    if spec.api_key:
+        headers["Authorization"] = f"Bearer {spec.api_key}"
+    return headers
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:

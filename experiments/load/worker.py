@@ -34,7 +34,7 @@ from experiments.load.openloop import Schedule, run_open
 from experiments.load.payloads import body_pool
 from experiments.load.rawengine import RawEngine, build_requests
 from experiments.load.recorder import NS_PER_S, Recorder
-from experiments.load.spec import LoadSpec
+from experiments.load.spec import LoadSpec, request_headers
 
 READY_TIMEOUT_S = 60.0
 START_DELAY_NS = 200_000_000  # lets every worker see the start time before it passes
@@ -110,8 +110,8 @@ async def _run_worker(job: WorkerJob, messages: Any, start: Any, start_ns: Any) 
     loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as stack:
         if spec.engine == "aiohttp":
-            session = await stack.enter_async_context(open_session(share.connections,
-                                                                   spec.timeout_s))
+            session = await stack.enter_async_context(
+                open_session(share.connections, spec.timeout_s, request_headers(spec)))
         else:
             requests = build_requests(spec, bodies)
         messages.put(("ready", job.index, os.getpid()))

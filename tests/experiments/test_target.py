@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from experiments.kafka import create_topic, unique_topic
+from experiments.kafka import create_topic, read_topic, unique_topic
 from experiments.kafka.broker import free_port
 from experiments.params import ParamsError, RunParams
 from experiments.run import run_experiment
@@ -127,3 +127,24 @@ def test_a_run_against_a_target_that_refuses_connections_fails_before_any_load(
 def test_bad_target_parameters_are_refused_before_anything_starts(values: dict, message: str) -> None:
     with pytest.raises(ParamsError, match=message):
         RunParams(**values)
+
+
+@pytest.mark.kafka
+def test_a_run_with_access_control_sends_a_key_the_service_requires_and_records_none(
+        kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = "per-run-key-0123456789abcdefXYZ"
+    monkeypatch.setattr("experiments.run.secrets.token_urlsafe", lambda _: key)
+    params = RunParams(access_control=True, mode="durable", kafka_bootstrap=kafka_bootstrap,
+                       connections=4, duration_s=1.0, warmup_s=0.5, output_dir=str(tmp_path / "run"))
+    summary = run_experiment(params)
+    results = summary["results"]
+    assert results["ok"] > 0 and results["client_errors"] == 0  # no 401: the key was sent
+    assert summary["audit"]["acknowledged"] == summary["audit"]["present"] > 0
+    # Each event names the key's id in a header; the key itself is in no result file.
+    records = list(read_topic(kafka_bootstrap, summary["service"]["topic"]))
+    assert records and all(dict(r.headers() or [])["ingest-key-id"] == b"loadgen" for r in records)
+    assert summary["load"]["api_key"] == "(set, not recorded)"
+    files = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
+    assert len(files) > 5
+    for path in files:
+        assert key not in path.read_text(errors="replace"), path
