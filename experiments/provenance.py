@@ -21,7 +21,7 @@ import psutil
 PROJECT = "kafka-ingestion-lab"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Versions that matter to the numbers but are not declared dependencies.
-EXTRA_PACKAGES = ("uvloop", "starlette", "httptools")
+EXTRA_PACKAGES = ("starlette", "h11")
 
 
 def collect_provenance(kafka_version: str | None = None) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager, suppress
 from confluent_kafka import KafkaException
 from fastapi import FastAPI
 
-from service.api.main import include_routers
 from service.deps import Ingest
 from service.events import RecordMaker
 from service.guard import GuardMiddleware, guard_options
@@ -21,6 +20,7 @@ from service.logs import configure_logging
 from service.metrics import Metrics
 from service.middleware import RequestCounter, RequestMetricsMiddleware
 from service.producer_config import admin_config, effective_config, masked, weaker_than_mode
+from service.routes import include_routers
 from service.settings import Settings
 
 log = logging.getLogger("service")

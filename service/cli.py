@@ -51,7 +51,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # uvloop is a dependency, named so a missing one fails loudly instead of falling back
         # to asyncio at a third of the speed (experiments/bench measures the stack). The
         # guarded protocol (httptools by default, INGEST_HTTP_PARSER=h11 to choose) enforces
-        # the HTTP limits and sets TCP_NODELAY (service.nodelay).
+        # the HTTP limits and sets TCP_NODELAY (service.guard).
         "loop": "uvloop",
         **uvicorn_limits(settings),
     }

@@ -10,7 +10,7 @@ Two layers, because neither sees everything:
 - `GuardedHttpToolsProtocol` / `GuardedH11Protocol`, uvicorn's two HTTP protocols with the
   checks an ASGI app cannot make: a head still arriving (cut off at a bound instead of
   buffered without end), clients stalling in the head or the body (timeouts from the
-  moment a connection opens), and TCP_NODELAY (see service.nodelay).
+  moment a connection opens), and TCP_NODELAY (`set_nodelay` below).
 
 The connection cap is uvicorn's own `limit_concurrency` (see `uvicorn_limits`): past it a
 request is answered 503 with `Connection: close`, and the header timeout frees the slots
@@ -25,24 +25,20 @@ import functools
 import inspect
 import logging
 import resource
+import socket
 from dataclasses import dataclass
 from typing import Any
 
 import h11
+import httptools
 import orjson
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from service.auth import ApiKeyMiddleware, KeyRing, key_ring
-from service.nodelay import set_nodelay
 from service.settings import Settings
-
-try:  # optional until the service stack makes it a dependency
-    import httptools
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-except ImportError:  # pragma: no cover - exercised only where httptools is missing
-    httptools = None
 
 log = logging.getLogger("service.guard")
 
@@ -384,3 +380,24 @@ def raise_open_files_limit(connections: int) -> None:
         target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+# -- TCP_NODELAY on every accepted connection, whatever path accepted it ------------------
+# With `--workers N` uvicorn binds the listening socket itself with protocol number 0, and
+# asyncio only sets TCP_NODELAY on accepted sockets whose protocol is IPPROTO_TCP: the
+# workers then answered every keep-alive request after a 40 ms delayed-ACK stall
+# (measured: 45 req/s per connection instead of about 2000). The guarded protocols set
+# it on each connection; `NoDelayProtocol` does the same without the guard's limits (the
+# benchmark's reference stack). The parser is httptools', a dependency of the service
+# (measured 3.5x h11 on a raw ASGI app, see experiments/bench).
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class NoDelayProtocol(HttpToolsProtocol):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        set_nodelay(transport)
+        super().connection_made(transport)

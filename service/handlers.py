@@ -1,18 +1,28 @@
-"""Every error becomes a JSON answer here, in one place; no stack trace reaches a client."""
+"""Answers: the media types and orjson bodies every route uses, and every error as a JSON
+answer, in one place; no stack trace reaches a client."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from service.errors import IngestError
-from service.responses import json_response
 
 log = logging.getLogger("service.errors")
+
+JSON = "application/json"
+TEXT = "text/plain; charset=utf-8"
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """An orjson body: no pydantic serialisation on the hot path."""
+    return Response(orjson.dumps(body), status_code=status, headers=headers, media_type=JSON)
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request",
                413: "payload_too_large", 415: "unsupported_media_type"}

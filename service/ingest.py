@@ -9,7 +9,7 @@ answer built from the outcome. Every step is a function here over the ASGI scope
 - `IngestRoutes`, a plain ASGI handler in front of FastAPI's router (the default), which
   serves those paths without building a Request, matching routes or resolving
   dependencies, and sends its answer as two prebuilt ASGI messages;
-- the FastAPI routes in `service.api`, which stay declared for the OpenAPI document
+- the FastAPI routes in `service.routes`, which stay declared for the OpenAPI document
   (and serve the requests when `INGEST_HOT_PATH=false`).
 
 Errors are raised as `IngestError` in both cases and answered by `service.handlers`,
@@ -45,13 +45,12 @@ from service.events import (
     parse_json_batch,
     parse_ndjson_batch,
 )
-from service.handlers import answer_client_gone, answer_ingest_error
+from service.handlers import JSON, TEXT, answer_client_gone, answer_ingest_error
 from service.kafka import Outcome, RecordHeaders
 from service.kafka.delivery import QUEUE_FULL_OUTCOME
 from service.kafka.errors import QUEUE_FULL
 from service.middleware import RequestCounter
 from service.modes import ProducerMode
-from service.responses import JSON, TEXT
 
 NDJSON = "application/x-ndjson"
 NDJSON_ALIASES = frozenset({NDJSON, "application/ndjson", "application/jsonl"})
@@ -63,7 +62,7 @@ _JSON_RAW = JSON.encode()
 # key; they are added to every record the request publishes.
 RECORD_HEADERS_KEY = "ingest.record_headers"
 
-# -- OpenAPI: what the ingest routes accept and answer (the routes live in service.api) --
+# -- OpenAPI: what the ingest routes accept and answer (the routes live in service.routes) --
 EVENT_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,

@@ -178,7 +178,7 @@ def raw_server(stack: str, workers: int, log_file: Path) -> Iterator[tuple[str, 
     """The raw ASGI app under uvicorn, with the service's own server options."""
     port = free_port()
     if stack == "uvloop+httptools":
-        loop, http = "uvloop", "service.nodelay:NoDelayProtocol"
+        loop, http = "uvloop", "service.guard:NoDelayProtocol"
     else:
         loop, http = "asyncio", "h11"
     cmd = [sys.executable, "-m", "uvicorn", "experiments.bench.raw_asgi:app", "--host",

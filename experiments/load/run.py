@@ -38,10 +38,10 @@ CPU_FRACTION = 0.9
 GENERATOR_BOUND_RULE = (
     f"generator_bound is true when the requests sent per second in the measured window "
     f"reach {CEILING_FRACTION:.0%} of the generator's own ceiling (measured beforehand "
-    f"against a no-op server, when given), or when the generator's own CPU (parent and "
-    f"worker processes, mean over the window) reaches {CPU_FRACTION:.0%} of the cores its "
-    f"workers can use (min(workers, usable cores) x 100%). Such a run measured the "
-    f"generator, not the server."
+    f"against a no-op server with the same engine, connections and workers, when given), "
+    f"or when the generator's own CPU (parent and worker processes, mean over the window) "
+    f"reaches {CPU_FRACTION:.0%} of the cores its workers can use (min(workers, usable "
+    f"cores) x 100%). Such a run measured the generator, not the server."
 )
 COMPONENTS = ("generator", "service", "broker", "machine")
 
