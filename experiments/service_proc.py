@@ -75,38 +75,35 @@ class ServiceProcess:
             raise LabError("service not started")
         return self.proc.pid
 
+    name = "service"  # in error messages
+    probe_timeout_s = 5.0  # one /readyz answer; a loaded box can take seconds
+
+    def command(self) -> list[str]:
+        """The program and arguments that run this service."""
+        return [sys.executable, "-m", "service", "--mode", self.mode, "--host", "127.0.0.1",
+                "--port", str(self.port), "--workers", str(self.workers)]
+
     def start(self, timeout: float = 60.0) -> dict[str, Any]:
         """Start and wait for `/readyz`; returns its JSON (mode, topic, effective producer config)."""
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            sys.executable,
-            "-m",
-            "service",
-            "--mode",
-            self.mode,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--workers",
-            str(self.workers),
-        ]
+        cmd = self.command()
         with self.log_file.open("ab") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=self.env)
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise ServiceStartError(f"service exited with code {self.proc.returncode}", self.log_tail())
+                raise ServiceStartError(f"{self.name} exited with code {self.proc.returncode}",
+                                        self.log_tail())
             with contextlib.suppress(OSError):
-                status, body = _get(f"{self.url}/readyz", timeout=2.0)
+                status, body = _get(f"{self.url}/readyz", timeout=self.probe_timeout_s)
                 last = f"{status} {body[:200]!r}"
                 if status == 200:
                     return dict(json.loads(body))
             time.sleep(0.2)
         self.stop()
         raise ServiceStartError(
-            f"service not ready after {timeout:.0f}s (last /readyz: {last})", self.log_tail()
+            f"{self.name} not ready after {timeout:.0f}s (last /readyz: {last})", self.log_tail()
         )
 
     def metrics(self) -> str:

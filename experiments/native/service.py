@@ -10,16 +10,12 @@ one producer (the Python service forks one process, with its own producer, per w
 
 from __future__ import annotations
 
-import contextlib
-import json
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 from experiments.kafka.topics import create_topic
 from experiments.native.build import build
-from experiments.service_proc import ServiceProcess, ServiceStartError, _get
+from experiments.service_proc import ServiceProcess
 
 
 class RustService(ServiceProcess):
@@ -50,30 +46,18 @@ class RustService(ServiceProcess):
             "INGEST_WORKERS": str(workers),
         })
 
+    name = "seed-rs"
+
+    def command(self) -> list[str]:
+        return [str(build().binary)]
+
     def start(self, timeout: float = 60.0) -> dict[str, Any]:
         """Build if the sources changed, create the topic, start, and wait for `/readyz`.
 
         Returns the readiness JSON: mode, topic, workers and the effective producer config.
         The build is not counted in `timeout`.
         """
-        binary = build().binary
+        build()
         # The Python service creates its topic itself; seed-rs, like the article, does not.
         create_topic(self.bootstrap, self.topic, partitions=self.partitions)
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("ab") as log:
-            self.proc = subprocess.Popen([str(binary)], stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=log, env=self.env)
-        deadline = time.monotonic() + timeout
-        last = ""
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ServiceStartError(f"seed-rs exited with code {self.proc.returncode}", self.log_tail())
-            with contextlib.suppress(OSError):
-                status, body = _get(f"{self.url}/readyz", timeout=5.0)
-                last = f"{status} {body[:200]!r}"
-                if status == 200:
-                    return dict(json.loads(body))
-            time.sleep(0.2)
-        self.stop()
-        raise ServiceStartError(f"seed-rs not ready after {timeout:.0f}s (last /readyz: {last})",
-                                self.log_tail())
+        return super().start(timeout)
