@@ -13,14 +13,25 @@ from experiments.errors import LabError
 from experiments.faults import FAULTS, SERVICE_FAULTS, TIMED_FAULTS
 from experiments.load.spec import DEFAULT_ENGINE, ENGINES
 from experiments.target import ExternalTarget, TargetError
+from service.kafka.delivery import DeliveryBridge
+from service.modes import ProducerMode
+from service.settings import Settings
 
 PROFILES_DIR = Path(__file__).with_name("profiles")
 ENDPOINTS = ("seed", "single", "batch")
 LOAD_MODELS = ("closed", "open")
-MODES = ("durable", "fire-and-forget")
-BRIDGES = ("thread", "loop")
+# The service's own enums are the source of the allowed values, and its settings of the
+# delivery bridge's default: a run parameter that the service reads is declared there.
+MODES = tuple(m.value for m in ProducerMode)
+BRIDGES = tuple(b.value for b in DeliveryBridge)
+DEFAULT_BRIDGE = Settings.model_fields["delivery_bridge"].default.value
 CLUSTER_SIZES = (1, 3)  # local cluster layouts measured on 2 cores (experiments/kafka/broker.py)
 SERVICE_IMPLS = ("python", "rust")  # service/, or the article's design in experiments/native
+
+
+# Fields that say where a run writes, which broker or topic it uses, or which trial it is:
+# they differ between trials of one experiment and never define a configuration.
+BOOKKEEPING = {"factor": False}
 
 
 class ParamsError(LabError):
@@ -43,9 +54,9 @@ class RunParams:
     producer_profile: str = "default"  # a file in experiments/profiles/
     producer_config: dict[str, Any] = field(default_factory=dict)  # librdkafka overrides
     service_workers: int = 1
-    delivery_bridge: str = "loop"  # loop (poll on the event loop) | thread (poll thread, the classic form)
-    kafka_bootstrap: str = ""  # empty: KAFKA_BOOTSTRAP_SERVERS, else the local broker
-    topic: str = ""  # empty: a fresh topic per run, so the audit sees only this run
+    delivery_bridge: str = DEFAULT_BRIDGE  # loop (poll on the event loop) | thread (the classic poll thread)
+    kafka_bootstrap: str = field(default="", metadata=BOOKKEEPING)  # empty: KAFKA_BOOTSTRAP_SERVERS or local
+    topic: str = field(default="", metadata=BOOKKEEPING)  # empty: a fresh topic per run (audits apart)
     partitions: int = 1
     cluster_size: int = 1  # nodes of the local cluster: 1 | 3 (an existing cluster: its broker count)
     replication_factor: int = 0  # of the run topic; 0: 1 on one broker, 3 on three
@@ -59,12 +70,12 @@ class RunParams:
     target_url: str = ""  # empty: the suite launches the service; else drive this one, launch nothing
     allow_remote: bool = False  # let target_url be a non-loopback address
     access_control: bool = False  # API keys on in the service; the generator sends a per-run key
-    trial: int = 1
-    seed: int = 1  # payload generator seed (trial is added, so trials differ)
-    generator_ceiling_rps: float = 0.0  # 0: unknown (the runner measures it once per plan)
-    plan: str = "adhoc"
-    cell: str = "adhoc"
-    output_dir: str = "results/adhoc/run"
+    trial: int = field(default=1, metadata=BOOKKEEPING)
+    seed: int = field(default=1, metadata=BOOKKEEPING)  # payload seed (trial is added: trials differ)
+    generator_ceiling_rps: float = field(default=0.0, metadata=BOOKKEEPING)  # 0: unknown (runner measures)
+    plan: str = field(default="adhoc", metadata=BOOKKEEPING)
+    cell: str = field(default="adhoc", metadata=BOOKKEEPING)
+    output_dir: str = field(default="results/adhoc/run", metadata=BOOKKEEPING)
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -140,6 +151,11 @@ class RunParams:
                 "fault broker-kill on a one-node cluster takes the only broker away for the rest of the "
                 "run (no replica to fail over to): use cluster_size 3, or broker-restart / broker-pause"
             )
+
+    @classmethod
+    def bookkeeping(cls) -> frozenset[str]:
+        """The parameters that are not experimental factors (BOOKKEEPING)."""
+        return frozenset(f.name for f in fields(cls) if not f.metadata.get("factor", True))
 
     def effective_replication_factor(self) -> int:
         return self.replication_factor or min(3, self.cluster_size)

@@ -46,7 +46,7 @@ class ServiceProcess:
         producer_config: dict[str, Any] | None = None,
         workers: int = 1,
         partitions: int = 1,
-        delivery_bridge: str = "loop",
+        delivery_bridge: str | None = None,
         api_keys: dict[str, str] | None = None,
     ) -> None:
         self.mode = mode
@@ -56,14 +56,20 @@ class ServiceProcess:
         self.workers = workers
         self.env = {
             **os.environ,
+            # Every setting by environment, as a deployment would pass them (service/settings.py).
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "INGEST_MODE": mode,
+            "INGEST_HOST": "127.0.0.1",
+            "INGEST_PORT": str(self.port),
+            "INGEST_WORKERS": str(workers),
             "INGEST_TOPIC": topic,
             "INGEST_TOPIC_PARTITIONS": str(partitions),
             "INGEST_PRODUCER_CONFIG": json.dumps(producer_config or {}),
             # The no-op endpoint is how a run measures the same server without Kafka.
             "INGEST_BENCH_ENDPOINTS": "true",
-            "INGEST_DELIVERY_BRIDGE": delivery_bridge,
         }
+        if delivery_bridge is not None:  # else the service's own default (service/settings.py)
+            self.env["INGEST_DELIVERY_BRIDGE"] = delivery_bridge
         if api_keys:
             self.env["INGEST_REQUIRE_API_KEY"] = "true"
             self.env["INGEST_API_KEYS"] = json.dumps(api_keys)
@@ -80,8 +86,7 @@ class ServiceProcess:
 
     def command(self) -> list[str]:
         """The program and arguments that run this service."""
-        return [sys.executable, "-m", "service", "--mode", self.mode, "--host", "127.0.0.1",
-                "--port", str(self.port), "--workers", str(self.workers)]
+        return [sys.executable, "-m", "service"]
 
     def start(self, timeout: float = 60.0) -> dict[str, Any]:
         """Start and wait for `/readyz`; returns its JSON (mode, topic, effective producer config)."""

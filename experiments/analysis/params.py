@@ -16,28 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from experiments.params import RunParams
+
 PRODUCER_PREFIX = "producer."
 
-# Parameters that never define a configuration: they differ between trials of the same
-# experiment (trial, seed) or only say where things are written or which broker is used.
-NON_CONFIG_PARAMS = frozenset(
-    {
-        "trial",
-        "seed",
-        "plan",
-        "plan_name",
-        "cell",
-        "cell_id",
-        "run_id",
-        "title",
-        "bootstrap_servers",
-        "kafka_bootstrap",
-        # A fresh topic per run keeps audits apart; its name is not an experimental factor.
-        "topic",
-        # Measured once per plan by the runner and passed to every cell as a reference.
-        "generator_ceiling_rps",
-    }
-)
+# Parameters that never define a configuration: RunParams marks them (trial, seed, where
+# files go, which broker and topic, the generator's reference ceiling).
+NON_CONFIG_PARAMS = RunParams.bookkeeping()
 PRODUCER_PROFILE = "producer_profile"
 _LOCATION_SUFFIX = re.compile(r"(^|_)(dir|path|file|url)$")
 

@@ -30,7 +30,7 @@ class RustService(ServiceProcess):
         producer_config: dict[str, Any] | None = None,
         workers: int = 1,
         partitions: int = 1,
-        delivery_bridge: str = "loop",
+        delivery_bridge: str | None = None,
     ) -> None:
         # `delivery_bridge` is a Python-service setting, taken only so the two classes are
         # interchangeable where a run constructs one: seed-rs has one way to get reports.
@@ -39,12 +39,6 @@ class RustService(ServiceProcess):
         self.bootstrap = bootstrap
         self.topic = topic
         self.partitions = partitions
-        self.env.update({
-            "INGEST_MODE": mode,
-            "INGEST_HOST": "127.0.0.1",
-            "INGEST_PORT": str(self.port),
-            "INGEST_WORKERS": str(workers),
-        })
 
     name = "seed-rs"
 
