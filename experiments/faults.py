@@ -1,6 +1,6 @@
 """Fault injection during a run's load: kill, stop or pause the service or a broker node.
 
-A `FaultInjector` is the load runner's `during` hook (experiments.load.run.DuringLoad):
+A `FaultInjector` is the load runner's `during` hook (experiments.load.driver.DuringLoad):
 `start(window_start_ns)` schedules
 the fault `at_s` seconds into the measured window on a thread of its own, `stop()` undoes
 whatever is still active once the load is over and returns the run's `faults` section

@@ -18,12 +18,12 @@ from jupyter_client.manager import AsyncKernelManager
 from tqdm import tqdm
 
 from experiments import search
+from experiments.experiment import load_spec
 from experiments.kafka import KafkaTarget, LocalKafka, ensure_kafka
 from experiments.load import measure_ceiling
 from experiments.params import RunParams
 from experiments.plans import Cell, Plan, load_plan
 from experiments.report_export import export_html
-from experiments.run import load_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN_NOTEBOOK = REPO_ROOT / "notebooks" / "run_experiment.ipynb"

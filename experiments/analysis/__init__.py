@@ -14,6 +14,6 @@ overloaded open-loop run is marked in every table and legend and never called st
 """
 
 from experiments.analysis import aggregate, plots, report, takeaways
-from experiments.analysis.load import Runs, load_runs
+from experiments.analysis.runs import Runs, load_runs
 
 __all__ = ["Runs", "aggregate", "load_runs", "plots", "report", "takeaways"]

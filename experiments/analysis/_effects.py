@@ -8,8 +8,8 @@ import pandas as pd
 
 from experiments.analysis import aggregate
 from experiments.analysis._format import fmt_ms, fmt_pct, fmt_rate
-from experiments.analysis.load import Runs
-from experiments.analysis.params import format_value, is_missing, setting_name
+from experiments.analysis.configs import format_value, is_missing, setting_name
+from experiments.analysis.runs import Runs
 
 # Below this relative difference a change is reported as "no change".
 NEGLIGIBLE = 0.01

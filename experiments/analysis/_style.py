@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from experiments.analysis.load import Runs
+from experiments.analysis.runs import Runs
 
 # One colour family per mode, so every configuration of a mode reads as kin in every figure.
 MODE_FAMILIES = ("Blues", "Oranges", "Greens", "Purples", "Reds", "Greys")

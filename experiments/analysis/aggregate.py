@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 from hdrh.histogram import HdrHistogram
 
-from experiments.analysis.load import COMPONENTS, Runs
-from experiments.analysis.params import config_label, is_missing, is_producer_param, variant_label
+from experiments.analysis.configs import config_label, is_missing, is_producer_param, variant_label
+from experiments.analysis.runs import COMPONENTS, Runs
 from experiments.results import merge_histograms
 
 # The spectrum is read at these percentiles; 0 is the minimum and 100 the maximum.

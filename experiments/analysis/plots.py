@@ -26,8 +26,8 @@ from experiments.analysis._style import (
     style,
     thousands,
 )
-from experiments.analysis.load import COMPONENTS, Runs
-from experiments.analysis.params import is_missing
+from experiments.analysis.configs import is_missing
+from experiments.analysis.runs import COMPONENTS, Runs
 
 __all__ = [
     "cpu_per_component",

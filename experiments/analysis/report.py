@@ -25,8 +25,8 @@ from experiments.analysis._format import (
     fmt_rate,
     fmt_seconds,
 )
-from experiments.analysis.load import AUDIT_KEYS, COMPONENTS, Runs
-from experiments.analysis.params import format_value, is_config_param, is_missing, setting_name
+from experiments.analysis.configs import format_value, is_config_param, is_missing, setting_name
+from experiments.analysis.runs import AUDIT_KEYS, COMPONENTS, Runs
 
 # Percentiles of the spectrum table, with their column titles.
 SPECTRUM_COLUMNS = {

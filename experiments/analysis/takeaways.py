@@ -23,8 +23,8 @@ from experiments.analysis._format import (
     fmt_ratio,
     fmt_seconds,
 )
-from experiments.analysis.load import COMPONENTS, Runs
-from experiments.analysis.params import format_value, is_missing
+from experiments.analysis.configs import format_value, is_missing
+from experiments.analysis.runs import COMPONENTS, Runs
 
 __all__ = [
     "audit",

@@ -12,7 +12,7 @@ Command: `python -m experiments.load --help`.
 from __future__ import annotations
 
 from experiments.load.ceiling import measure_ceiling, measure_ceiling_detail
-from experiments.load.run import (
+from experiments.load.driver import (
     GENERATOR_BOUND_RULE,
     OVERLOAD_RULE,
     DuringLoad,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.errors import LabError
-from experiments.load.run import execute_load, other_cpu
+from experiments.load.driver import execute_load, other_cpu
 from experiments.load.spec import Endpoint, Engine, LoadSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ from typing import Any
 
 from experiments.errors import LabError
 from experiments.load.ceiling import measure_ceiling_detail
-from experiments.load.run import run_load
+from experiments.load.driver import run_load
 from experiments.load.spec import ENDPOINT_PATHS, ENGINES, MODELS, LoadSpec
 
 DEFAULTS = LoadSpec()

@@ -254,7 +254,7 @@ def test_replication_defaults_follow_the_cluster_size() -> None:
 
 def test_a_broker_fault_on_an_existing_cluster_fails_before_anything_starts(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from experiments.run import run_experiment
+    from experiments.experiment import run_experiment
 
     monkeypatch.setenv(BOOTSTRAP_ENV, "127.0.0.1:1")
     monkeypatch.setenv("LAB_KAFKA_HOME", str(tmp_path / "home"))

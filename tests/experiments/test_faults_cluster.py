@@ -20,6 +20,7 @@ from typing import Any
 import psutil
 import pytest
 
+from experiments.experiment import run_experiment
 from experiments.faults import FaultInjector
 from experiments.kafka import (
     BOOTSTRAP_ENV,
@@ -32,7 +33,6 @@ from experiments.kafka import (
 )
 from experiments.kafka.broker import port_open
 from experiments.params import RunParams
-from experiments.run import run_experiment
 from experiments.service_proc import ServiceProcess
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
+from experiments.experiment import run_experiment
 from experiments.kafka import create_topic, read_topic, unique_topic
 from experiments.kafka.broker import free_port
 from experiments.params import ParamsError, RunParams
-from experiments.run import run_experiment
 from experiments.service_proc import ServiceProcess
 from experiments.target import ExternalTarget, TargetError
 
@@ -133,7 +133,7 @@ def test_bad_target_parameters_are_refused_before_anything_starts(values: dict, 
 def test_a_run_with_access_control_sends_a_key_the_service_requires_and_records_none(
         kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     key = "per-run-key-0123456789abcdefXYZ"
-    monkeypatch.setattr("experiments.run.secrets.token_urlsafe", lambda _: key)
+    monkeypatch.setattr("experiments.experiment.secrets.token_urlsafe", lambda _: key)
     params = RunParams(access_control=True, mode="durable", kafka_bootstrap=kafka_bootstrap,
                        connections=4, duration_s=1.0, warmup_s=0.5, output_dir=str(tmp_path / "run"))
     summary = run_experiment(params)

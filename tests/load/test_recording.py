@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from experiments.load.driver import availability
 from experiments.load.files import collect_acks
 from experiments.load.merge import merge_results
 from experiments.load.recorder import NS_PER_S, Recorder
-from experiments.load.run import availability
 from experiments.results import (
     decode_histogram,
     encode_histogram,

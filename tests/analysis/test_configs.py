@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from experiments.analysis.params import (
+from experiments.analysis.configs import (
     config_label,
     flatten_params,
     format_value,

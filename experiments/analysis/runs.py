@@ -18,7 +18,7 @@ import pandas as pd
 from hdrh.histogram import HdrHistogram
 
 from experiments import results as run_files
-from experiments.analysis.params import (
+from experiments.analysis.configs import (
     config_label,
     flatten_params,
     mode_rank,
