@@ -50,6 +50,9 @@ class ServiceProcess:
         api_keys: dict[str, str] | None = None,
     ) -> None:
         self.mode = mode
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.partitions = partitions
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_file = log_file

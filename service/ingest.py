@@ -244,8 +244,8 @@ def to_response(answer: Answer) -> Response:
 
 
 # -- the routes ------------------------------------------------------------------------
-async def publish_seed(scope: Scope, receive: Receive, ingest: Ingest) -> Answer:
-    """`POST /`: the event id as plain text, 200 once acknowledged or 202 once buffered."""
+async def _publish_one(scope: Scope, receive: Receive, ingest: Ingest) -> tuple[Record, Outcome | None]:
+    """Read, admit and publish one event: its delivery outcome (durable), None (buffered)."""
     record = await read_record(scope, receive, ingest)
     publisher = ingest.publisher
     if not publisher.has_room(1):
@@ -254,25 +254,24 @@ async def publish_seed(scope: Scope, receive: Receive, ingest: Ingest) -> Answer
     if publisher.mode is ProducerMode.DURABLE:
         outcome = await publisher.publish(record, headers)
         raise_if_failed(record, outcome, ingest.settings.retry_after_s)
-        return Answer(200, record.event_id.encode(), TEXT)
+        return record, outcome
     publisher.publish_nowait(record, headers)
-    return Answer(202, record.event_id.encode(), TEXT)
+    return record, None
+
+
+async def publish_seed(scope: Scope, receive: Receive, ingest: Ingest) -> Answer:
+    """`POST /`: the event id as plain text, 200 once acknowledged or 202 once buffered."""
+    record, outcome = await _publish_one(scope, receive, ingest)
+    return Answer(202 if outcome is None else 200, record.event_id.encode(), TEXT)
 
 
 async def publish_event(scope: Scope, receive: Receive, ingest: Ingest) -> Answer:
     """`POST /v1/events`: one event, answered as JSON."""
-    record = await read_record(scope, receive, ingest)
-    publisher = ingest.publisher
-    if not publisher.has_room(1):
-        await publisher.wait_for_room(1)
-    headers = record_headers(scope)
-    if publisher.mode is ProducerMode.DURABLE:
-        outcome = await publisher.publish(record, headers)
-        raise_if_failed(record, outcome, ingest.settings.retry_after_s)
-        return _json({"event_id": record.event_id, "status": "delivered",
-                      "partition": outcome.partition, "offset": outcome.offset})
-    publisher.publish_nowait(record, headers)
-    return _json({"event_id": record.event_id, "status": "accepted"}, 202)
+    record, outcome = await _publish_one(scope, receive, ingest)
+    if outcome is None:
+        return _json({"event_id": record.event_id, "status": "accepted"}, 202)
+    return _json({"event_id": record.event_id, "status": "delivered",
+                  "partition": outcome.partition, "offset": outcome.offset})
 
 
 async def publish_batch(scope: Scope, receive: Receive, ingest: Ingest) -> Answer:

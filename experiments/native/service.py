@@ -10,7 +10,6 @@ one producer (the Python service forks one process, with its own producer, per w
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from experiments.kafka.topics import create_topic
@@ -20,25 +19,6 @@ from experiments.service_proc import ServiceProcess
 
 class RustService(ServiceProcess):
     """seed-rs in one producer mode on a free 127.0.0.1 port; built first if needed."""
-
-    def __init__(
-        self,
-        mode: str,
-        bootstrap: str,
-        topic: str,
-        log_file: Path,
-        producer_config: dict[str, Any] | None = None,
-        workers: int = 1,
-        partitions: int = 1,
-        delivery_bridge: str | None = None,
-    ) -> None:
-        # `delivery_bridge` is a Python-service setting, taken only so the two classes are
-        # interchangeable where a run constructs one: seed-rs has one way to get reports.
-        super().__init__(mode, bootstrap, topic, log_file, producer_config, workers, partitions,
-                         delivery_bridge)
-        self.bootstrap = bootstrap
-        self.topic = topic
-        self.partitions = partitions
 
     name = "seed-rs"
 
