@@ -11,7 +11,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from experiments.errors import LabError
@@ -35,7 +37,12 @@ def _get(url: str, timeout: float) -> tuple[int, bytes]:
 
 
 class ServiceProcess:
-    """`python -m service` in one producer mode on a free 127.0.0.1 port."""
+    """`python -m service` in one producer mode on a free 127.0.0.1 port.
+
+    The one launcher of the suite: runs, fault injection and the tests all start the
+    service through it. `env` sets further variables (any other setting, such as
+    `INGEST_HTTP_PARSER`), applied last.
+    """
 
     def __init__(
         self,
@@ -48,6 +55,7 @@ class ServiceProcess:
         partitions: int = 1,
         delivery_bridge: str | None = None,
         api_keys: dict[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.mode = mode
         self.bootstrap = bootstrap
@@ -76,6 +84,7 @@ class ServiceProcess:
         if api_keys:
             self.env["INGEST_REQUIRE_API_KEY"] = "true"
             self.env["INGEST_API_KEYS"] = json.dumps(api_keys)
+        self.env.update(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -113,6 +122,21 @@ class ServiceProcess:
         raise ServiceStartError(
             f"{self.name} not ready after {timeout:.0f}s (last /readyz: {last})", self.log_tail()
         )
+
+    def __enter__(self) -> ServiceProcess:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def logs(self) -> list[dict[str, Any]]:
+        """The service's structured log lines, parsed (other output is skipped)."""
+        with contextlib.suppress(FileNotFoundError):
+            lines = self.log_file.read_bytes().splitlines()
+            return [json.loads(line) for line in lines if line.startswith(b"{")]
+        return []
 
     def metrics(self) -> str:
         return _get(f"{self.url}/metrics", timeout=5.0)[1].decode()

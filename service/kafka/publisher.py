@@ -55,10 +55,10 @@ RecordHeaders = list[tuple[str, bytes]]
 class Publisher:
     """The process's one producer and the bridge between its thread and the event loop."""
 
+    # No defaults for the tunables: Settings (service/settings.py) is their one source.
     def __init__(self, config: dict[str, Any], topic: str, mode: ProducerMode,
-                 metrics: Metrics, max_in_flight: int, retry_after: int,
-                 shed_delay_s: float = 0.05,
-                 bridge: DeliveryBridge = DeliveryBridge.LOOP) -> None:
+                 metrics: Metrics, *, max_in_flight: int, retry_after: int,
+                 shed_delay_s: float, bridge: DeliveryBridge) -> None:
         self.config = config
         self.bridge = bridge
         self.topic = topic

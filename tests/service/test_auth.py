@@ -15,10 +15,12 @@ import orjson
 import pytest
 
 from experiments.kafka import read_topic, unique_topic
+from experiments.service_proc import ServiceProcess
 from service.app import create_app
 from service.auth import KEY_ID_HEADER, KeyRing, read_keys_file
 from service.errors import ConfigError
 from service.settings import Settings
+from tests.service.harness import make_settings, run_service, topic_size
 
 ENV_KEY = "env-key-0123456789abcdef"
 FILE_KEY = "file-key-fedcba9876543210"
@@ -32,18 +34,16 @@ def _bearer(key: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def secured(kafka_bootstrap: str, kit: Any,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str]]:
+def secured(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str]]:
     log_dir = tmp_path_factory.mktemp("auth")
     keys_file = log_dir / "keys"
     keys_file.write_text(f"# id:key\nops-client:{FILE_KEY}\n")
     topic = unique_topic("auth")
-    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "INGEST_TOPIC": topic,
-           "INGEST_MODE": "durable", "INGEST_REQUIRE_API_KEY": "true",
-           "INGEST_API_KEYS": orjson.dumps({"loadgen": ENV_KEY}).decode(),
-           "INGEST_API_KEYS_FILE": str(keys_file),
+    env = {"INGEST_API_KEYS_FILE": str(keys_file),
            "INGEST_LOG_LEVEL": "DEBUG", "INGEST_ACCESS_LOG": "true"}
-    with kit.spawn([], env, log_dir) as svc:
+    with ServiceProcess(mode="durable", bootstrap=kafka_bootstrap, topic=topic,
+                        log_file=log_dir / "service.log", api_keys={"loadgen": ENV_KEY},
+                        env=env) as svc:
         yield svc, topic
 
 
@@ -61,21 +61,21 @@ def _headers_by_key(bootstrap: str, topic: str) -> dict[str, dict[str, bytes]]:
      'Bearer realm="ingest", error="invalid_token"'),
 ])
 @pytest.mark.parametrize("route", ["/", "/v1/events", "/v1/events/batch"])
-def test_without_a_valid_key_401_and_nothing_published(secured: tuple[Any, str], kit: Any,
+def test_without_a_valid_key_401_and_nothing_published(secured: tuple[Any, str],
                                                         kafka_bootstrap: str, route: str,
                                                         headers: dict[str, str],
                                                         challenge: str,
                                                         seed_event: dict[str, Any]) -> None:
     svc, topic = secured
     body = [seed_event] if route.endswith("batch") else seed_event
-    before = kit.topic_size(kafka_bootstrap, topic)
+    before = topic_size(kafka_bootstrap, topic)
     response = httpx.post(svc.url + route, content=orjson.dumps(body), headers=headers,
                           timeout=30)
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == challenge
     assert response.json()["error"] == "unauthorized"
     assert not any(secret in response.text for secret in SECRETS)
-    assert kit.topic_size(kafka_bootstrap, topic) == before
+    assert topic_size(kafka_bootstrap, topic) == before
 
 
 @pytest.mark.kafka
@@ -106,17 +106,16 @@ def test_keys_never_reach_the_logs(secured: tuple[Any, str], seed_event: dict[st
     for key in SECRETS:  # a valid, a file and a wrong key, each on an ingest route
         httpx.post(svc.url + "/", content=orjson.dumps(seed_event), headers=_bearer(key),
                    timeout=30)
-    log_text = svc.stderr_path.read_text()
+    log_text = svc.log_file.read_text()
     assert '"uvicorn.access"' in log_text  # the access log was on
     assert not any(secret in log_text for secret in SECRETS)
 
 
 @pytest.mark.kafka
-def test_access_control_is_off_by_default(kafka_bootstrap: str, kit: Any,
-                                          seed_event: dict[str, Any]) -> None:
-    settings = kit.settings(kafka_bootstrap)
+def test_access_control_is_off_by_default(kafka_bootstrap: str, seed_event: dict[str, Any]) -> None:
+    settings = make_settings(kafka_bootstrap)
     assert settings.require_api_key is False
-    with kit.run(settings) as svc, svc.client() as client:
+    with run_service(settings) as svc, svc.client() as client:
         response = client.post("/", content=orjson.dumps(seed_event), headers=JSON)
     assert response.status_code == 200
     assert _headers_by_key(kafka_bootstrap, settings.topic)[response.text] == {}

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from tests.service.harness import make_settings, run_service, wait_for_keys
+
 pytestmark = pytest.mark.kafka
 LINGER_MS = 1500
 
@@ -20,11 +22,10 @@ def _overloaded(response: Any, reason: str) -> None:
     assert (body["error"], body["reason"]) == ("overloaded", reason)
 
 
-def test_full_buffer_in_fire_and_forget(kafka_bootstrap: str, kit: Any,
-                                        seed_event: dict[str, Any]) -> None:
-    settings = kit.settings(kafka_bootstrap, mode="fire-and-forget", producer_config={
+def test_full_buffer_in_fire_and_forget(kafka_bootstrap: str, seed_event: dict[str, Any]) -> None:
+    settings = make_settings(kafka_bootstrap, mode="fire-and-forget", producer_config={
         "queue.buffering.max.messages": 5, "linger.ms": LINGER_MS})
-    with kit.run(settings) as service, service.client() as c:
+    with run_service(settings) as service, service.client() as c:
         answers = [c.post("/", json=seed_event) for _ in range(8)]
         assert [a.status_code for a in answers] == [202] * 5 + [503] * 3
         _overloaded(answers[-1], "_QUEUE_FULL")
@@ -39,7 +40,7 @@ def test_full_buffer_in_fire_and_forget(kafka_bootstrap: str, kit: Any,
             later = c.post("/", json=seed_event)
         assert later.status_code == 202
         accepted = {a.text for a in answers[:5]} | {later.text}
-        found = kit.wait_for_keys(kafka_bootstrap, settings.topic, accepted)
+        found = wait_for_keys(kafka_bootstrap, settings.topic, accepted)
         assert accepted <= found.keys()
         assert len(found) == len(accepted)
         metrics = c.get("/metrics").text
@@ -48,11 +49,11 @@ def test_full_buffer_in_fire_and_forget(kafka_bootstrap: str, kit: Any,
 
 
 @pytest.mark.parametrize("mode", ["fire-and-forget", "durable"])
-def test_in_flight_bound(kafka_bootstrap: str, kit: Any, seed_event: dict[str, Any],
+def test_in_flight_bound(kafka_bootstrap: str, seed_event: dict[str, Any],
                          mode: str) -> None:
-    settings = kit.settings(kafka_bootstrap, mode=mode, max_in_flight=3, max_batch_events=3,
+    settings = make_settings(kafka_bootstrap, mode=mode, max_in_flight=3, max_batch_events=3,
                             producer_config={"linger.ms": LINGER_MS})
-    with kit.run(settings) as service:
+    with run_service(settings) as service:
         publisher = service.app.state.ingest.publisher
         if mode == "durable":
             # Three durable requests wait for their reports; hold them open concurrently.

@@ -11,6 +11,7 @@ import pytest
 
 from experiments.kafka import LocalKafka
 from experiments.kafka.broker import free_port
+from tests.service.harness import make_settings, records_by_key, run_service
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 MESSAGE_TIMEOUT_S = 2.0
@@ -29,16 +30,15 @@ def own_broker(tmp_path: Path) -> Iterator[LocalKafka]:
         broker.stop()
 
 
-def test_durable_service_survives_a_broker_outage(own_broker: LocalKafka, kit: Any,
-                                                  seed_event: dict[str, Any]) -> None:
+def test_durable_service_survives_a_broker_outage(own_broker: LocalKafka, seed_event: dict[str, Any]) -> None:
     state = own_broker.status()
     assert state is not None
-    settings = kit.settings(
+    settings = make_settings(
         state.bootstrap, mode="durable", ready_timeout_s=READY_TIMEOUT_S,
         producer_config={"message.timeout.ms": int(MESSAGE_TIMEOUT_S * 1000),
                          "reconnect.backoff.max.ms": 500},
     )
-    with kit.run(settings) as service, service.client() as c:
+    with run_service(settings) as service, service.client() as c:
         assert c.post("/", json=seed_event).status_code == 200
         assert c.get("/readyz").status_code == 200
 
@@ -69,7 +69,7 @@ def test_durable_service_survives_a_broker_outage(own_broker: LocalKafka, kit: A
             time.sleep(0.2)
         recovered = c.post("/", json=seed_event)
         assert recovered.status_code == 200, recovered.text
-        found = kit.records(state.bootstrap, settings.topic)
+        found = records_by_key(state.bootstrap, settings.topic)
         assert recovered.text in found
         assert response.json()["event_id"] not in found
         metrics = c.get("/metrics").text

@@ -23,6 +23,8 @@ import orjson
 import pytest
 
 from experiments.kafka import unique_topic
+from experiments.service_proc import ServiceProcess
+from tests.service.harness import topic_size, wait_for_keys
 
 pytestmark = [pytest.mark.kafka]
 
@@ -41,27 +43,26 @@ class Guarded:
     logs: Any
 
 
-def _env(bootstrap: str, topic: str, parser: str, **settings: Any) -> dict[str, str]:
-    env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "INGEST_TOPIC": topic,
-           "INGEST_MODE": "durable", "INGEST_HTTP_PARSER": parser}
+def _settings_env(parser: str, **settings: Any) -> dict[str, str]:
+    env = {"INGEST_HTTP_PARSER": parser}
     env.update({f"INGEST_{k.upper()}": str(v) for k, v in settings.items()})
     return env
 
 
 @contextlib.contextmanager
-def _service(kit: Any, bootstrap: str, parser: str, log_dir: Path,
-             **settings: Any) -> Iterator[Guarded]:
+def _service(bootstrap: str, parser: str, log_dir: Path, **settings: Any) -> Iterator[Guarded]:
     topic = unique_topic("guard")
-    with kit.spawn([], _env(bootstrap, topic, parser, **settings), log_dir) as svc:
-        port = int(svc.url.rsplit(":", 1)[1])
-        yield Guarded(svc.url, port, topic, parser, bootstrap, svc.logs)
+    with ServiceProcess(mode="durable", bootstrap=bootstrap, topic=topic,
+                        log_file=log_dir / f"service-{topic}.log",
+                        env=_settings_env(parser, **settings)) as svc:
+        yield Guarded(svc.url, svc.port, topic, parser, bootstrap, svc.logs)
 
 
 @pytest.fixture(scope="module", params=PARSERS)
-def guarded(request: pytest.FixtureRequest, kafka_bootstrap: str, kit: Any,
+def guarded(request: pytest.FixtureRequest, kafka_bootstrap: str,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guarded]:
     """One service per parser with the default limits, shared by the refusal tests."""
-    with _service(kit, kafka_bootstrap, request.param, tmp_path_factory.mktemp("guard")) as svc:
+    with _service(kafka_bootstrap, request.param, tmp_path_factory.mktemp("guard")) as svc:
         yield svc
 
 
@@ -104,13 +105,13 @@ def _body(data: bytes) -> dict[str, Any]:
     return parsed
 
 
-def assert_refused(svc: Guarded, kit: Any, data: bytes, status: int) -> bytes:
+def assert_refused(svc: Guarded, data: bytes, status: int) -> bytes:
     """One answer with `status`, the connection closed after it, nothing published."""
-    before = kit.topic_size(svc.bootstrap, svc.topic)
+    before = topic_size(svc.bootstrap, svc.topic)
     received, closed = exchange(svc.port, data)
     assert statuses(received) == [status], received[:300]
     assert closed, "the connection stayed open after the refusal"
-    assert kit.topic_size(svc.bootstrap, svc.topic) == before
+    assert topic_size(svc.bootstrap, svc.topic) == before
     return received
 
 
@@ -145,22 +146,20 @@ FRAMING = {
 
 
 @pytest.mark.parametrize("case", list(FRAMING))
-def test_conflicting_framing_is_400_closed_and_nothing_published(guarded: Guarded, kit: Any,
-                                                                 case: str) -> None:
-    assert_refused(guarded, kit, FRAMING[case] + SMUGGLED, 400)
+def test_conflicting_framing_is_400_closed_and_nothing_published(guarded: Guarded, case: str) -> None:
+    assert_refused(guarded, FRAMING[case] + SMUGGLED, 400)
 
 
-def test_identical_duplicate_content_lengths_never_serve_trailing_bytes(guarded: Guarded,
-                                                                       kit: Any) -> None:
+def test_identical_duplicate_content_lengths_never_serve_trailing_bytes(guarded: Guarded) -> None:
     """httptools refuses them; h11 merges identical values into one before anyone sees the
     head (RFC 9110 8.6 allows either). The framing is unambiguous, and in neither case do
     the bytes after the body become a second request."""
     head = _request(f"POST /\nContent-Type: application/json\nContent-Length: {len(EVENT)}\n"
                     f"Content-Length: {len(EVENT)}\nConnection: close", EVENT)
-    before = kit.topic_size(guarded.bootstrap, guarded.topic)
+    before = topic_size(guarded.bootstrap, guarded.topic)
     received, closed = exchange(guarded.port, head + SMUGGLED)
     assert closed
-    published = kit.topic_size(guarded.bootstrap, guarded.topic) - before
+    published = topic_size(guarded.bootstrap, guarded.topic) - before
     if guarded.parser == "httptools":
         assert (statuses(received), published) == ([400], 0)
     else:
@@ -183,13 +182,13 @@ LIMITS = {
 
 
 @pytest.mark.parametrize("case", list(LIMITS))
-def test_header_and_request_line_limits(guarded: Guarded, kit: Any, case: str) -> None:
+def test_header_and_request_line_limits(guarded: Guarded, case: str) -> None:
     data, status = LIMITS[case]
-    received = assert_refused(guarded, kit, data, status)
+    received = assert_refused(guarded, data, status)
     assert _body(received)["error"] in {"header_fields_too_large", "uri_too_long"}
 
 
-def test_headers_just_inside_the_limits_are_served(guarded: Guarded, kit: Any) -> None:
+def test_headers_just_inside_the_limits_are_served(guarded: Guarded) -> None:
     """The limits refuse what is past them, not what is close: 99 headers, 15 KB of values."""
     extra = "\n".join(f"X-H{i}: {'b' * 150}" for i in range(95))
     received, _ = exchange(guarded.port, _with_event(extra + "\nConnection: close"))
@@ -197,15 +196,15 @@ def test_headers_just_inside_the_limits_are_served(guarded: Guarded, kit: Any) -
 
 
 @pytest.mark.parametrize(("route", "inflated_mib"), [("/", 0), ("/v1/events/batch", 16)])
-def test_compressed_bodies_are_refused_without_inflating(guarded: Guarded, kit: Any,
-                                                         route: str, inflated_mib: int) -> None:
+def test_compressed_bodies_are_refused_without_inflating(guarded: Guarded, route: str,
+                                                        inflated_mib: int) -> None:
     """415 naming what is accepted; a 16 MiB bomb (16 KB on the wire, past the 1 MiB body
     limit once inflated) is refused the same way, before a byte of it is read."""
     plain = b"[" + b" " * (inflated_mib * 1024 * 1024) + EVENT + b"]" if inflated_mib else EVENT
     body = gzip.compress(plain)
     data = _request(f"POST {route}\nContent-Type: application/json\nContent-Encoding: gzip\n"
                     f"Content-Length: {len(body)}", body)
-    received = assert_refused(guarded, kit, data, 415)
+    received = assert_refused(guarded, data, 415)
     assert _body(received)["accepted"] == ["identity"]
 
 
@@ -215,29 +214,27 @@ def test_identity_content_encoding_is_accepted(guarded: Guarded) -> None:
 
 
 @pytest.fixture(params=PARSERS)
-def impatient(request: pytest.FixtureRequest, kafka_bootstrap: str, kit: Any,
-              tmp_path: Path) -> Iterator[Guarded]:
-    with _service(kit, kafka_bootstrap, request.param, tmp_path,
+def impatient(request: pytest.FixtureRequest, kafka_bootstrap: str, tmp_path: Path) -> Iterator[Guarded]:
+    with _service(kafka_bootstrap, request.param, tmp_path,
                   header_timeout_s=2, body_timeout_s=2) as svc:
         yield svc
 
 
-def test_stalled_head_and_body_get_408_and_are_closed(impatient: Guarded, kit: Any) -> None:
+def test_stalled_head_and_body_get_408_and_are_closed(impatient: Guarded) -> None:
     body_stall = _request(f"POST /\nContent-Type: application/json\n"
                           f"Content-Length: {len(EVENT)}", EVENT[:10])
     for stalled in (b"", b"POST / HTTP/1.1\r\nHost: x\r\n", body_stall):
-        received = assert_refused(impatient, kit, stalled, 408)
+        received = assert_refused(impatient, stalled, 408)
         assert _body(received)["error"] == "request_timeout"
 
 
-def test_a_stall_after_a_served_request_on_the_same_connection_gets_408(impatient: Guarded,
-                                                                     kit: Any) -> None:
+def test_a_stall_after_a_served_request_on_the_same_connection_gets_408(impatient: Guarded) -> None:
     """The header clock restarts with the next request's first byte on a kept-alive
     connection, and the 408 is written there too (no response is under way)."""
-    before = kit.topic_size(impatient.bootstrap, impatient.topic)
+    before = topic_size(impatient.bootstrap, impatient.topic)
     received, closed = exchange(impatient.port, _with_event() + b"POST / HTTP/1.1\r\nHost: x\r\n")
     assert (statuses(received), closed) == ([200, 408], True)
-    assert kit.topic_size(impatient.bootstrap, impatient.topic) == before + 1
+    assert topic_size(impatient.bootstrap, impatient.topic) == before + 1
 
 
 def _raise_open_files(wanted: int) -> None:
@@ -251,11 +248,11 @@ def _raise_open_files(wanted: int) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("parser", PARSERS)
 def test_a_normal_client_is_served_while_1000_stalled_connections_are_open(
-        kafka_bootstrap: str, kit: Any, tmp_path: Path, parser: str) -> None:
+        kafka_bootstrap: str, tmp_path: Path, parser: str) -> None:
     stalled_count = 1000
     # The sockets of both ends (the service inherits the limit) plus the broker's and ours.
     _raise_open_files(2 * stalled_count + 1024)
-    with _service(kit, kafka_bootstrap, parser, tmp_path,
+    with _service(kafka_bootstrap, parser, tmp_path,
                   header_timeout_s=300, body_timeout_s=300) as svc:
         body_stall = _request(f"POST /\nContent-Type: application/json\n"
                               f"Content-Length: {len(EVENT)}", EVENT[:5])
@@ -282,18 +279,18 @@ def test_a_normal_client_is_served_while_1000_stalled_connections_are_open(
                 sock.setblocking(False)
                 with pytest.raises(BlockingIOError):
                     sock.recv(1)
-        found = kit.wait_for_keys(kafka_bootstrap, svc.topic, {response.text})
+        found = wait_for_keys(kafka_bootstrap, svc.topic, {response.text})
         assert response.text in found
 
 
 @pytest.mark.parametrize("parser", PARSERS)
-def test_connections_past_the_cap_get_503_and_are_closed(kafka_bootstrap: str, kit: Any,
-                                                         tmp_path: Path, parser: str) -> None:
+def test_connections_past_the_cap_get_503_and_are_closed(kafka_bootstrap: str, tmp_path: Path,
+                                                         parser: str) -> None:
     cap = 5
-    with _service(kit, kafka_bootstrap, parser, tmp_path, max_connections=cap,
+    with _service(kafka_bootstrap, parser, tmp_path, max_connections=cap,
                   header_timeout_s=120) as svc, contextlib.ExitStack() as stack:
         idle = [stack.enter_context(_held_connection(svc.port)) for _ in range(cap)]
-        assert_refused(svc, kit, _with_event() + SMUGGLED, 503)
+        assert_refused(svc, _with_event() + SMUGGLED, 503)
         idle.pop().close()
         # Served again once the server has seen that close (a few tries at most).
         answers = []

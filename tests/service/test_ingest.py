@@ -16,6 +16,7 @@ from experiments.kafka import read_topic
 from service import create_app
 from service.events import RecordMaker, received_at
 from service.ingest import RECORD_HEADERS_KEY, accepted_answer, accepted_results
+from tests.service.harness import make_settings, run_service, wait_for_keys
 
 
 class _Stamp:
@@ -31,16 +32,16 @@ class _Stamp:
 
 
 @pytest.fixture(scope="module", params=["durable", "fire-and-forget"])
-def stamped(request: pytest.FixtureRequest, kafka_bootstrap: str, kit: Any) -> Iterator[Any]:
-    settings = kit.settings(kafka_bootstrap, mode=request.param)
+def stamped(request: pytest.FixtureRequest, kafka_bootstrap: str) -> Iterator[Any]:
+    settings = make_settings(kafka_bootstrap, mode=request.param)
     app = create_app(settings)
     app.add_middleware(_Stamp)
-    with kit.run(settings, app=app) as running:
+    with run_service(settings, app=app) as running:
         yield running
 
 
 @pytest.mark.kafka
-def test_an_outer_middleware_adds_record_headers(stamped: Any, kit: Any, kafka_bootstrap: str,
+def test_an_outer_middleware_adds_record_headers(stamped: Any, kafka_bootstrap: str,
                                                  seed_event: dict[str, Any]) -> None:
     with stamped.client() as c:
         # A busy machine can take longer than the start-up wait to create the topic.
@@ -51,7 +52,7 @@ def test_an_outer_middleware_adds_record_headers(stamped: Any, kit: Any, kafka_b
         batch = c.post("/v1/events/batch", json=[seed_event] * 3)
     assert single.status_code in (200, 202) and batch.status_code in (200, 202)
     ids = {single.text} | {r["event_id"] for r in batch.json()["results"]}
-    kit.wait_for_keys(kafka_bootstrap, stamped.settings.topic, ids)
+    wait_for_keys(kafka_bootstrap, stamped.settings.topic, ids)
     headers = {msg.key().decode(): msg.headers()
                for msg in read_topic(kafka_bootstrap, stamped.settings.topic)}
     assert {k: headers[k] for k in ids} == {k: [("publisher-key", b"key-7")] for k in ids}
@@ -59,15 +60,15 @@ def test_an_outer_middleware_adds_record_headers(stamped: Any, kit: Any, kafka_b
 
 @pytest.mark.kafka
 def test_an_unexpected_error_on_the_hot_path_is_a_counted_500(
-        kafka_bootstrap: str, kit: Any, seed_event: dict[str, Any]) -> None:
-    settings = kit.settings(kafka_bootstrap, mode="fire-and-forget")
+        kafka_bootstrap: str, seed_event: dict[str, Any]) -> None:
+    settings = make_settings(kafka_bootstrap, mode="fire-and-forget")
     app = create_app(settings)
 
     def explode(*_: Any, **__: Any) -> None:
         raise RuntimeError("secret internals")
 
     app.state.ingest.publisher.publish_nowait = explode
-    with kit.run(settings, app=app) as running:
+    with run_service(settings, app=app) as running:
         with running.client() as c:
             response = c.post("/", json=seed_event)
         # uvicorn closes a connection whose request raised, as before the hot path.

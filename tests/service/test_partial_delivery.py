@@ -8,6 +8,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from experiments.kafka import unique_topic
+from tests.service.harness import make_settings, records_by_key, run_service, wait_for_keys
 
 pytestmark = pytest.mark.kafka
 
@@ -16,18 +17,18 @@ def _events(n: int, pad: int = 150) -> list[dict[str, Any]]:
     return [{"client_id": "c", "name": f"e{i}", "data": {"pad": "x" * pad}} for i in range(n)]
 
 
-def test_durable_batch_with_a_broker_rejected_event(kafka_bootstrap: str, kit: Any) -> None:
+def test_durable_batch_with_a_broker_rejected_event(kafka_bootstrap: str) -> None:
     # The topic refuses records over 1000 bytes; one record per produce request so the
     # broker rejects exactly the big event and accepts its neighbours.
     topic = unique_topic("svc-small")
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     admin.create_topics([NewTopic(topic, 1, 1, config={"max.message.bytes": "1000"})])[
         topic].result(30)
-    settings = kit.settings(kafka_bootstrap, topic=topic,
+    settings = make_settings(kafka_bootstrap, topic=topic,
                             producer_config={"batch.num.messages": 1, "linger.ms": 0})
     events = _events(5)
     events[2]["data"]["pad"] = "x" * 3000
-    with kit.run(settings) as service, service.client() as c:
+    with run_service(settings) as service, service.client() as c:
         response = c.post("/v1/events/batch", json=events)
         assert response.status_code == 503, response.text
         body = response.json()
@@ -39,17 +40,17 @@ def test_durable_batch_with_a_broker_rejected_event(kafka_bootstrap: str, kit: A
         assert results[2]["error"] == "MSG_SIZE_TOO_LARGE" and results[2]["retriable"] is False
         # The service keeps going after a per-event failure.
         assert c.post("/v1/events", json=events[0]).status_code == 200
-    found = kit.records(kafka_bootstrap, topic)
+    found = records_by_key(kafka_bootstrap, topic)
     delivered = {r["event_id"] for r in results if r["status"] == "delivered"}
     assert delivered <= found.keys()
     assert results[2]["event_id"] not in found
 
 
-def test_fire_and_forget_batch_overflowing_the_buffer(kafka_bootstrap: str, kit: Any) -> None:
+def test_fire_and_forget_batch_overflowing_the_buffer(kafka_bootstrap: str) -> None:
     # A 2 KiB buffer holds a few of these events; librdkafka refuses the rest mid-batch.
-    settings = kit.settings(kafka_bootstrap, mode="fire-and-forget", producer_config={
+    settings = make_settings(kafka_bootstrap, mode="fire-and-forget", producer_config={
         "queue.buffering.max.kbytes": 2, "linger.ms": 1000})
-    with kit.run(settings) as service, service.client() as c:
+    with run_service(settings) as service, service.client() as c:
         response = c.post("/v1/events/batch", json=_events(20))
         assert response.status_code == 503, response.text
         assert response.headers["retry-after"] == "1"
@@ -61,6 +62,6 @@ def test_fire_and_forget_batch_overflowing_the_buffer(kafka_bootstrap: str, kit:
         assert statuses == ["accepted"] * accepted + ["rejected"] * (20 - accepted)
         assert all(r["retriable"] for r in results[accepted:])
         assert (body["published"], body["failed"]) == (accepted, 20 - accepted)
-    found = kit.wait_for_keys(kafka_bootstrap, settings.topic,
+    found = wait_for_keys(kafka_bootstrap, settings.topic,
                               {r["event_id"] for r in results[:accepted]})
     assert set(found) == {r["event_id"] for r in results[:accepted]}

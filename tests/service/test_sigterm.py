@@ -13,6 +13,8 @@ import orjson
 import pytest
 
 from experiments.kafka import unique_topic
+from experiments.service_proc import ServiceProcess
+from tests.service.harness import records_by_key
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 CONCURRENCY = 16
@@ -50,20 +52,15 @@ async def _load(url: str, on_signal: Any, seconds_before: float,
 
 
 @pytest.mark.parametrize("bridge", ["thread", "loop"])
-def test_sigterm_during_fire_and_forget_load_loses_nothing(kafka_bootstrap: str, kit: Any,
-                                                           tmp_path: Path, bridge: str,
+def test_sigterm_during_fire_and_forget_load_loses_nothing(kafka_bootstrap: str, tmp_path: Path, bridge: str,
                                                            seed_event: dict[str, Any]) -> None:
     topic = unique_topic("svc-sigterm")
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "INGEST_TOPIC": topic,
-        # Events linger longer than the load lasts, so SIGTERM finds them all still in
-        # the buffer: only the shutdown flush can deliver them.
-        "INGEST_PRODUCER_CONFIG": orjson.dumps({"linger.ms": 2500}).decode(),
-        "INGEST_SHUTDOWN_FLUSH_S": "10",
-        "INGEST_DELIVERY_BRIDGE": bridge,
-    }
-    with kit.spawn(["--mode", "fire-and-forget"], env, tmp_path) as service:
+    # Events linger longer than the load lasts, so SIGTERM finds them all still in the
+    # buffer: only the shutdown flush can deliver them.
+    with ServiceProcess(mode="fire-and-forget", bootstrap=kafka_bootstrap, topic=topic,
+                        log_file=tmp_path / "service.log", delivery_bridge=bridge,
+                        producer_config={"linger.ms": 2500},
+                        env={"INGEST_SHUTDOWN_FLUSH_S": "10"}) as service:
         def sigterm() -> None:
             service.proc.send_signal(signal.SIGTERM)
 
@@ -78,6 +75,6 @@ def test_sigterm_during_fire_and_forget_load_loses_nothing(kafka_bootstrap: str,
     assert closed and closed[0]["undelivered"] == 0
     flushing = [entry for entry in logs if entry["msg"] == "flushing the producer"]
     assert flushing and flushing[0]["in_flight"] > 0, "nothing was left to flush: weak test"
-    found = kit.records(kafka_bootstrap, topic)
+    found = records_by_key(kafka_bootstrap, topic)
     missing = set(accepted) - found.keys()
     assert not missing, f"{len(missing)} of {len(accepted)} accepted events were lost"

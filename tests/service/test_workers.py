@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import re
 import signal
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ import httpx
 import pytest
 
 from experiments.kafka import unique_topic
+from experiments.service_proc import ServiceProcess
+from tests.service.harness import wait_for_keys
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 REQUESTS = 60
@@ -23,15 +26,14 @@ def _count(text: str, pattern: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def test_two_workers_share_a_port_and_their_metrics(kafka_bootstrap: str, kit: Any,
-                                                    tmp_path: Path,
+def test_two_workers_share_a_port_and_their_metrics(kafka_bootstrap: str, tmp_path: Path,
                                                     seed_event: dict[str, Any]) -> None:
     metrics_dir = tmp_path / "prom"
     metrics_dir.mkdir()
     topic = unique_topic("svc-workers")
-    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "INGEST_TOPIC": topic,
-           "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
-    with kit.spawn(["--mode", "fire-and-forget", "--workers", "2"], env, tmp_path) as service:
+    with ServiceProcess(mode="fire-and-forget", bootstrap=kafka_bootstrap, topic=topic,
+                        log_file=tmp_path / "service.log", workers=2,
+                        env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}) as service:
         def post(_: int) -> httpx.Response:
             # A new connection per request, so both workers get to accept some.
             return httpx.post(service.url + "/", json=seed_event, timeout=10)
@@ -47,14 +49,17 @@ def test_two_workers_share_a_port_and_their_metrics(kafka_bootstrap: str, kit: A
                                 r'status="202"\}') == REQUESTS
             assert _count(text, r'ingest_events_accepted_total\{mode="fire-and-forget"\}') == \
                 REQUESTS
-        # Keep-alive requests must not stall on Nagle + delayed ACK (40 ms each).
+        # Keep-alive requests must not stall on Nagle + delayed ACK: that adds 40 ms to
+        # every request, so even the median shows it; a busy box delays only some.
         with httpx.Client(base_url=service.url, timeout=10) as client:
             client.get("/healthz")
-            started = time.monotonic()
-            for _ in range(20):
+            spent = []
+            for _ in range(21):
+                started = time.monotonic()
                 assert client.get("/healthz").status_code == 200
-            assert time.monotonic() - started < 0.4
-        found = kit.wait_for_keys(kafka_bootstrap, topic, {a.text for a in answers})
+                spent.append(time.monotonic() - started)
+            assert statistics.median(spent) < 0.03, spent
+        found = wait_for_keys(kafka_bootstrap, topic, {a.text for a in answers})
         assert {a.text for a in answers} <= found.keys()
         service.proc.send_signal(signal.SIGTERM)
         assert service.proc.wait(30) in (0, -signal.SIGTERM)

@@ -11,11 +11,14 @@ from service.events import to_records
 from service.kafka import Publisher
 from service.metrics import Metrics
 from service.modes import ProducerMode
+from service.settings import Settings
 
 
 def _publisher(**config: object) -> Publisher:
+    defaults = Settings(bootstrap_servers="127.0.0.1:1", topic="t")
     return Publisher({"bootstrap.servers": "127.0.0.1:1", **config}, "t", ProducerMode.DURABLE,
-                     Metrics(), max_in_flight=4, retry_after=3)
+                     Metrics(), max_in_flight=4, retry_after=3,
+                     shed_delay_s=defaults.shed_delay_s, bridge=defaults.delivery_bridge)
 
 
 def test_unknown_producer_property_fails_at_start() -> None:

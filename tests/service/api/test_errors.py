@@ -9,6 +9,8 @@ import httpx
 import orjson
 import pytest
 
+from tests.service.harness import make_settings, run_service, topic_size
+
 pytestmark = pytest.mark.kafka
 
 LIMIT = 4096
@@ -17,23 +19,23 @@ GOOD = {"client_id": "c", "name": "n", "data": {"k": "v"}}
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["hot-path", "fastapi-routing"])
-def service(request: pytest.FixtureRequest, kafka_bootstrap: str, kit: Any) -> Iterator[Any]:
-    settings = kit.settings(kafka_bootstrap, max_body_bytes=LIMIT, max_batch_events=MAX_EVENTS,
+def service(request: pytest.FixtureRequest, kafka_bootstrap: str) -> Iterator[Any]:
+    settings = make_settings(kafka_bootstrap, max_body_bytes=LIMIT, max_batch_events=MAX_EVENTS,
                             hot_path=request.param)
-    with kit.run(settings) as running:
+    with run_service(settings) as running:
         yield running
 
 
 @pytest.fixture
-def client(service: Any, kit: Any, kafka_bootstrap: str) -> Iterator[httpx.Client]:
+def client(service: Any, kafka_bootstrap: str) -> Iterator[httpx.Client]:
     """A client, and afterwards proof that the request published nothing."""
     publisher = service.app.state.ingest.publisher
     produced_before = publisher._produced
-    size_before = kit.topic_size(kafka_bootstrap, service.settings.topic)
+    size_before = topic_size(kafka_bootstrap, service.settings.topic)
     with service.client() as c:
         yield c
     assert publisher._produced == produced_before, "a rejected request reached the producer"
-    assert kit.topic_size(kafka_bootstrap, service.settings.topic) == size_before
+    assert topic_size(kafka_bootstrap, service.settings.topic) == size_before
 
 
 def _error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -140,17 +142,17 @@ def test_wrong_method_is_405(client: httpx.Client, method: str, route: str) -> N
     assert "allow" in response.headers
 
 
-def test_unexpected_errors_are_500_without_a_trace(kafka_bootstrap: str, kit: Any) -> None:
+def test_unexpected_errors_are_500_without_a_trace(kafka_bootstrap: str) -> None:
     from service import create_app
 
-    settings = kit.settings(kafka_bootstrap)
+    settings = make_settings(kafka_bootstrap)
     app = create_app(settings)
 
     async def explode() -> None:
         raise RuntimeError("secret internals")
 
     app.add_api_route("/explode", explode, methods=["GET"])
-    with kit.run(settings, app=app) as running, running.client() as c:
+    with run_service(settings, app=app) as running, running.client() as c:
         response = c.get("/explode")
     body = _error(response, 500, "internal_error")
     assert "secret internals" not in response.text
