@@ -14,7 +14,7 @@ import contextlib
 import csv
 import math
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from time import perf_counter_ns, time
@@ -25,6 +25,9 @@ import psutil
 NS_PER_S = 1_000_000_000
 MACHINE = "machine"
 CSV_COLUMNS = ("second", "component", "cpu_percent", "rss_mb")
+# A component's processes: a PID, PIDs, or a callable asked at every tick, for processes
+# that are replaced while the load runs (a service or broker node restarted by a fault).
+Roots = int | Sequence[int] | Callable[[], Sequence[int]]
 
 
 @dataclass(frozen=True)
@@ -36,19 +39,18 @@ class CpuRow:
 
 
 class CpuSampler:
-    """Sample `components` (name -> PID or PIDs) every `interval_s` until stopped.
+    """Sample `components` (name -> `Roots`) every `interval_s` until stopped.
 
     Components named in `with_children` include every descendant of their PIDs (a
     service started with `--workers N` forks). Use as a context manager or call
     `start()` / `stop()`; `rows` holds the samples, `write_csv` writes cpu.csv.
     """
 
-    def __init__(self, components: Mapping[str, int | Sequence[int]],
+    def __init__(self, components: Mapping[str, Roots],
                  with_children: Iterable[str] = (), origin_ns: int | None = None,
                  interval_s: float = 1.0, machine: bool = True) -> None:
-        self.components = {
-            name: [pids] if isinstance(pids, int) else list(pids)
-            for name, pids in components.items()
+        self.components: dict[str, Callable[[], Sequence[int]]] = {
+            name: _roots(pids) for name, pids in components.items()
         }
         self.with_children = set(with_children)
         self.origin_ns = perf_counter_ns() if origin_ns is None else origin_ns
@@ -107,7 +109,7 @@ class CpuSampler:
         self._last_wall = time()
         self._machine_times = _machine_busy()
         for name, roots in self.components.items():
-            for proc in self._members(roots, name in self.with_children):
+            for proc in self._members(roots(), name in self.with_children):
                 with contextlib.suppress(psutil.Error):
                     self._cpu[_key(proc)] = _cpu_seconds(proc)
 
@@ -115,7 +117,7 @@ class CpuSampler:
         now = time()
         elapsed = max(now - self._last_wall, 1e-6)
         for name, roots in self.components.items():
-            row = self._sample_component(name, roots, second, elapsed, self._last_wall)
+            row = self._sample_component(name, roots(), second, elapsed, self._last_wall)
             if row is not None:
                 self.rows.append(row)
         if self.machine:
@@ -128,7 +130,7 @@ class CpuSampler:
             self._machine_times = (busy, total)
         self._last_wall = now
 
-    def _sample_component(self, name: str, roots: list[int], second: int, elapsed: float,
+    def _sample_component(self, name: str, roots: Sequence[int], second: int, elapsed: float,
                           last_wall: float) -> CpuRow | None:
         cpu, rss, alive = 0.0, 0, False
         for proc in self._members(roots, name in self.with_children):
@@ -149,7 +151,7 @@ class CpuSampler:
             return None
         return CpuRow(second, name, round(100.0 * cpu / elapsed, 1), round(rss / 2**20, 1))
 
-    def _members(self, roots: list[int], children: bool) -> list[psutil.Process]:
+    def _members(self, roots: Sequence[int], children: bool) -> list[psutil.Process]:
         members: list[psutil.Process] = []
         for pid in roots:
             try:
@@ -164,6 +166,18 @@ class CpuSampler:
     def _cached(self, proc: psutil.Process) -> psutil.Process:
         # Keyed by (pid, create time): a recycled PID is a different process.
         return self._procs.setdefault(_key(proc), proc)
+
+
+def _roots(pids: Roots) -> Callable[[], Sequence[int]]:
+    if callable(pids):
+        def current() -> Sequence[int]:
+            try:
+                return pids()
+            except Exception:  # a process between two lives: none this tick
+                return ()
+        return current
+    fixed = [pids] if isinstance(pids, int) else list(pids)
+    return lambda: fixed
 
 
 def _key(proc: psutil.Process) -> tuple[int, float]:

@@ -117,9 +117,15 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
             f"service fault there, or unset it"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    broker_pids: int | list[int] | None = listening_pid(kafka.bootstrap)
-    if cluster is not None:
-        broker_pids = cluster.pid if len(cluster.nodes) == 1 else cluster.pids
+    broker_pids: Roots | None = listening_pid(kafka.bootstrap)
+    if local is not None and cluster is not None:
+        started = cluster
+
+        def broker_pids_now() -> list[int]:
+            # Asked at every tick: a restarted node has a new pid in the cluster's state.
+            return (local.status() or started).pids
+
+        broker_pids = broker_pids_now
     kafka_version = cluster.kafka_version if cluster else kafka.kafka_version
     producer_config = params.effective_producer_config()
     topic = params.topic or unique_topic(f"lab.{params.plan}")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from experiments.cpu import Roots
 from experiments.errors import LabError
 from experiments.kafka.broker import listening_pid
 from experiments.load.spec import LoadSpecError, _check_url
@@ -37,8 +38,8 @@ class Target(Protocol):
         """Make the target ready; return the `target` section of the summary."""
         ...
 
-    def pids(self) -> dict[str, int]:
-        """Local processes to sample (name -> pid), possibly none."""
+    def pids(self) -> dict[str, Roots]:
+        """Local processes to sample (name -> pids), possibly none."""
         ...
 
     def metrics(self) -> str:
@@ -67,8 +68,9 @@ class LaunchedService:
         return {"url": self.url, "launched_by_suite": True, "impl": self.impl,
                 "identity": {"pid": self.process.pid, "readyz": self.ready}}
 
-    def pids(self) -> dict[str, int]:
-        return {"service": self.process.pid}
+    def pids(self) -> dict[str, Roots]:
+        # Asked at every tick: a service fault with a restart replaces the process.
+        return {"service": lambda: [self.process.pid]}
 
     def metrics(self) -> str:
         return self.process.metrics()
@@ -119,7 +121,7 @@ class ExternalTarget:
         return {"url": self.url, "launched_by_suite": False, "impl": "external",
                 "identity": identity}
 
-    def pids(self) -> dict[str, int]:
+    def pids(self) -> dict[str, Roots]:
         pid = listening_pid(self.url.removeprefix("http://"))
         return {} if pid is None else {"service": pid}
 

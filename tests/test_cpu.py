@@ -68,3 +68,28 @@ def test_sampler_skips_processes_that_are_gone() -> None:
     with CpuSampler({"gone": proc.pid}, machine=False, interval_s=0.2) as sampler:
         sleep(0.5)
     assert sampler.rows == []
+
+
+def test_a_replaced_process_is_followed_when_the_component_is_a_callable() -> None:
+    """A fault restarts the service or a broker node: its new pid must be sampled."""
+    first = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    second = subprocess.Popen([sys.executable, "-c", SPIN.format(s=30)])
+    current = [first.pid]
+    try:
+        with CpuSampler({"service": lambda: list(current),
+                         "fixed": first.pid}) as sampler:
+            sleep(1.3)
+            first.kill()
+            first.wait()
+            current[:] = [second.pid]  # what ServiceProcess.pid says after the restart
+            sleep(2.2)
+        by_second = {row.second: row for row in sampler.rows if row.component == "service"}
+        fixed_seconds = {row.second for row in sampler.rows if row.component == "fixed"}
+    finally:
+        for proc in (first, second):
+            proc.kill()
+            proc.wait()
+    # The fixed pid died: no rows after it; the callable's component goes on, now busy.
+    assert max(fixed_seconds) <= 1
+    assert max(by_second) >= 2
+    assert by_second[max(by_second)].cpu_percent > by_second[0].cpu_percent

@@ -6,13 +6,14 @@ import csv
 import math
 import os
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from time import perf_counter_ns, time_ns
 from typing import Any, Protocol
 
-from experiments.cpu import CpuSampler
+from experiments.cpu import CpuSampler, Roots
 from experiments.errors import LabError
 from experiments.load.files import collect_acks, fault_share, write_histograms, write_series
 from experiments.load.merge import Merged, lag_summary_ms, merge_results
@@ -78,7 +79,7 @@ class Execution:
 
 
 def execute_load(spec: LoadSpec, acks_dir: Path | None = None,
-                 pids: dict[str, int] | None = None,
+                 pids: Mapping[str, Roots] | None = None,
                  during: DuringLoad | None = None) -> Execution:
     """Apply `spec` with its worker processes, sampling CPU, and merge what they recorded."""
     spec.validate()
@@ -91,7 +92,7 @@ def execute_load(spec: LoadSpec, acks_dir: Path | None = None,
     def on_start(t_start_ns: int, worker_pids: list[int]) -> None:
         origin = t_start_ns + round(spec.warmup_s * NS_PER_S)
         window.append(origin)
-        components: dict[str, int | list[int]] = {"generator": [os.getpid(), *worker_pids]}
+        components: dict[str, Roots] = {"generator": [os.getpid(), *worker_pids]}
         components.update(pids)
         sampler.append(CpuSampler(components, with_children=pids, origin_ns=origin).start())
         if during is not None:
@@ -113,7 +114,7 @@ def execute_load(spec: LoadSpec, acks_dir: Path | None = None,
                      started_at, ended_at, window_start_unix, faults)
 
 
-def run_load(spec: LoadSpec, out_dir: Path, pids: dict[str, int] | None = None,
+def run_load(spec: LoadSpec, out_dir: Path, pids: Mapping[str, Roots] | None = None,
              metadata: dict[str, Any] | None = None,
              ceiling_rps: float | None = None,
              during: DuringLoad | None = None,
