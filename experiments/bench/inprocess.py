@@ -17,6 +17,7 @@ import orjson
 from starlette.types import ASGIApp, Message
 
 from experiments.bench.raw_asgi import app as raw_app
+from experiments.bench.raw_asgi import guarded_app
 from service import Settings, create_app
 
 EVENT: dict[str, Any] = {"client_id": "test", "name": "hello_event", "data": {"test": "value"}}
@@ -59,6 +60,7 @@ async def _measure(calls: int, rounds: int, batch: int) -> dict[str, float]:
     single, many = orjson.dumps(EVENT), orjson.dumps([EVENT] * batch)
     cases = {
         "raw ASGI app, single": (raw_app, "/", single, calls),
+        "raw ASGI app behind the guard middleware, single": (guarded_app, "/", single, calls),
         "no-op, single, hot path": (hot, "/_bench/noop", single, calls),
         "no-op, single, FastAPI routing": (fastapi, "/_bench/noop", single, calls),
         f"no-op, batch of {batch}, hot path": (hot, "/_bench/noop/batch", many, calls // batch),

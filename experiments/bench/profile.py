@@ -63,7 +63,7 @@ class Case:
     mode: str | None = None  # service only
     workers: int = 1
     hot_path: bool = True  # service only
-    stack: str = "uvloop+httptools"  # raw only: or "asyncio+h11"
+    stack: str = "uvloop+httptools"  # raw only: or "asyncio+h11", "uvloop+httptools+guard"
 
     @property
     def server_key(self) -> tuple[Any, ...]:
@@ -77,6 +77,7 @@ def default_cases(batch: int = 100) -> list[Case]:
     return [
         Case("raw ASGI ceiling", "raw", "/"),
         Case("raw ASGI ceiling, asyncio+h11", "raw", "/", stack="asyncio+h11"),
+        Case("raw ASGI ceiling, behind the guard", "raw", "/", stack="uvloop+httptools+guard"),
         Case("no-op, single", "service", "/_bench/noop", mode=ff),
         Case("fire-and-forget, single", "service", "/", mode=ff),
         Case("no-op, batch", "service", "/_bench/noop/batch", batch=batch, mode=ff),
@@ -177,11 +178,15 @@ def _wait_listening(url: str, proc: subprocess.Popen[bytes], timeout: float = 30
 def raw_server(stack: str, workers: int, log_file: Path) -> Iterator[tuple[str, int]]:
     """The raw ASGI app under uvicorn, with the service's own server options."""
     port = free_port()
+    app = "experiments.bench.raw_asgi:app"
     if stack == "uvloop+httptools":
         loop, http = "uvloop", "service.guard:NoDelayProtocol"
+    elif stack == "uvloop+httptools+guard":
+        loop, http = "uvloop", "experiments.bench.raw_asgi:GuardedProtocol"
+        app = "experiments.bench.raw_asgi:guarded_app"
     else:
         loop, http = "asyncio", "h11"
-    cmd = [sys.executable, "-m", "uvicorn", "experiments.bench.raw_asgi:app", "--host",
+    cmd = [sys.executable, "-m", "uvicorn", app, "--host",
            "127.0.0.1", "--port", str(port), "--loop", loop, "--http", http,
            "--no-access-log", "--log-level", "warning", "--workers", str(workers)]
     with log_file.open("ab") as log:

@@ -11,6 +11,9 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from service.guard import GuardedHttpToolsProtocol, GuardMiddleware, Limits
+from service.settings import Settings
+
 _ID = b"00000000-0000-4000-8000-000000000000"
 _START = {"type": "http.response.start", "status": 202,
           "headers": [(b"content-type", b"text/plain; charset=utf-8"),
@@ -33,3 +36,15 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         more = message.get("more_body", False)
     await send(_START)
     await send(_BODY)
+
+
+# The same app behind the service's HTTP guard with its default limits (the guard
+# middleware and the guarded httptools protocol, service/guard.py): the difference to the
+# plain ceiling is what the guard costs per request, measured rather than guessed.
+_LIMITS = Limits.from_settings(Settings())
+guarded_app = GuardMiddleware(app, _LIMITS, None)
+
+
+class GuardedProtocol(GuardedHttpToolsProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, limits=_LIMITS, **kwargs)
