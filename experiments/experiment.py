@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.audit import audit_delivery
+from experiments.cpu import Roots
 from experiments.errors import LabError
 from experiments.faults import BROKER_FAULTS, SERVICE_FAULTS, FaultError, FaultInjector
 from experiments.kafka import (

@@ -354,7 +354,8 @@ def fault_table(runs: Runs) -> pd.DataFrame:
     """Per configuration with a fault: loss, duplicates, unavailability and errors per trial.
 
     Spread columns (`<metric>_median`, `_min`, `_max`) for acknowledged, lost, duplicates,
-    unavailable_s and errors_during_fault; `lost_<status>` medians per answer class.
+    unavailable_s and errors_during_fault; `lost_<status>` medians per answer class;
+    `lost_trials`, how many trials lost any acknowledged event.
     """
     s = runs.summaries
     if s.empty or "fault_kind" not in s:
@@ -372,6 +373,9 @@ def fault_table(runs: Runs) -> pd.DataFrame:
             "trials": len(group),
             "not_injected": sum(1 for injected in group["fault_injected"] if injected is False),
             "never_recovered": int(group["first_ok_after_fault_s"].isna().sum()),
+            # Trials that lost acknowledged events: a loss in one trial of three has a
+            # median of 0, and must still be said.
+            "lost_trials": int((group["lost"].fillna(0) > 0).sum()),
         }
         for metric in metrics:
             stats = spread(group[metric])

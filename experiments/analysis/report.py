@@ -357,8 +357,10 @@ FAULTS_INTRO = """## Faults
 What each producer mode loses when something fails during the load: one timeline per fault
 kind with the fault window shaded (completed events per second, error answers by status, p99
 per second of send time), then per configuration the audit (acknowledged, lost, duplicates),
-how long the service gave no successful answer after the fault started, and the error answers
-during the fault (median and min-max over trials)."""
+how long the service gave no successful answer after the fault started, and the requests that
+failed during the fault: error answers, and transport failures such as refused connections while
+the service was down (median and min-max over trials). A loss in any trial is named, even when
+the median is zero."""
 
 
 def fault_table(runs: Runs) -> pd.DataFrame:
@@ -372,7 +374,8 @@ def fault_table(runs: Runs) -> pd.DataFrame:
             ("lost", "acknowledged and lost", fmt_count),
             ("duplicates", "duplicates", fmt_count),
             ("unavailable_s", "unavailable after the fault start", fmt_seconds),
-            ("errors_during_fault", "error answers during the fault", fmt_count),
+            ("errors_during_fault", "failed requests during the fault (error answers and "
+                                    "transport failures)", fmt_count),
         ):
             median, low, high = (r[f"{metric}_{k}"] for k in ("median", "min", "max"))
             row[f"{label} (median, min-max)"] = f"{fmt(median)} ({fmt_range(low, high, fmt)})"

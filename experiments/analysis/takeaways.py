@@ -465,15 +465,23 @@ def faults(runs: Runs) -> str:
     sentences = []
     for kind, group in table.groupby("fault", sort=False):
         phrase = fault_phrase(str(kind))
-        lossy = group[group["lost_median"].fillna(0) > 0]
-        clean = group[group["lost_median"].fillna(0) == 0]
+        # Any trial's loss counts: the median alone would call one lossy trial of three clean.
+        lossy = group[group["lost_max"].fillna(0) > 0]
+        clean = group[group["lost_max"].fillna(0) == 0]
         parts = []
         for _, row in lossy.iterrows():
-            parts.append(
-                f"{_who(group, row)} acknowledged "
-                f"{fmt_count(row['lost_median'])} events it never delivered {phrase}"
-                f"{_trial_spread(row, 'lost', fmt_count)}"
-            )
+            if row["lost_trials"] == row["trials"]:
+                parts.append(
+                    f"{_who(group, row)} acknowledged "
+                    f"{fmt_count(row['lost_median'])} events it never delivered {phrase}"
+                    f"{_trial_spread(row, 'lost', fmt_count)}"
+                )
+            else:
+                parts.append(
+                    f"{_who(group, row)} acknowledged events it never delivered {phrase} in "
+                    f"{row['lost_trials']} of {row['trials']} trials (up to "
+                    f"{fmt_count(row['lost_max'])}; median {fmt_count(row['lost_median'])})"
+                )
         if lossy.empty:
             parts.append(f"no mode lost an acknowledged event {phrase}")
         else:

@@ -114,3 +114,24 @@ def test_chained_fault_kinds_read_as_a_sequence() -> None:
         "when the broker was paused and then the service was killed"
     )
     assert takeaways.fault_phrase("broker-restart") == "when the broker was restarted"
+
+
+def test_a_loss_in_one_trial_is_said_although_the_median_is_zero(tmp_path: Path) -> None:
+    """The faults plan lost 21,465 events in one trial of three leader kills (failover past
+    message.timeout.ms) and none in the two others: 'no mode lost' would be false."""
+    for name in KILLED_FF:
+        shutil.copytree(FAULTS_PLAN / name, tmp_path / name)
+    clean = read_summary(tmp_path, KILLED_FF[1])
+    clean["audit"]["lost"] = 0
+    clean["audit"]["lost_by_class"] = {"202": 0}
+    (tmp_path / KILLED_FF[1] / "summary.json").write_text(json.dumps(clean))
+    lossy = read_summary(tmp_path, KILLED_FF[0])["audit"]["lost"]
+    runs = load_runs(tmp_path)
+    row = aggregate.fault_table(runs).set_index("config").loc["fire-and-forget"]
+    assert (row["lost_trials"], row["trials"], row["lost_median"]) == (1, 2, lossy / 2)
+    text = takeaways.faults(runs)
+    assert text.startswith(
+        f"fire-and-forget acknowledged events it never delivered when the service was killed in 1 of "
+        f"2 trials (up to {lossy}; median "
+    )
+    assert "no mode lost" not in text
