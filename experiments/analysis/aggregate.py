@@ -354,14 +354,15 @@ def fault_table(runs: Runs) -> pd.DataFrame:
     """Per configuration with a fault: loss, duplicates, unavailability and errors per trial.
 
     Spread columns (`<metric>_median`, `_min`, `_max`) for acknowledged, lost, duplicates,
-    unavailable_s and errors_during_fault; `lost_<status>` medians per answer class;
+    recovered_after_s, unavailable_s and errors_during_fault; `lost_<status>` medians per answer class;
     `lost_trials`, how many trials lost any acknowledged event.
     """
     s = runs.summaries
     if s.empty or "fault_kind" not in s:
         return pd.DataFrame()
     s = s[s["fault_kind"].notna() & (s["fault_kind"] != "none")]
-    metrics = ("acknowledged", "lost", "duplicates", "unavailable_s", "errors_during_fault")
+    metrics = ("acknowledged", "lost", "duplicates", "recovered_after_s", "unavailable_s",
+               "errors_during_fault")
     class_columns = sorted(c for c in s.columns if c.startswith("lost_") and c[5:].isdigit())
     rows = []
     for config in [c for c in runs.configs if c in set(s["config"])]:

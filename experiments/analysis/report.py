@@ -357,7 +357,10 @@ FAULTS_INTRO = """## Faults
 What each producer mode loses when something fails during the load: one timeline per fault
 kind with the fault window shaded (completed events per second, error answers by status, p99
 per second of send time), then per configuration the audit (acknowledged, lost, duplicates),
-how long the service gave no successful answer after the fault started, and the requests that
+the time from the fault to its recovery (for a killed leader: until another node leads the
+partition, which Kafka decides only when the dead broker's session times out; for a pause: the
+SIGCONT; for the service: ready again), how long the service gave no successful answer after
+the fault started, and the requests that
 failed during the fault: error answers, and transport failures such as refused connections while
 the service was down (median and min-max over trials). A loss in any trial is named, even when
 the median is zero."""
@@ -373,6 +376,7 @@ def fault_table(runs: Runs) -> pd.DataFrame:
             ("acknowledged", "acknowledged", fmt_count),
             ("lost", "acknowledged and lost", fmt_count),
             ("duplicates", "duplicates", fmt_count),
+            ("recovered_after_s", "fault to recovery", fmt_seconds),
             ("unavailable_s", "unavailable after the fault start", fmt_seconds),
             ("errors_during_fault", "failed requests during the fault (error answers and "
                                     "transport failures)", fmt_count),

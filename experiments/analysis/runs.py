@@ -92,6 +92,7 @@ FAULT_COLUMNS = (
     "fault_injected",
     "fault_at_s",
     "fault_windows",
+    "recovered_after_s",
     "unavailable_s",
     "first_ok_after_fault_s",
     "ok_during_fault",
@@ -358,6 +359,7 @@ def _fault_facts(summary: Mapping[str, Any]) -> dict[str, Any]:
         "fault_injected": faults.get("injected"),
         "fault_at_s": faults.get("at_s"),
         "fault_windows": json.dumps(faults["windows"]) if faults.get("windows") else None,
+        "recovered_after_s": _recovered_after_s(faults),
         "unavailable_s": availability.get("unavailable_s"),
         "first_ok_after_fault_s": availability.get("first_ok_after_fault_s"),
         "ok_during_fault": availability.get("ok_during_fault"),
@@ -365,6 +367,15 @@ def _fault_facts(summary: Mapping[str, Any]) -> dict[str, Any]:
         "p99_during_fault_ms": _mapping(availability.get("latency_ms_during_fault")).get("p99"),
         "p99_outside_fault_ms": _mapping(availability.get("latency_ms_outside_fault")).get("p99"),
     }
+
+
+def _recovered_after_s(faults: Mapping[str, Any]) -> float | None:
+    """From the fault to its recovery: another node leads the partition (broker-kill), the
+    broker continued (pause), the node or the service is back; None if it never recovered."""
+    events, recovered = faults.get("events") or [], faults.get("recovered_at_s")
+    if recovered is None or not events:
+        return None
+    return round(float(recovered) - float(events[0]["t_s"]), 3)
 
 
 def _column_order(rows: list[dict[str, Any]], param_columns: tuple[str, ...]) -> list[str]:

@@ -490,6 +490,12 @@ def faults(runs: Runs) -> str:
             f"{fmt_seconds(r['unavailable_s_median'])} ({_who(group, r)})" for _, r in group.iterrows()
         )
         sentence = "; ".join(parts) + f"; first successful answer after the fault start: {outage}"
+        low, high = group["recovered_after_s_min"].min(), group["recovered_after_s_max"].max()
+        if str(kind) == "broker-kill" and not (pd.isna(low) or pd.isna(high)):
+            # Kafka moves leadership only once the dead broker's session has timed out; how
+            # long that took decides what buffered fire-and-forget events outlive.
+            sentence += (f"; another node led the partition {fmt_range(low, high, fmt_seconds)} "
+                         f"after the kill (all trials)")
         never = group[group["never_recovered"] > 0]
         if len(never):
             sentence += "; never answered again in " + ", ".join(

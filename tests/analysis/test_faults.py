@@ -24,6 +24,8 @@ def test_fault_facts_are_read(fault_runs: Runs) -> None:
     summary = read_summary(FAULTS_PLAN, KILLED_FF[0])
     assert row["fault_kind"] == "service-kill"
     assert row["unavailable_s"] == summary["availability"]["unavailable_s"]
+    faults = summary["faults"]
+    assert row["recovered_after_s"] == round(faults["recovered_at_s"] - faults["events"][0]["t_s"], 3) > 0
     assert row["lost_202"] == summary["audit"]["lost_by_class"]["202"] == summary["audit"]["lost"] > 0
     assert row["errors_during_fault"] == sum(summary["availability"]["errors_during_fault"].values())
     assert set(fault_runs.errors["status"]) == {"transport", "503"}
