@@ -57,10 +57,18 @@ def admin_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def weaker_than_mode(mode: ProducerMode, config: dict[str, Any]) -> list[str]:
-    """Overrides that make a durable 'delivered' answer mean less than the mode promises."""
-    if mode is not ProducerMode.DURABLE:
-        return []
+    """Overrides that make the mode's answer mean less than it promises: a durable 'delivered'
+    that is not on all in-sync replicas, or a fire-and-forget 'accepted' that expires sooner
+    than the mode's default (see service/modes.py for why that loses events on a failover)."""
     warnings = []
+    if mode is ProducerMode.FIRE_AND_FORGET:
+        floor = mode_defaults(mode)["message.timeout.ms"]
+        timeout = int(config.get("message.timeout.ms", floor))
+        if timeout < floor:
+            warnings.append(
+                f"message.timeout.ms={timeout}: accepted events expire before a leader failover "
+                f"may end (it took up to 13.4 s on 3 nodes); below {floor} they can be lost")
+        return warnings
     if str(config.get("acks", "all")).lower() not in ("all", "-1"):
         warnings.append(f"acks={config.get('acks')}: a durable answer no longer means all ISRs")
     if str(config.get("enable.idempotence", "false")).lower() not in ("true", "1"):

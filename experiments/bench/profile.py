@@ -209,8 +209,8 @@ def raw_server(stack: str, workers: int, log_file: Path) -> Iterator[tuple[str, 
 def service_server(case: Case, bootstrap: str, log_file: Path) -> Iterator[tuple[str, int]]:
     assert case.mode is not None
     service = ServiceProcess(case.mode, bootstrap, unique_topic("bench"), log_file,
-                             workers=case.workers)
-    service.env["INGEST_HOT_PATH"] = "true" if case.hot_path else "false"
+                             workers=case.workers,
+                             env={"INGEST_HOT_PATH": "true" if case.hot_path else "false"})
     service.start()
     try:
         time.sleep(0.5 if case.workers == 1 else 2.0)

@@ -95,6 +95,18 @@ def test_weakening_durable_is_reported() -> None:
     assert weaker_than_mode(ProducerMode.FIRE_AND_FORGET, {"acks": 0}) == []
 
 
+def test_fire_and_forget_outlives_a_failover_by_default_and_says_when_it_no_longer_does() -> None:
+    durable = MODE_DEFAULTS[ProducerMode.DURABLE]["message.timeout.ms"]
+    fire_and_forget = MODE_DEFAULTS[ProducerMode.FIRE_AND_FORGET]["message.timeout.ms"]
+    # Durable bounds a waiting request; fire-and-forget's events were already acknowledged.
+    assert (durable, fire_and_forget) == (10_000, 30_000)
+    (warning,) = weaker_than_mode(ProducerMode.FIRE_AND_FORGET, {"message.timeout.ms": 10_000})
+    assert "message.timeout.ms=10000" in warning and "lost" in warning
+    assert weaker_than_mode(ProducerMode.FIRE_AND_FORGET, {"message.timeout.ms": 60_000}) == []
+    assert weaker_than_mode(ProducerMode.DURABLE, {**MODE_DEFAULTS[ProducerMode.DURABLE],
+                                                   "message.timeout.ms": 5_000}) == []
+
+
 @pytest.mark.parametrize("text", ["- a\n- b\n", "a: [1, 2]\n", "a: {b: 1}\n", "{"])
 def test_bad_config_files_are_config_errors(tmp_path: Path, text: str) -> None:
     file = tmp_path / "p.yaml"
