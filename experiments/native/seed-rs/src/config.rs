@@ -36,12 +36,20 @@ pub struct Config {
 
 /// service/modes.py: both modes write with acks=all and idempotence; the mode decides
 /// when the answer is sent, not how safely Kafka stores the event.
-const MODE_DEFAULTS: [(&str, &str); 4] = [
+const MODE_DEFAULTS: [(&str, &str); 3] = [
     ("acks", "all"),
     ("enable.idempotence", "true"),
-    ("message.timeout.ms", "10000"),
     ("linger.ms", "5"),
 ];
+
+/// service/modes.py: how long librdkafka retries an event. Durable bounds a waiting
+/// request; fire-and-forget already acknowledged the event, so it outlives a failover.
+fn message_timeout_ms(mode: &Mode) -> &'static str {
+    match mode {
+        Mode::Durable => "10000",
+        Mode::FireAndForget => "30000",
+    }
+}
 
 fn var(name: &str) -> Option<String> {
     env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -89,6 +97,10 @@ impl Config {
         for (key, value) in MODE_DEFAULTS {
             producer_config.insert(key.into(), Value::String(value.into()));
         }
+        producer_config.insert(
+            "message.timeout.ms".into(),
+            Value::String(message_timeout_ms(&mode).into()),
+        );
         if let Some(raw) = var("INGEST_PRODUCER_CONFIG") {
             let overrides: Map<String, Value> = serde_json::from_str(&raw)
                 .map_err(|e| format!("INGEST_PRODUCER_CONFIG is not a JSON object: {e}"))?;
