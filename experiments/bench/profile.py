@@ -112,7 +112,10 @@ class Measured:
 
     @property
     def service_us_per_request(self) -> float | None:
-        cores = self.cores.get("service")
+        return self.us_per_request("service")
+
+    def us_per_request(self, component: str) -> float | None:
+        cores = self.cores.get(component)
         return round(cores * 1e6 / self.rps, 1) if cores is not None and self.rps else None
 
     def as_dict(self) -> dict[str, Any]:
@@ -120,6 +123,9 @@ class Measured:
                 "rps": round(self.rps, 1), "events_per_s": round(self.events_per_s, 1),
                 "non_2xx": self.non_2xx, "p99_ms": self.p99_ms, "cores": self.cores,
                 "service_us_per_request": self.service_us_per_request,
+                # The service's CPU per request split: librdkafka's threads vs the rest.
+                "service_us_per_request_by_thread": {
+                    kind: self.us_per_request(f"service_{kind}") for kind in ("python", "librdkafka")},
                 "service_us_per_event": round(self.service_us_per_request / self.case.batch, 2)
                 if self.service_us_per_request is not None else None,
                 "rss_mb": self.rss_mb, "wrk_command": self.command}
@@ -141,6 +147,22 @@ def _cpu_s(procs: list[psutil.Process]) -> float:
             times = proc.cpu_times()
             total += times.user + times.system
     return total
+
+
+def _threads_cpu_s(procs: list[psutil.Process]) -> dict[str, float]:
+    """CPU seconds by thread kind: librdkafka's own threads (named `rdk:*`) and the rest
+    (the event loop and any Python thread), so the Kafka client's share is not guessed."""
+    totals = {"librdkafka": 0.0, "python": 0.0}
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            for thread in proc.threads():
+                try:
+                    name = Path(f"/proc/{proc.pid}/task/{thread.id}/comm").read_text().strip()
+                except OSError:
+                    continue
+                kind = "librdkafka" if name.startswith("rdk:") else "python"
+                totals[kind] += thread.user_time + thread.system_time
+    return totals
 
 
 def rss_mb(pid: int) -> float:
@@ -254,11 +276,13 @@ def measure(case: Case, url: str, server_pid: int, broker_pid: int | None, wrk: 
     if warmup_s:
         run_wrk(wrk, target, script, warmup_s, connections, threads)
     server, broker = _tree(server_pid), _tree(broker_pid) if broker_pid else []
+    threads_before = _threads_cpu_s(server)
     before = (_cpu_s(server), _cpu_s(broker), _machine_busy_s(),
               resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic())
     cmd, out = run_wrk(wrk, target, script, duration_s, connections, threads)
     after = (_cpu_s(server), _cpu_s(broker), _machine_busy_s(),
              resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic())
+    threads_after = _threads_cpu_s(server)
     wall = after[4] - before[4]
     wrk_s = (after[3].ru_utime + after[3].ru_stime) - (before[3].ru_utime + before[3].ru_stime)
     # The window is wrk's own run time (its start-up is milliseconds), so cores are per
@@ -266,6 +290,8 @@ def measure(case: Case, url: str, server_pid: int, broker_pid: int | None, wrk: 
     cores = {"service": (after[0] - before[0]) / wall, "broker": (after[1] - before[1]) / wall,
              "wrk": wrk_s / wall, "machine": (after[2] - before[2]) / wall}
     cores["other"] = max(0.0, cores["machine"] - cores["service"] - cores["broker"] - cores["wrk"])
+    for kind, spent in threads_after.items():
+        cores[f"service_{kind}"] = (spent - threads_before[kind]) / wall
     result = Measured(case, cores={k: round(v, 3) for k, v in cores.items()},
                       rss_mb=rss_mb(server_pid),
                       command=" ".join([*cmd[:-3], "-s", "post.lua", case.path]))
@@ -390,24 +416,29 @@ def run_profile(cases: list[Case], out: Path, duration_s: int = 10, warmup_s: in
 def _line(m: Measured) -> str:
     c = m.cores
     us = m.service_us_per_request
+    rdk = m.us_per_request("service_librdkafka")
     return (f"{m.case.name:<42} {m.rps:>10,.0f} req/s {m.events_per_s:>10,.0f} ev/s "
             f"p99 {m.p99_ms if m.p99_ms is not None else float('nan'):>7.1f} ms  "
-            f"{us if us is not None else float('nan'):>7.1f} us/req  cores: service "
+            f"{us if us is not None else float('nan'):>7.1f} us/req "
+            f"(librdkafka {rdk if rdk is not None else float('nan'):.1f})  cores: service "
             f"{c['service']:.2f} broker {c['broker']:.2f} wrk {c['wrk']:.2f} other "
             f"{c['other']:.2f}  non-2xx {m.non_2xx}")
 
 
 def table(document: dict[str, Any]) -> str:
     """The result document as a Markdown table (what the closing note quotes)."""
-    lines = ["| case | req/s | events/s | p99 ms | service us/req | service | broker | wrk | "
-             "other | non-2xx |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| case | req/s | events/s | p99 ms | service us/req | of which librdkafka | "
+             "service | broker | wrk | other | non-2xx |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in document["cases"]:
         cores = c["cores"]
         us = c["service_us_per_request"]
+        rdk = (c.get("service_us_per_request_by_thread") or {}).get("librdkafka")
         lines.append(
             f"| {c['name']} | {c['rps']:,.0f} | {c['events_per_s']:,.0f} | "
             f"{c['p99_ms'] if c['p99_ms'] is not None else '-'} | "
-            f"{us if us is not None else '-'} | {cores['service']:.2f} | {cores['broker']:.2f} | "
+            f"{us if us is not None else '-'} | {rdk if rdk is not None else '-'} | "
+            f"{cores['service']:.2f} | {cores['broker']:.2f} | "
             f"{cores['wrk']:.2f} | {cores['other']:.2f} | {c['non_2xx']} |")
     lines.append("")
     for name, value in document["ratios"].items():
