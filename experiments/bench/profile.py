@@ -12,6 +12,8 @@ the processes' CPU times, not sampled means) to the requests wrk completed:
 Everything runs back to back in one process so the ratios (service over raw, hot path
 over FastAPI routing, two workers over one) compare like with like; what other processes
 used in the same window is recorded as `other`, so a busy box shows in the file. The
+service's CPU is also split by thread (`service_us_per_request_by_thread`): librdkafka's
+own threads (`rdk:*`) against the rest, so the Kafka client's share is read, not guessed. The
 apps' own CPU per request without the server (`experiments.bench.inprocess`) is
 measured first and written beside them.
 """
