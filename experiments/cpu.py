@@ -198,3 +198,30 @@ def _machine_busy() -> tuple[float, float]:
     total = sum(times) - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
     idle = times.idle + getattr(times, "iowait", 0.0)
     return total - idle, total
+
+
+# -- one-shot figures for benchmarks that charge a window's CPU to its requests -------------
+def process_tree(pid: int | None) -> list[psutil.Process]:
+    """`pid` and its descendants now (empty when it is gone or None)."""
+    if pid is None:
+        return []
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def cpu_seconds(procs: Iterable[psutil.Process]) -> float:
+    """User + system CPU seconds of `procs` (those that are gone count nothing)."""
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            total += _cpu_seconds(proc)
+    return total
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (all cores), for deltas."""
+    return _machine_busy()[0]
+

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from experiments.kafka import BOOTSTRAP_ENV, LocalKafka, create_topic, unique_topic
+from experiments.kafka.broker import free_port
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +28,19 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     state = broker.start()
     try:
         yield state.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[LocalKafka]:
+    """A one-node broker of the test's own, which it may stop (the session broker is
+    shared); fixed ports, so a service started on it finds it again after a restart."""
+    broker = LocalKafka(run_dir=tmp_path / "kafka", die_with_parent=True,
+                        port=free_port(), controller_port=free_port(), heap="512m")
+    broker.start()
+    try:
+        yield broker
     finally:
         broker.stop()
 

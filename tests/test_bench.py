@@ -1,4 +1,5 @@
-"""The bench's pure parts: wrk's request script, and CPU split by thread kind."""
+"""The bench's pure parts: its request bodies, and CPU split by thread kind (wrk's script
+and output are tested with experiments/load/wrk.py, in tests/load/test_runs.py)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,12 @@ import time
 import orjson
 import psutil
 
-from experiments.bench.profile import _threads_cpu_s, request_body, wrk_script
+from experiments.bench.profile import _threads_cpu_s, request_body
 
 PR_SET_NAME = 15
 
 
-def test_wrk_script_quotes_any_body() -> None:
-    body = orjson.dumps({"data": {"k": "]]", "l": "]=]"}})
-    script = wrk_script(body)
-    opening = script.index("wrk.body = [") + len("wrk.body = [")
-    level = script[opening:].index("[")
-    close = "]" + "=" * level + "]"
-    assert script.rstrip().endswith(close)
-    inner = script[opening + level + 1:script.rstrip().rindex(close)]
-    assert inner == body.decode() and close not in inner
+def test_a_batch_body_is_the_event_repeated() -> None:
     assert orjson.loads(request_body(3)) == [orjson.loads(request_body(1))] * 3
 
 

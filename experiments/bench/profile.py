@@ -25,7 +25,6 @@ import logging
 import os
 import re
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,19 +38,16 @@ import orjson
 import psutil
 
 from experiments.bench.inprocess import app_cost
-from experiments.errors import LabError, MissingToolError
+from experiments.cpu import cpu_seconds, machine_busy_seconds, process_tree
+from experiments.errors import LabError
 from experiments.kafka import LocalKafka, ensure_kafka, unique_topic
 from experiments.kafka.broker import free_port
+from experiments.load.wrk import find_wrk, wrk_once, wrk_script
 from experiments.provenance import collect_provenance
 from experiments.service_proc import ServiceProcess
 
 EVENT: dict[str, Any] = {"client_id": "test", "name": "hello_event", "data": {"test": "value"}}
 log = logging.getLogger("experiments.bench")
-_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
-_REQUESTS = re.compile(r"(\d+) requests in ([\d.]+)(m?s|m)\b")
-_NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
-_P99 = re.compile(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
-_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
 @dataclass(frozen=True)
@@ -134,23 +130,6 @@ class Measured:
 
 
 # -- processes -------------------------------------------------------------------------
-def _tree(pid: int) -> list[psutil.Process]:
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return []
-
-
-def _cpu_s(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            times = proc.cpu_times()
-            total += times.user + times.system
-    return total
-
-
 def _threads_cpu_s(procs: list[psutil.Process]) -> dict[str, float]:
     """CPU seconds by thread kind: librdkafka's own threads (named `rdk:*`) and the rest
     (the event loop and any Python thread), so the Kafka client's share is not guessed."""
@@ -169,16 +148,10 @@ def _threads_cpu_s(procs: list[psutil.Process]) -> dict[str, float]:
 
 def rss_mb(pid: int) -> float:
     total = 0
-    for proc in _tree(pid):
+    for proc in process_tree(pid):
         with contextlib.suppress(psutil.Error):
             total += proc.memory_info().rss
     return round(total / 2**20, 1)
-
-
-def _machine_busy_s() -> float:
-    t = psutil.cpu_times()
-    return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0) + \
-        getattr(t, "steal", 0.0)
 
 
 def _wait_listening(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -244,29 +217,8 @@ def service_server(case: Case, bootstrap: str, log_file: Path) -> Iterator[tuple
 
 
 # -- wrk ---------------------------------------------------------------------------------
-def wrk_script(body: bytes) -> str:
-    """A wrk Lua script sending `body` as a JSON POST (the body as a Lua long string)."""
-    text = body.decode()
-    level = 0
-    # The closing bracket must not pair with a "]" inside or at the end of the body.
-    while f"]{'=' * level}]" in text + "]":
-        level += 1
-    eq = "=" * level
-    return (f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-            f"wrk.body = [{eq}[{text}]{eq}]\n")
-
-
 def request_body(batch: int) -> bytes:
     return orjson.dumps(EVENT if batch == 1 else [EVENT] * batch)
-
-
-def run_wrk(wrk: str, url: str, script: Path, seconds: int, connections: int,
-         threads: int) -> tuple[list[str], str]:
-    cmd = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
-           str(script), url]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60,
-                         check=False).stdout
-    return cmd, out
 
 
 def measure(case: Case, url: str, server_pid: int, broker_pid: int | None, wrk: str,
@@ -276,13 +228,13 @@ def measure(case: Case, url: str, server_pid: int, broker_pid: int | None, wrk: 
     script.write_text(wrk_script(request_body(case.batch)))
     target = url + case.path
     if warmup_s:
-        run_wrk(wrk, target, script, warmup_s, connections, threads)
-    server, broker = _tree(server_pid), _tree(broker_pid) if broker_pid else []
+        wrk_once(wrk, target, script, warmup_s, connections, threads)
+    server, broker = process_tree(server_pid), process_tree(broker_pid)
     threads_before = _threads_cpu_s(server)
-    before = (_cpu_s(server), _cpu_s(broker), _machine_busy_s(),
+    before = (cpu_seconds(server), cpu_seconds(broker), machine_busy_seconds(),
               resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic())
-    cmd, out = run_wrk(wrk, target, script, duration_s, connections, threads)
-    after = (_cpu_s(server), _cpu_s(broker), _machine_busy_s(),
+    run = wrk_once(wrk, target, script, duration_s, connections, threads)
+    after = (cpu_seconds(server), cpu_seconds(broker), machine_busy_seconds(),
              resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic())
     threads_after = _threads_cpu_s(server)
     wall = after[4] - before[4]
@@ -296,19 +248,13 @@ def measure(case: Case, url: str, server_pid: int, broker_pid: int | None, wrk: 
         cores[f"service_{kind}"] = (spent - threads_before[kind]) / wall
     result = Measured(case, cores={k: round(v, 3) for k, v in cores.items()},
                       rss_mb=rss_mb(server_pid),
-                      command=" ".join([*cmd[:-3], "-s", "post.lua", case.path]))
-    found = _REQUESTS.search(out)
-    rps = _RPS.search(out)
-    if found is None or rps is None:
-        raise LabError(f"could not read wrk's output:\n{out}")
-    result.requests = int(found.group(1))
-    result.rps = float(rps.group(1))
+                      command=" ".join([*run.command[:-3], "-s", "post.lua", case.path]))
+    if run.requests is None or run.rps is None:
+        raise LabError(f"could not read wrk's output:\n{run.output}")
+    result.requests, result.rps, result.non_2xx = run.requests, run.rps, run.non_2xx
     result.seconds = round(result.requests / result.rps, 2) if result.rps else 0.0
-    non_2xx = _NON_2XX.search(out)
-    result.non_2xx = int(non_2xx.group(1)) if non_2xx else 0
-    p99 = _P99.search(out)
-    if p99:
-        result.p99_ms = round(float(p99.group(1)) * _UNIT_MS[p99.group(2)], 2)
+    if run.p99_ms is not None:
+        result.p99_ms = round(run.p99_ms, 2)
     return result
 
 
@@ -358,9 +304,7 @@ def run_profile(cases: list[Case], out: Path, duration_s: int = 10, warmup_s: in
                 connections: int = 50, threads: int = 1, batch: int = 100,
                 bootstrap: str | None = None) -> dict[str, Any]:
     """Measure `cases` back to back; write and return the result document."""
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise MissingToolError("wrk", "install it with `make bench-deps` (Debian: apt-get install -y wrk)")
+    wrk = find_wrk("install it with `make bench-deps` (Debian: apt-get install -y wrk)")
     out.parent.mkdir(parents=True, exist_ok=True)
     log_dir = out.parent / (out.stem + "-logs")
     log_dir.mkdir(exist_ok=True)

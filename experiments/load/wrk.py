@@ -14,7 +14,7 @@ import statistics
 import subprocess
 import tempfile
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from time import perf_counter_ns
 from typing import Any
@@ -51,10 +51,52 @@ def wrk_script(body: bytes) -> str:
             f"wrk.body = [{eq}[{text}]{eq}]\n")
 
 
-def run_wrk(url: str, spec: LoadSpec, threads: int, server_pid: int) -> dict[str, Any]:
+# -- wrk as the reference client, for every benchmark that uses it ------------------------
+_REQUESTS = re.compile(r"(\d+) requests in")
+_PERCENTILE = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+@dataclass(frozen=True)
+class WrkRun:
+    """One wrk run: its command, its output, and the figures read from it (None: absent)."""
+
+    command: list[str]
+    output: str
+    rps: float | None
+    requests: int | None
+    non_2xx: int
+    p50_ms: float | None
+    p99_ms: float | None
+
+
+def find_wrk(how_to_install: str = "install it (Debian: `apt-get install -y wrk`)") -> str:
     wrk = shutil.which("wrk")
     if wrk is None:
-        raise MissingToolError("wrk", "install it (Debian: `apt-get install -y wrk`)")
+        raise MissingToolError("wrk", how_to_install)
+    return wrk
+
+
+def parse_wrk(command: list[str], output: str) -> WrkRun:
+    rps, requests, non_2xx = _RPS.search(output), _REQUESTS.search(output), _NON_2XX.search(output)
+    latency = {p: float(v) * _UNIT_MS[unit] for p, v, unit in _PERCENTILE.findall(output)}
+    return WrkRun(command, output, float(rps[1]) if rps else None,
+                  int(requests[1]) if requests else None, int(non_2xx[1]) if non_2xx else 0,
+                  latency.get("50"), latency.get("99"))
+
+
+def wrk_once(wrk: str, url: str, script: Path, seconds: int, connections: int, threads: int = 1,
+             check: bool = False) -> WrkRun:
+    """Run wrk with `--latency` and the POST script against `url` for `seconds`."""
+    cmd = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
+           str(script), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60,
+                         check=check).stdout
+    return parse_wrk(cmd, out)
+
+
+def run_wrk(url: str, spec: LoadSpec, threads: int, server_pid: int) -> dict[str, Any]:
+    wrk = find_wrk()
     duration = max(1, math.ceil(spec.duration_s))
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "post.lua"

@@ -10,9 +10,6 @@ Targets run back to back so their ratios are comparable; absolute rates are this
 from __future__ import annotations
 
 import json
-import re
-import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -22,21 +19,16 @@ from typing import Any
 
 import psutil
 
-from experiments.errors import MissingToolError
+from experiments.cpu import cpu_seconds, machine_busy_seconds, process_tree
 from experiments.kafka import LocalKafka, ensure_kafka, unique_topic
 from experiments.kafka.broker import listening_pid
-from experiments.load.wrk import wrk_script
+from experiments.load.wrk import find_wrk, wrk_once, wrk_script
 from experiments.native.service import RustService
 from experiments.service_proc import ServiceProcess
 
 SEED_BODY = b'{"client_id": "test", "name": "hello_event", "data": {"test": "value"}}'
 TARGETS = (("rust", "fire-and-forget"), ("rust", "durable"),
            ("python", "fire-and-forget"), ("python", "durable"))
-_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
-_NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
-_REQUESTS = re.compile(r"(\d+) requests in")
-_P = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
-_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
 @dataclass(frozen=True)
@@ -54,52 +46,25 @@ class Measurement:
     seconds: float
 
 
-def _tree_cpu(pid: int | None) -> float:
-    """User+system cpu seconds of `pid` and its descendants (0 if it is gone)."""
-    if pid is None:
-        return 0.0
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
-    total = 0.0
-    for proc in procs:
-        try:
-            times = proc.cpu_times()
-        except psutil.Error:
-            continue
-        total += times.user + times.system
-    return total
-
-
-def _machine_busy() -> float:
-    times = psutil.cpu_times()
-    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
-
-
-def run_wrk(wrk: str, url: str, script: Path, seconds: int, connections: int) -> str:
-    cmd = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
-    return subprocess.run(cmd, capture_output=True, text=True, check=True,
-                          timeout=seconds + 60).stdout
-
-
 def measure(impl: str, mode: str, service: ServiceProcess, wrk: str, script: Path,
             broker_pid: int | None, seconds: int, warmup: int, connections: int) -> Measurement:
     url = f"{service.url}/"
-    run_wrk(wrk, url, script, warmup, connections)
-    before = (_tree_cpu(service.pid), _tree_cpu(broker_pid), _machine_busy(), time.monotonic())
-    out = run_wrk(wrk, url, script, seconds, connections)
-    after = (_tree_cpu(service.pid), _tree_cpu(broker_pid), _machine_busy(), time.monotonic())
+    wrk_once(wrk, url, script, warmup, connections, check=True)
+
+    def now() -> tuple[float, float, float, float]:
+        return (cpu_seconds(process_tree(service.pid)), cpu_seconds(process_tree(broker_pid)),
+                machine_busy_seconds(), time.monotonic())
+
+    before = now()
+    run = wrk_once(wrk, url, script, seconds, connections, check=True)
+    after = now()
     wall = after[3] - before[3]
-    latency = {p: float(v) * _UNIT_MS[unit] for p, v, unit in _P.findall(out)}
-    rps, requests, non_2xx = _RPS.search(out), _REQUESTS.search(out), _NON_2XX.search(out)
     return Measurement(
         impl=impl, mode=mode,
-        rps=float(rps[1]) if rps else 0.0,
-        requests=int(requests[1]) if requests else 0,
-        non_2xx=int(non_2xx[1]) if non_2xx else 0,
-        p50_ms=latency.get("50"), p99_ms=latency.get("99"),
+        rps=run.rps or 0.0,
+        requests=run.requests or 0,
+        non_2xx=run.non_2xx,
+        p50_ms=run.p50_ms, p99_ms=run.p99_ms,
         service_cores=round((after[0] - before[0]) / wall, 3),
         broker_cores=round((after[1] - before[1]) / wall, 3) if broker_pid else None,
         machine_cores=round((after[2] - before[2]) / wall, 3),
@@ -124,9 +89,7 @@ def table(rows: list[Measurement]) -> str:
 
 def run_bench(out_dir: Path, seconds: int = 10, warmup: int = 3, connections: int = 50,
               targets: tuple[tuple[str, str], ...] = TARGETS) -> list[Measurement]:
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise MissingToolError("wrk", "install it (Debian: `apt-get install -y wrk`, or `make native`)")
+    wrk = find_wrk("install it (Debian: `apt-get install -y wrk`, or `make native`)")
     out_dir.mkdir(parents=True, exist_ok=True)
     local = LocalKafka()
     kafka = ensure_kafka(None, local=local)

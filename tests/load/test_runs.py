@@ -258,3 +258,17 @@ def test_wrk_script_quotes_any_body() -> None:
     assert 'wrk.body = [=[{"data": {"x": "]]"}}]=]' in script
     # A JSON array ends in "]": "[[...]]]" would close one character early.
     assert 'wrk.body = [=[[{"a": 1}]]=]' in wrk_script(b'[{"a": 1}]')
+
+
+def test_wrk_output_is_read_once_for_every_benchmark() -> None:
+    from experiments.load.wrk import parse_wrk
+
+    out = ("Running 10s test @ http://127.0.0.1:1/\n  1 threads and 50 connections\n"
+           "  Latency Distribution\n     50%  812.00us\n     75%    1.10ms\n     99%    3.05ms\n"
+           "  494630 requests in 10.00s, 80.21MB read\n  Non-2xx or 3xx responses: 12\n"
+           "Requests/sec:  49463.02\n")
+    run = parse_wrk(["wrk"], out)
+    assert (run.rps, run.requests, run.non_2xx) == (49463.02, 494630, 12)
+    assert run.p50_ms == pytest.approx(0.812) and run.p99_ms == pytest.approx(3.05)
+    empty = parse_wrk(["wrk"], "unable to connect")
+    assert (empty.rps, empty.requests, empty.non_2xx, empty.p99_ms) == (None, None, 0, None)

@@ -22,7 +22,6 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from experiments.kafka import LocalKafka, end_offsets, read_topic, unique_topic
-from experiments.kafka.broker import free_port
 from experiments.native import RustService, build, is_built, missing_prereqs
 
 OPT_IN_ENV = "LAB_NATIVE"
@@ -176,18 +175,6 @@ def test_durable_answers_503_when_the_broker_refuses_the_record(start: Any, kafk
     assert "MessageSizeTooLarge" in body["reason"]
     assert response.headers["retry-after"] == "1"
     assert sum(end_offsets(kafka_bootstrap, service.topic).values()) == 0
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[LocalKafka]:
-    """A broker this test may stop (the session broker is shared)."""
-    broker = LocalKafka(run_dir=tmp_path / "kafka", die_with_parent=True,
-                        port=free_port(), controller_port=free_port(), heap="512m")
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 def test_durable_answers_503_when_the_broker_is_down(own_broker: LocalKafka, tmp_path: Path) -> None:

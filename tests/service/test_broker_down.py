@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from experiments.kafka import LocalKafka
-from experiments.kafka.broker import free_port
 from tests.service.harness import make_settings, records_by_key, run_service
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 MESSAGE_TIMEOUT_S = 2.0
 READY_TIMEOUT_S = 1.0
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[LocalKafka]:
-    """A broker this test may stop; fixed ports so the service finds it again."""
-    broker = LocalKafka(run_dir=tmp_path / "kafka", die_with_parent=True,
-                        port=free_port(), controller_port=free_port(), heap="512m")
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 def test_durable_service_survives_a_broker_outage(own_broker: LocalKafka, seed_event: dict[str, Any]) -> None:
