@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 USER_NAMED = {
@@ -48,3 +50,12 @@ def test_environment_yml_installs_the_project_not_a_second_list(repo_root: Path)
     assert tuple(map(int, python.split("=")[-1].split("."))) >= tuple(map(int, minimum.split(".")))
     java = next(d for d in conda if _name(d) == "openjdk")
     assert int(java.split("=")[-1]) >= 17
+
+
+# (`python -m service` runs in the service tests; its __main__ starts the server on import.)
+@pytest.mark.parametrize("module", ["experiments", "experiments.kafka", "experiments.load",
+                                    "experiments.bench", "experiments.native"])
+def test_every_command_line_entry_point_imports(module: str) -> None:
+    """`python -m X` for each tool the README names: a benchmark no test runs end to end
+    must still import (a rename once broke `make bench` and no test saw it)."""
+    importlib.import_module(f"{module}.__main__")

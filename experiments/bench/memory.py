@@ -8,7 +8,6 @@ The figure the issue asks for is RSS at the end over RSS after the first million
 from __future__ import annotations
 
 import re
-import shutil
 import tempfile
 import time
 import urllib.request
@@ -17,9 +16,10 @@ from typing import Any
 
 import orjson
 
-from experiments.bench.profile import Case, request_body, rss_mb, run_wrk, service_server, wrk_script
-from experiments.errors import LabError, MissingToolError
+from experiments.bench.profile import Case, request_body, rss_mb, service_server
+from experiments.errors import LabError
 from experiments.kafka import LocalKafka, ensure_kafka
+from experiments.load.wrk import find_wrk, wrk_once, wrk_script
 from experiments.provenance import collect_provenance
 
 _ACCEPTED = re.compile(r'^ingest_events_accepted_total\{mode="fire-and-forget"\} ([0-9.e+]+)$',
@@ -35,9 +35,7 @@ def _accepted(url: str) -> int:
 def run_memory(out: Path, events: int = 10_000_000, checkpoint: int = 1_000_000,
                batch: int = 100, round_s: int = 5, connections: int = 50,
                max_s: float = 1800, bootstrap: str | None = None) -> dict[str, Any]:
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise MissingToolError("wrk", "install it with `make bench-deps`")
+    wrk = find_wrk("install it with `make bench-deps`")
     out.parent.mkdir(parents=True, exist_ok=True)
     log_file = out.parent / (out.stem + ".service.log")
     target = ensure_kafka(bootstrap)
@@ -53,7 +51,7 @@ def run_memory(out: Path, events: int = 10_000_000, checkpoint: int = 1_000_000,
             rows.append({"events": 0, "rss_mb": rss_mb(pid), "elapsed_s": 0.0})
             next_mark = checkpoint
             while True:
-                run_wrk(wrk, url + case.path, script, round_s, connections, 1)
+                wrk_once(wrk, url + case.path, script, round_s, connections, 1)
                 accepted = _accepted(url)
                 row = {"events": accepted, "rss_mb": rss_mb(pid),
                        "elapsed_s": round(time.monotonic() - started, 1)}
