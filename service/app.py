@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 
 from confluent_kafka import KafkaException
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from service.deps import Ingest
 from service.events import RecordMaker
@@ -77,16 +78,46 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics.process_exited()
 
 
-def create_app(settings: Settings) -> FastAPI:
+class ServiceApp(FastAPI):
+    """FastAPI with the service's entry in front of its middleware stack.
+
+    FastAPI wraps every request in its own layers (server errors, telemetry, a body
+    limit, exception handling): a sixth of the ingest hot path's CPU on the wire
+    (measured with py-spy). `entry` wraps that whole stack instead of sitting inside it:
+    the guard (for every request) and the ingest routes, which answer, count and handle
+    their own errors. Middleware the service adds itself (`own_middleware` of them) stays
+    inside FastAPI's stack; middleware added to the built app (`app.add_middleware`, e.g.
+    an authenticating one) wraps the entry, so it still sees every request.
+    """
+
+    entry: Callable[[ASGIApp], ASGIApp] | None = None
+    own_middleware = 0
+
+    def build_middleware_stack(self) -> ASGIApp:
+        everything = self.user_middleware
+        outer = everything[: len(everything) - self.own_middleware]  # added later = first
+        self.user_middleware = everything[len(outer):]
+        try:
+            app = super().build_middleware_stack()
+        finally:
+            self.user_middleware = everything
+        if self.entry is not None:
+            app = self.entry(app)
+        for cls, args, kwargs in reversed(outer):
+            app = cls(app, *args, **kwargs)
+        return app
+
+
+def create_app(settings: Settings) -> ServiceApp:
     """A fully wired app; the Publisher's producer is created in the lifespan, not here.
 
-    Our middleware from the inside out: request metrics, then the ingest hot path
-    (`IngestRoutes`, which answers and counts the ingest routes itself). A wrapper added
-    after these (`app.add_middleware`) sees every request, the hot path's included.
+    From the outside in: middleware added to the returned app, the guard (framing,
+    limits, API keys), the ingest hot path (`IngestRoutes`, unless `hot_path` is off),
+    then FastAPI's stack with request metrics for every other route.
     """
     metrics = Metrics()
     config = effective_config(settings)
-    app = FastAPI(
+    app = ServiceApp(
         title="Kafka ingestion service",
         version="0.1.0",
         summary="JSON events over HTTP into Apache Kafka, durable or fire-and-forget.",
@@ -108,11 +139,16 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     counter = RequestCounter(metrics)
     app.add_middleware(RequestMetricsMiddleware, counter=counter)
-    if settings.hot_path:
-        routes = [route for router in routers for route in router.routes]
-        app.add_middleware(IngestRoutes, ingest=ingest, routes=routes, counter=counter)
-    # Added last, so outermost: framing, limits and API keys apply before either path.
-    app.add_middleware(GuardMiddleware, **guard_options(settings))
+    app.own_middleware = len(app.user_middleware)
+    routes = [route for router in routers for route in router.routes]
+    guard = guard_options(settings)
+
+    def entry(stack: ASGIApp) -> ASGIApp:
+        if settings.hot_path:
+            stack = IngestRoutes(stack, ingest=ingest, routes=routes, counter=counter)
+        return GuardMiddleware(stack, **guard)
+
+    app.entry = entry
     return app
 
 

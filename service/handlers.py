@@ -61,7 +61,7 @@ async def answer_client_gone(request: Request, exc: Exception) -> Response:
     return Response(status_code=499)
 
 
-async def _unexpected(request: Request, exc: Exception) -> Response:
+async def answer_unexpected(request: Request, exc: Exception) -> Response:
     log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
     return json_response({"error": "internal_error", "message": "internal server error"}, 500)
 
@@ -71,4 +71,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(ClientDisconnect, answer_client_gone)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(Exception, answer_unexpected)

@@ -6,9 +6,10 @@ parse and validate (`service.events`), enrich into records, admission, publish, 
 answer built from the outcome. Every step is a function here over the ASGI scope and
 `receive`, so two callers share them exactly:
 
-- `IngestRoutes`, a plain ASGI handler in front of FastAPI's router (the default), which
-  serves those paths without building a Request, matching routes or resolving
-  dependencies, and sends its answer as two prebuilt ASGI messages;
+- `IngestRoutes`, a plain ASGI handler in front of FastAPI's middleware stack (the
+  default, see `service.app.ServiceApp`), which serves those paths without FastAPI's
+  middleware layers, building a Request, matching routes or resolving dependencies, and
+  sends its answer as two ASGI messages;
 - the FastAPI routes in `service.routes`, which stay declared for the OpenAPI document
   (and serve the requests when `INGEST_HOT_PATH=false`).
 
@@ -45,7 +46,13 @@ from service.events import (
     parse_json_batch,
     parse_ndjson_batch,
 )
-from service.handlers import JSON, TEXT, answer_client_gone, answer_ingest_error
+from service.handlers import (
+    JSON,
+    TEXT,
+    answer_client_gone,
+    answer_ingest_error,
+    answer_unexpected,
+)
 from service.kafka import Outcome, RecordHeaders
 from service.kafka.delivery import QUEUE_FULL_OUTCOME
 from service.kafka.errors import QUEUE_FULL
@@ -324,12 +331,14 @@ HANDLERS: dict[str, Handler] = {
 
 # -- the hot path ----------------------------------------------------------------------
 class IngestRoutes:
-    """ASGI middleware that serves and counts the app's ingest routes itself; all else goes on.
+    """The ingest routes served in front of FastAPI's middleware stack; all else goes on.
 
     `routes` are the routes the app includes (the bench routes only when enabled); only
     `POST` on one of their ingest paths is taken, and its `APIRoute` is put in the scope
-    as routing would. Errors are answered by `service.handlers`; anything unexpected
-    propagates to the app's server-error handling (500 JSON), counted as 500 here.
+    as routing would. Every answer is this class's own, as FastAPI's stack would give it:
+    errors by `service.handlers`, an unexpected exception as the same 500 JSON and then
+    re-raised for the server to log and close the connection (ServerErrorMiddleware's
+    contract), and each request counted by route and status.
     """
 
     def __init__(self, app: ASGIApp, ingest: Ingest, routes: Sequence[BaseRoute],
@@ -361,6 +370,9 @@ class IngestRoutes:
                 response = await answer_ingest_error(Request(scope, receive), exc)
             except ClientDisconnect as exc:
                 response = await answer_client_gone(Request(scope, receive), exc)
+            except Exception as exc:
+                await (await answer_unexpected(Request(scope, receive), exc))(scope, receive, send)
+                raise
             else:
                 status, body = answer.status, answer.body
                 # A fresh message each time: an outer middleware may add headers to it.
