@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import threading
 from collections.abc import Callable
 from enum import StrEnum
@@ -60,9 +61,52 @@ def resolve_all(ready: list[tuple[asyncio.Future[Any], Any]]) -> None:
             future.set_result(result)
 
 
-def expire_batch(batch: BatchCountdown) -> None:
-    if not batch.future.done():
-        batch.future.set_result(list(batch.outcomes))
+def expire_single(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_result(TIMED_OUT_OUTCOME)
+
+
+class Deadlines:
+    """How long a request waits for its delivery report at most, checked by one sweep.
+
+    librdkafka promises every report within `message.timeout.ms`; this only guards against
+    a lost one. A timer per durable request (`call_later` and its `cancel`) cost 2-3 us of
+    the loop's CPU each, measured; every wait here has the same length, so the entries
+    are in deadline order and a periodic `sweep` looks only at the front of a deque.
+    """
+
+    def __init__(self, wait_s: float) -> None:
+        self.wait_s = wait_s
+        self._entries: collections.deque[
+            tuple[float, asyncio.Future[Any], Callable[[asyncio.Future[Any]], None]]
+        ] = collections.deque()
+
+    def add(self, now: float, future: asyncio.Future[Any],
+            expire: Callable[[asyncio.Future[Any]], None] = expire_single) -> None:
+        """`future` gets `expire(future)` unless done by `now + wait_s` (the next sweep)."""
+        entries = self._entries
+        # Reports come back nearly in order: dropping the settled front here keeps the deque
+        # short, so a settled future is not kept alive (and promoted by the GC) until a sweep.
+        while entries and entries[0][1].done():
+            entries.popleft()
+        entries.append((now + self.wait_s, future, expire))
+
+    def sweep(self, now: float) -> int:
+        """Drop the settled entries at the front, expire those past their deadline; how many
+        expired. Settled entries behind an unsettled one wait for a later sweep."""
+        entries, expired = self._entries, 0
+        while entries:
+            deadline, future, expire = entries[0]
+            if not future.done():
+                if deadline > now:
+                    break
+                expire(future)
+                expired += 1
+            entries.popleft()
+        return expired
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class BatchCountdown:
@@ -87,6 +131,11 @@ class BatchCountdown:
             done = self.remaining == 0
         if done:
             self.complete(self.future, self.outcomes)
+
+    def expire(self, future: asyncio.Future[Any]) -> None:
+        """Deadlines' expiry: whatever reports arrived, the rest as not reported."""
+        if not future.done():
+            future.set_result(list(self.outcomes))
 
     def settle_unproduced(self, first: int) -> None:
         """Loop thread: events from `first` on were never produced; count them as done."""

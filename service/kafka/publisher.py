@@ -28,9 +28,9 @@ from service.kafka.admission import Admission
 from service.kafka.delivery import (
     TIMED_OUT_OUTCOME,
     BatchCountdown,
+    Deadlines,
     DeliveryBridge,
     Outcome,
-    expire_batch,
     outcome_of,
     resolve_all,
 )
@@ -46,8 +46,12 @@ _GAUGE_EVERY_S = 0.5
 # librdkafka promises a report within the timeout, this only guards against a lost one.
 _REPORT_GRACE_S = 5.0
 # How long the `loop` bridge sleeps when a poll served nothing: bounds the extra
-# delivery latency it adds, at 500 idle wake-ups per second.
+# delivery latency it adds, at 500 idle wake-ups per second; 1 ms (the event loop's timer
+# resolution) while requests wait for their reports, whose answer it delays.
 _LOOP_IDLE_S = 0.002
+_LOOP_WAITING_S = 0.001
+# How often requests still waiting past their report deadline are answered (Deadlines).
+_SWEEP_S = 0.5
 # Kafka record headers added to every record of one request (e.g. who published it).
 RecordHeaders = list[tuple[str, bytes]]
 
@@ -71,6 +75,8 @@ class Publisher:
         )
         self.max_message_bytes = int(config.get("message.max.bytes", 1_000_000))
         self.report_wait_s = int(config.get("message.timeout.ms", 300_000)) / 1000 + _REPORT_GRACE_S
+        self.deadlines = Deadlines(self.report_wait_s)
+        self._sweeper: asyncio.TimerHandle | None = None
         self.fatal_error: str | None = None
         self._metrics = metrics
         self._accepted = metrics.events_accepted.labels(mode=mode.value)
@@ -99,6 +105,7 @@ class Publisher:
         except (KafkaException, ValueError, TypeError) as exc:
             raise ConfigError(f"invalid producer configuration: {exc}") from exc
         self._loop = loop
+        self._sweeper = loop.call_later(_SWEEP_S, self._sweep)
         if self.bridge is DeliveryBridge.LOOP:
             self._poll_task = loop.create_task(self._poll_on_loop(), name="kafka-poll")
             return
@@ -113,7 +120,18 @@ class Publisher:
         if self._poll_task is not None:
             # Reports must not be served on two threads at once: the flush serves them next.
             await self._poll_task
-        return await asyncio.to_thread(self._flush, flush_timeout)
+        try:
+            return await asyncio.to_thread(self._flush, flush_timeout)
+        finally:
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+
+    def _sweep(self) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        self.deadlines.sweep(loop.time())
+        self._sweeper = loop.call_later(_SWEEP_S, self._sweep)
 
     def _flush(self, flush_timeout: float) -> int:
         if self._thread is not None:
@@ -145,7 +163,8 @@ class Publisher:
             if now >= next_gauges:
                 self._update_gauges()
                 next_gauges = now + _GAUGE_EVERY_S
-            await asyncio.sleep(0 if served else _LOOP_IDLE_S)
+            await asyncio.sleep(
+                0 if served else _LOOP_WAITING_S if self.deadlines else _LOOP_IDLE_S)
 
     def _poll_loop(self) -> None:
         producer = self.producer
@@ -278,11 +297,8 @@ class Publisher:
             raise self._produce_failed(exc, 1) from None
         self._produced += 1
         self._accepted.inc()
-        timer = loop.call_later(self.report_wait_s, resolve_all, [(future, TIMED_OUT_OUTCOME)])
-        try:
-            return await future
-        finally:
-            timer.cancel()
+        self.deadlines.add(loop.time(), future)
+        return await future
 
     def publish_batch_nowait(self, records: list[Record],
                              headers: RecordHeaders | None = None) -> int:
@@ -327,9 +343,6 @@ class Publisher:
         finally:
             self._produced += produced
             self._accepted.inc(produced)
-        timer = loop.call_later(self.report_wait_s, expire_batch, batch)
-        try:
-            outcomes = await future
-        finally:
-            timer.cancel()
+        self.deadlines.add(loop.time(), future, batch.expire)
+        outcomes = await future
         return [o if o is not None else TIMED_OUT_OUTCOME for o in outcomes]

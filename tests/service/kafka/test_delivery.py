@@ -1,4 +1,5 @@
-"""The batch count-down: one completion, after the last report, wherever reports come from."""
+"""The batch count-down (one completion, after the last report, wherever reports come from)
+and the deadlines that answer a request whose report never came."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from unittest.mock import MagicMock
 
 from confluent_kafka import KafkaError
 
-from service.kafka.delivery import QUEUE_FULL_OUTCOME, BatchCountdown, Outcome
+from service.kafka.delivery import (
+    QUEUE_FULL_OUTCOME,
+    TIMED_OUT_OUTCOME,
+    BatchCountdown,
+    Deadlines,
+    Outcome,
+)
 
 
 def _msg(offset: int) -> Any:
@@ -60,3 +67,38 @@ def test_unproduced_tail_counts_as_done_and_failures_keep_their_reason() -> None
     assert outcomes[0] == Outcome(None, False, 0, 10)
     assert outcomes[1].error == "_MSG_TIMED_OUT" and outcomes[1].retriable
     assert outcomes[2:] == [QUEUE_FULL_OUTCOME, QUEUE_FULL_OUTCOME]
+
+
+def test_deadlines_expire_only_unsettled_waits_past_their_deadline() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        deadlines = Deadlines(10.0)
+        settled, waiting, later = (loop.create_future() for _ in range(3))
+        deadlines.add(0.0, settled)
+        deadlines.add(1.0, waiting)
+        deadlines.add(5.0, later)
+        settled.set_result("delivered")
+        assert deadlines.sweep(9.0) == 0 and len(deadlines) == 2  # the settled one is gone
+        assert not waiting.done()
+        assert deadlines.sweep(11.0) == 1
+        assert waiting.result() == TIMED_OUT_OUTCOME and settled.result() == "delivered"
+        assert not later.done() and len(deadlines) == 1
+        later.cancel()  # a request whose client went away
+        assert deadlines.sweep(100.0) == 0 and len(deadlines) == 0
+    finally:
+        loop.close()
+
+
+def test_an_expired_batch_keeps_the_reports_that_arrived() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        future = loop.create_future()
+        countdown = BatchCountdown(2, future, lambda err, msg: None, lambda fut, result: None)
+        countdown.on_delivery(0, None, _msg(7))
+        deadlines = Deadlines(1.0)
+        deadlines.add(0.0, future, countdown.expire)
+        assert deadlines.sweep(2.0) == 1
+        first, second = future.result()
+        assert first == Outcome(None, False, 0, 7) and second is None
+    finally:
+        loop.close()
