@@ -60,5 +60,6 @@ clean:
 	rm -rf .native
 
 # The service's per-request cost beside the raw-ASGI ceiling -> results/bench/service.json
+# (every case three times, interleaved: this box's runs differ by up to 60% per case).
 bench: env jars bench-deps
-	$(PY) -m experiments.bench service --out results/bench/service.json
+	$(PY) -m experiments.bench service --rounds 3 --out results/bench/service.json

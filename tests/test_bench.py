@@ -1,5 +1,6 @@
-"""The bench's pure parts: its request bodies, and CPU split by thread kind (wrk's script
-and output are tested with experiments/load/wrk.py, in tests/load/test_runs.py)."""
+"""The bench's pure parts: its request bodies, the median of rounds, and CPU split by
+thread kind (wrk's script and output are tested with experiments/load/wrk.py, in
+tests/load/test_runs.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ import time
 import orjson
 import psutil
 
-from experiments.bench.profile import _threads_cpu_s, request_body
+from experiments.bench.profile import (
+    Case,
+    Measured,
+    _threads_cpu_s,
+    median_round,
+    request_body,
+    table,
+)
 
 PR_SET_NAME = 15
 
@@ -44,3 +52,21 @@ def test_threads_named_like_librdkafkas_are_counted_apart() -> None:
         thread.join()
     assert after["librdkafka"] - before["librdkafka"] >= 0.25
     assert set(after) == {"librdkafka", "python"}
+
+
+def _round(rps: float, service_cores: float) -> Measured:
+    return Measured(Case("fire-and-forget, single", "service", "/"), requests=int(rps * 10),
+                    seconds=10.0, rps=rps, p99_ms=5.0,
+                    cores={"service": service_cores, "broker": 0.1, "wrk": 0.2, "other": 0.0})
+
+
+def test_the_quoted_round_is_the_median_by_cpu_per_request_with_every_round_kept() -> None:
+    # CPU per request 100, 50 and 70 us: the round quoted is the 70 us one, though its rate
+    # is neither the highest nor the lowest, and all three rounds stay in the document.
+    rounds = [_round(5_000, 0.5), _round(18_000, 0.9), _round(10_000, 0.7)]
+    chosen = median_round(rounds).as_dict()
+    assert chosen["service_us_per_request"] == 70.0 and chosen["rps"] == 10_000
+    assert sorted(r["service_us_per_request"] for r in chosen["rounds"]) == [50.0, 70.0, 100.0]
+    document = {"cases": [chosen], "ratios": {}, "in_process_us_per_request": {}}
+    assert "| 10,000 (5,000-18,000) |" in table(document)
+    assert "| 70.0 (50.0-100.0) |" in table(document)

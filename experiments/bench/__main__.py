@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     service.add_argument("--connections", type=int, default=50)
     service.add_argument("--threads", type=int, default=1, help="wrk threads")
     service.add_argument("--batch", type=int, default=100, help="events per batch request")
+    service.add_argument("--rounds", type=int, default=1,
+                         help="measure every case this many times, interleaved; quote the median")
     service.add_argument("--case", action="append", dest="cases",
                          help="only cases whose name contains this (repeatable)")
     service.add_argument("--bootstrap", help="an existing cluster instead of the local broker")
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         document = run_profile(select(default_cases(args.batch), args.cases), args.out,
                                duration_s=args.duration, warmup_s=args.warmup,
                                connections=args.connections, threads=args.threads,
-                               batch=args.batch, bootstrap=args.bootstrap)
+                               batch=args.batch, bootstrap=args.bootstrap, rounds=args.rounds)
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
