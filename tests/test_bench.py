@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
+from pathlib import Path
 
 import orjson
 import psutil
@@ -15,9 +16,11 @@ from experiments.bench.profile import (
     Case,
     Measured,
     _threads_cpu_s,
+    default_cases,
     median_round,
     request_body,
     table,
+    with_baseline,
 )
 
 PR_SET_NAME = 15
@@ -70,3 +73,14 @@ def test_the_quoted_round_is_the_median_by_cpu_per_request_with_every_round_kept
     document = {"cases": [chosen], "ratios": {}, "in_process_us_per_request": {}}
     assert "| 10,000 (5,000-18,000) |" in table(document)
     assert "| 70.0 (50.0-100.0) |" in table(document)
+
+
+def test_a_baseline_doubles_the_service_cases_on_servers_of_their_own(tmp_path: Path) -> None:
+    cases = default_cases()
+    doubled = with_baseline(cases, tmp_path)
+    service = [c for c in cases if c.target == "service"]
+    baseline = [c for c in doubled if c.source is not None]
+    assert len(doubled) == len(cases) + len(service)
+    assert [c.name for c in baseline] == [f"{c.name}, baseline" for c in service]
+    assert {c.source for c in baseline} == {str(tmp_path.resolve())}
+    assert not {c.server_key for c in baseline} & {c.server_key for c in cases}

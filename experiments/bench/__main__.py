@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 
 from experiments.bench.memory import run_memory
-from experiments.bench.profile import default_cases, run_profile, select, table
+from experiments.bench.profile import default_cases, run_profile, select, table, with_baseline
 from experiments.errors import LabError
 
 
@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     service.add_argument("--batch", type=int, default=100, help="events per batch request")
     service.add_argument("--rounds", type=int, default=1,
                          help="measure every case this many times, interleaved; quote the median")
+    service.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+                         help="also run every service case from this checkout of the project "
+                              "(e.g. a `git worktree` of an older commit), interleaved")
     service.add_argument("--case", action="append", dest="cases",
                          help="only cases whose name contains this (repeatable)")
     service.add_argument("--bootstrap", help="an existing cluster instead of the local broker")
@@ -45,7 +48,12 @@ def main(argv: list[str] | None = None) -> int:
             print(orjson.dumps({k: v for k, v in result.items() if k != "provenance"},
                                option=orjson.OPT_INDENT_2).decode())
             return 0
-        document = run_profile(select(default_cases(args.batch), args.cases), args.out,
+        cases = select(default_cases(args.batch), args.cases)
+        if args.baseline is not None:
+            if not (args.baseline / "service" / "__init__.py").is_file():
+                raise LabError(f"{args.baseline} is not a checkout of this project")
+            cases = with_baseline(cases, args.baseline)
+        document = run_profile(cases, args.out,
                                duration_s=args.duration, warmup_s=args.warmup,
                                connections=args.connections, threads=args.threads,
                                batch=args.batch, bootstrap=args.bootstrap, rounds=args.rounds)

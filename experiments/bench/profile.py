@@ -21,6 +21,7 @@ measured first and written beside them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -62,11 +63,26 @@ class Case:
     workers: int = 1
     hot_path: bool = True  # service only
     stack: str = "uvloop+httptools"  # raw only: or "asyncio+h11", "uvloop+httptools+guard"
+    # service only: another checkout of this project whose service runs instead (its
+    # directory goes first on PYTHONPATH), to measure a change against a baseline.
+    source: str | None = None
 
     @property
     def server_key(self) -> tuple[Any, ...]:
         """Cases with the same key share one server process."""
-        return (self.target, self.mode, self.workers, self.hot_path, self.stack)
+        return (self.target, self.mode, self.workers, self.hot_path, self.stack, self.source)
+
+
+def with_baseline(cases: list[Case], source: Path) -> list[Case]:
+    """Every service case twice: as it is, and run from the checkout at `source` (its name
+    ending in ", baseline"); with rounds, each pair is measured under the same conditions."""
+    out: list[Case] = []
+    for case in cases:
+        out.append(case)
+        if case.target == "service":
+            out.append(dataclasses.replace(case, name=f"{case.name}, baseline",
+                                           source=str(source.resolve())))
+    return out
 
 
 def default_cases(batch: int = 100) -> list[Case]:
@@ -223,9 +239,12 @@ def raw_server(stack: str, workers: int, log_file: Path) -> Iterator[tuple[str, 
 @contextlib.contextmanager
 def service_server(case: Case, bootstrap: str, log_file: Path) -> Iterator[tuple[str, int]]:
     assert case.mode is not None
+    env = {"INGEST_HOT_PATH": "true" if case.hot_path else "false"}
+    if case.source is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [case.source,
+                                                          os.environ.get("PYTHONPATH")]))
     service = ServiceProcess(case.mode, bootstrap, unique_topic("bench"), log_file,
-                             workers=case.workers,
-                             env={"INGEST_HOT_PATH": "true" if case.hot_path else "false"})
+                             workers=case.workers, env=env)
     service.start()
     try:
         time.sleep(0.5 if case.workers == 1 else 2.0)
@@ -372,12 +391,20 @@ def run_profile(cases: list[Case], out: Path, duration_s: int = 10, warmup_s: in
         "machine": {"cpus": psutil.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
                     "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
         "provenance": collect_provenance(target.kafka_version),
+        "baselines": {source: _git_commit(source)
+                      for source in sorted({c.source for c in cases if c.source})},
         "in_process_us_per_request": in_process,
         "cases": [m.as_dict() for m in results],
         "ratios": ratios(results),
     }
     out.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
     return document
+
+
+def _git_commit(path: str) -> str | None:
+    done = subprocess.run(["git", "-C", path, "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=False)
+    return done.stdout.strip() or None
 
 
 def _line(m: Measured) -> str:
