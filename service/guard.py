@@ -278,13 +278,20 @@ class GuardedH11Protocol(_GuardedProtocol, H11Protocol):
 if httptools is not None:
 
     class GuardedHttpToolsProtocol(_GuardedProtocol, HttpToolsProtocol):
-        """httptools keeps a header's bytes until it is complete: the head is counted here."""
+        """httptools keeps a header's bytes until it is complete: the head is counted here.
+
+        Checked here: a head still arriving, and the request target (httptools refuses a
+        very long one with a bare 400 before any head is complete). The headers' count
+        and size of a complete head are `check_head`'s, in `GuardMiddleware`, with the same
+        answer; checking them here as well, in a Python callback per header, cost about a
+        third of this protocol's 4.5 us per request (in-process, uvicorn driven with
+        request bytes).
+        """
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._in_head = False
             self._head_bytes = 0
-            self._header_bytes = 0
 
         def data_received(self, data: bytes) -> None:
             # Only a chunk that starts inside a head and ends inside it is all head bytes;
@@ -300,21 +307,13 @@ if httptools is not None:
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._in_head = True
-            self._head_bytes = self._header_bytes = 0
+            self._head_bytes = 0
             self._expect(self.limits.header_timeout_s)
 
         def on_url(self, url: bytes) -> None:
             super().on_url(url)
             if len(self.url) > self.limits.max_request_line_bytes:
                 self._refusal = _too_long(self.limits)
-                raise _Refused
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            super().on_header(name, value)
-            self._header_bytes += len(name) + len(value)
-            if (len(self.headers) > self.limits.max_header_count
-                    or self._header_bytes > self.limits.max_header_bytes):
-                self._refusal = _too_many_headers(self.limits)
                 raise _Refused
 
         def on_headers_complete(self) -> None:
