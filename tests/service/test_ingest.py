@@ -100,6 +100,14 @@ def test_record_maker_stamps_like_received_at() -> None:
     assert before <= datetime.fromisoformat(stamp) <= after
 
 
+def test_record_maker_stamps_pad_the_microseconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    maker = RecordMaker()
+    for micros, text in ((42, "000042"), (0, "000000"), (999_999, "999999")):
+        ns = (1_800_000_000 * 1_000_000 + micros) * 1000
+        monkeypatch.setattr("service.events.time.time_ns", lambda ns=ns: ns)
+        assert maker.stamp() == f"2027-01-15T08:00:00.{text}+00:00"
+
+
 def test_the_joined_batch_answer_is_what_orjson_writes() -> None:
     records = RecordMaker().records([{"client_id": "c", "name": "n", "data": {}}] * 3)
     answer = accepted_answer(records, 202)
