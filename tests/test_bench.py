@@ -4,7 +4,9 @@ tests/load/test_runs.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
+import math
 import threading
 import time
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import orjson
 import psutil
 
+from experiments.bench.inprocess import _server_us_per_request
 from experiments.bench.profile import (
     Case,
     Measured,
@@ -22,6 +25,9 @@ from experiments.bench.profile import (
     table,
     with_baseline,
 )
+from experiments.bench.raw_asgi import GuardedProtocol, guarded_app
+from experiments.bench.raw_asgi import app as raw_app
+from service.guard import NoDelayProtocol
 
 PR_SET_NAME = 15
 
@@ -84,3 +90,16 @@ def test_a_baseline_doubles_the_service_cases_on_servers_of_their_own(tmp_path: 
     assert [c.name for c in baseline] == [f"{c.name}, baseline" for c in service]
     assert {c.source for c in baseline} == {str(tmp_path.resolve())}
     assert not {c.server_key for c in baseline} & {c.server_key for c in cases}
+
+
+def test_the_in_process_server_path_serves_every_request_on_both_protocols() -> None:
+    """Each call waits for the raw app's answer: a protocol that refused the request (the
+    guard answering 4xx) would never write it, and the measurement would time out."""
+
+    async def both() -> list[float]:
+        return [await asyncio.wait_for(
+            _server_us_per_request(protocol, app, request_body(1), 200), 30)
+            for protocol, app in ((NoDelayProtocol, raw_app), (GuardedProtocol, guarded_app))]
+
+    costs = asyncio.run(both())
+    assert all(math.isfinite(c) and c > 0 for c in costs)

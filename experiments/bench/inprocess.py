@@ -5,20 +5,30 @@ every app; what differs is the app. Calling the ASGI apps directly with a prebui
 and body, and charging this thread's CPU time (not wall time, so other processes on a
 shared machine disturb it little), isolates that part: the raw ASGI app, the service's
 hot path and FastAPI's routing of the same routes, the no-op routes (no Kafka).
+
+The server's Python share is measured the same way: uvicorn's httptools protocol fed
+request bytes, answering into a transport that keeps nothing (no sockets, no
+syscalls), with its plain protocol and with the service's guarded one, so the guard's
+cost per request is read without the network's noise.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
+import uvloop
 from starlette.types import ASGIApp, Message
+from uvicorn.config import Config
+from uvicorn.server import ServerState
 
+from experiments.bench.raw_asgi import FIXED_ID, GuardedProtocol, guarded_app
 from experiments.bench.raw_asgi import app as raw_app
-from experiments.bench.raw_asgi import guarded_app
 from service import Settings, create_app
+from service.guard import NoDelayProtocol
 
 EVENT: dict[str, Any] = {"client_id": "test", "name": "hello_event", "data": {"test": "value"}}
 
@@ -52,6 +62,58 @@ async def _cpu_us_per_call(app: ASGIApp, path: str, body: bytes, calls: int) -> 
     return spent / calls * 1e6
 
 
+class _NullTransport(asyncio.Transport):
+    """What uvicorn's protocol writes to: it keeps nothing and wakes `answered` once the
+    raw app's answer (it ends with the fixed id) has been written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answered: asyncio.Future[None] | None = None
+        self._closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if bytes(data).endswith(FIXED_ID) and self.answered is not None and not self.answered.done():
+            self.answered.set_result(None)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(
+            name, default)
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        self._closing = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def _server_us_per_request(protocol: Callable[..., asyncio.Protocol], app: ASGIApp,
+                                 body: bytes, calls: int) -> float:
+    """uvicorn's protocol serving `calls` keep-alive requests of the raw app, in-process."""
+    request = (b"POST / HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    config = Config(app=app, loop="none", http="httptools", log_config=None, access_log=False)
+    config.load()
+    server = protocol(config=config, server_state=ServerState(), app_state={})
+    transport = _NullTransport()
+    server.connection_made(transport)
+    loop = asyncio.get_running_loop()
+    try:
+        started = time.thread_time()
+        for _ in range(calls):
+            transport.answered = loop.create_future()
+            server.data_received(request)
+            await transport.answered
+        return (time.thread_time() - started) / calls * 1e6
+    finally:
+        server.connection_lost(None)
+
+
 async def _measure(calls: int, rounds: int, batch: int) -> dict[str, float]:
     # No broker is reached: the no-op routes never produce and the lifespan is not run.
     settings = dict(bench_endpoints=True, create_topic=False, bootstrap_servers="127.0.0.1:1")
@@ -77,6 +139,25 @@ async def _measure(calls: int, rounds: int, batch: int) -> dict[str, float]:
     return {name: round(value, 2) for name, value in best.items()}
 
 
+async def _measure_servers(calls: int, rounds: int) -> dict[str, float]:
+    servers = {
+        "uvicorn's httptools protocol serving the raw ASGI app": (NoDelayProtocol, raw_app),
+        "the same, guarded protocol and guard middleware": (GuardedProtocol, guarded_app),
+    }
+    single = orjson.dumps(EVENT)
+    best = {name: float("inf") for name in servers}
+    for protocol, app in servers.values():
+        await _server_us_per_request(protocol, app, single, max(10, calls // 10))  # warm-up
+    for _ in range(rounds):
+        for name, (protocol, app) in servers.items():
+            best[name] = min(best[name],
+                             await _server_us_per_request(protocol, app, single, calls))
+    return {name: round(value, 2) for name, value in best.items()}
+
+
 def app_cost(calls: int = 3000, rounds: int = 5, batch: int = 100) -> dict[str, float]:
-    """Best-of-`rounds` CPU microseconds per request of each app, in-process."""
-    return asyncio.run(_measure(calls, rounds, batch))
+    """Best-of-`rounds` CPU microseconds per request of each app, in-process; the server
+    path on uvloop, as the service runs (the apps' own figures on asyncio's loop, as
+    before, so they compare with earlier runs)."""
+    return {**asyncio.run(_measure(calls, rounds, batch)),
+            **uvloop.run(_measure_servers(calls * 3, rounds))}

@@ -14,11 +14,11 @@ from starlette.types import Receive, Scope, Send
 from service.guard import GuardedHttpToolsProtocol, GuardMiddleware, Limits
 from service.settings import Settings
 
-_ID = b"00000000-0000-4000-8000-000000000000"
+FIXED_ID = b"00000000-0000-4000-8000-000000000000"
 _START = {"type": "http.response.start", "status": 202,
           "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                      (b"content-length", str(len(_ID)).encode())]}
-_BODY = {"type": "http.response.body", "body": _ID}
+                      (b"content-length", str(len(FIXED_ID)).encode())]}
+_BODY = {"type": "http.response.body", "body": FIXED_ID}
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
