@@ -84,26 +84,22 @@ class ServiceApp(FastAPI):
     FastAPI wraps every request in its own layers (server errors, telemetry, a body
     limit, exception handling): a sixth of the ingest hot path's CPU on the wire
     (measured with py-spy). `entry` wraps that whole stack instead of sitting inside it:
-    the guard (for every request) and the ingest routes, which answer, count and handle
-    their own errors. Middleware the service adds itself (`own_middleware` of them) stays
-    inside FastAPI's stack; middleware added to the built app (`app.add_middleware`, e.g.
-    an authenticating one) wraps the entry, so it still sees every request.
+    the guard (for every request), the ingest routes (which answer, count and handle
+    their own errors) and request metrics for the rest. Middleware added with
+    `app.add_middleware` wraps the entry, so it still sees every request.
     """
 
     entry: Callable[[ASGIApp], ASGIApp] | None = None
-    own_middleware = 0
 
     def build_middleware_stack(self) -> ASGIApp:
-        everything = self.user_middleware
-        outer = everything[: len(everything) - self.own_middleware]  # added later = first
-        self.user_middleware = everything[len(outer):]
+        added, self.user_middleware = self.user_middleware, []
         try:
             app = super().build_middleware_stack()
         finally:
-            self.user_middleware = everything
+            self.user_middleware = added
         if self.entry is not None:
             app = self.entry(app)
-        for cls, args, kwargs in reversed(outer):
+        for cls, args, kwargs in reversed(added):
             app = cls(app, *args, **kwargs)
         return app
 
@@ -113,7 +109,7 @@ def create_app(settings: Settings) -> ServiceApp:
 
     From the outside in: middleware added to the returned app, the guard (framing,
     limits, API keys), the ingest hot path (`IngestRoutes`, unless `hot_path` is off),
-    then FastAPI's stack with request metrics for every other route.
+    request metrics for every other route, then FastAPI's stack.
     """
     metrics = Metrics()
     config = effective_config(settings)
@@ -138,12 +134,11 @@ def create_app(settings: Settings) -> ServiceApp:
     routers = include_routers(app, settings.bench_endpoints)
     install_error_handlers(app)
     counter = RequestCounter(metrics)
-    app.add_middleware(RequestMetricsMiddleware, counter=counter)
-    app.own_middleware = len(app.user_middleware)
     routes = [route for router in routers for route in router.routes]
     guard = guard_options(settings)
 
     def entry(stack: ASGIApp) -> ASGIApp:
+        stack = RequestMetricsMiddleware(stack, counter=counter)
         if settings.hot_path:
             stack = IngestRoutes(stack, ingest=ingest, routes=routes, counter=counter)
         return GuardMiddleware(stack, **guard)

@@ -88,6 +88,17 @@ def test_metrics_count_requests_and_events(service: Any, kafka_bootstrap: str,
         assert f"# TYPE {name.removesuffix('_total')}" in text
 
 
+def test_routes_other_than_ingest_are_counted_by_their_template(service: Any) -> None:
+    with service.client() as c:
+        before = c.get("/metrics").text
+        c.get("/healthz")
+        c.get("/healthz")
+        text = c.get("/metrics").text
+    labels = {"route": "/healthz", "method": "GET", "status": "200"}
+    assert _sample(text, "ingest_http_requests_total", **labels) - \
+        _sample(before, "ingest_http_requests_total", **labels) == 2
+
+
 def test_openapi_documents_every_route(service: Any) -> None:
     with service.client() as c:
         assert c.get("/docs").status_code == 200
