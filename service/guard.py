@@ -283,9 +283,9 @@ if httptools is not None:
         Checked here: a head still arriving, and the request target (httptools refuses a
         very long one with a bare 400 before any head is complete). The headers' count
         and size of a complete head are `check_head`'s, in `GuardMiddleware`, with the same
-        answer; checking them here as well, in a Python callback per header, cost about a
-        third of this protocol's 4.5 us per request (in-process, uvicorn driven with
-        request bytes).
+        answer; checking them here as well, in a Python callback per header, cost about
+        1 of this protocol's ~5 us per request (in-process, uvicorn driven with request
+        bytes; `make bench` writes the figure).
         """
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:

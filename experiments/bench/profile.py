@@ -44,7 +44,7 @@ from experiments.errors import LabError
 from experiments.kafka import LocalKafka, ensure_kafka, unique_topic
 from experiments.kafka.broker import free_port
 from experiments.load.wrk import find_wrk, wrk_once, wrk_script
-from experiments.provenance import collect_provenance
+from experiments.provenance import collect_provenance, git_info
 from experiments.service_proc import ServiceProcess
 
 EVENT: dict[str, Any] = {"client_id": "test", "name": "hello_event", "data": {"test": "value"}}
@@ -391,7 +391,7 @@ def run_profile(cases: list[Case], out: Path, duration_s: int = 10, warmup_s: in
         "machine": {"cpus": psutil.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
                     "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
         "provenance": collect_provenance(target.kafka_version),
-        "baselines": {source: _git_commit(source)
+        "baselines": {source: git_info(Path(source))
                       for source in sorted({c.source for c in cases if c.source})},
         "in_process_us_per_request": in_process,
         "cases": [m.as_dict() for m in results],
@@ -399,12 +399,6 @@ def run_profile(cases: list[Case], out: Path, duration_s: int = 10, warmup_s: in
     }
     out.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
     return document
-
-
-def _git_commit(path: str) -> str | None:
-    done = subprocess.run(["git", "-C", path, "rev-parse", "HEAD"], capture_output=True,
-                          text=True, check=False)
-    return done.stdout.strip() or None
 
 
 def _line(m: Measured) -> str:

@@ -85,11 +85,17 @@ def parse_wrk(command: list[str], output: str) -> WrkRun:
                   latency.get("50"), latency.get("99"))
 
 
+def wrk_command(wrk: str, url: str, script: Path, seconds: int, connections: int,
+                threads: int = 1) -> list[str]:
+    """wrk with `--latency` and the POST script against `url` for `seconds`."""
+    return [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
+            str(script), url]
+
+
 def wrk_once(wrk: str, url: str, script: Path, seconds: int, connections: int, threads: int = 1,
              check: bool = False) -> WrkRun:
-    """Run wrk with `--latency` and the POST script against `url` for `seconds`."""
-    cmd = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
-           str(script), url]
+    """Run `wrk_command` to its end and read its figures."""
+    cmd = wrk_command(wrk, url, script, seconds, connections, threads)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60,
                          check=check).stdout
     return parse_wrk(cmd, out)
@@ -101,8 +107,8 @@ def run_wrk(url: str, spec: LoadSpec, threads: int, server_pid: int) -> dict[str
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "post.lua"
         script.write_text(wrk_script(body_pool(spec, 0)[0]))
-        cmd = [wrk, f"-t{threads}", f"-c{spec.connections}", f"-d{duration}s", "--latency",
-               "-s", str(script), url.rstrip("/") + spec.path]
+        cmd = wrk_command(wrk, url.rstrip("/") + spec.path, script, duration, spec.connections,
+                          threads)
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         # wrk has no warm-up; sample CPU from its second second on, as the generator's window does.
         sampler = CpuSampler({"wrk": proc.pid, "noop_server": server_pid},
@@ -111,15 +117,14 @@ def run_wrk(url: str, spec: LoadSpec, threads: int, server_pid: int) -> dict[str
             out, _ = proc.communicate(timeout=duration + 60)
         finally:
             sampler.stop()
-    match = _RPS.search(out)
-    rps = float(match.group(1)) if match else None
+    run = parse_wrk(cmd, out)
+    rps = run.rps
     cpu = with_other({name: sampler.mean(name, 0, duration - 1)
                       for name in ("wrk", "noop_server", "machine")})
-    non_2xx = _NON_2XX.search(out)
     errors = _ERRORS.search(out)
     return {
         "ceiling_rps": rps,
-        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "non_2xx": run.non_2xx,
         "socket_errors": errors.group(0) if errors else None,
         "cpu_percent": cpu,
         "cpu_us_per_request": cpu_us_per_request(cpu["wrk"], rps),
