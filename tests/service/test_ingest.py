@@ -14,9 +14,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from experiments.kafka import read_topic
 from service import create_app
-from service.events import RecordMaker, received_at
+from service.events import RecordMaker, parse_event, received_at
 from service.ingest import RECORD_HEADERS_KEY, accepted_answer, accepted_results
 from tests.service.harness import make_settings, run_service, wait_for_keys
+
+
+EVENT = parse_event(b'{"client_id": "c", "name": "n", "data": {}}')
 
 
 class _Stamp:
@@ -81,8 +84,8 @@ def test_an_unexpected_error_on_the_hot_path_is_a_counted_500(
 
 def test_record_maker_ids_are_unique_uuid4_across_blocks() -> None:
     maker = RecordMaker(block=8)
-    ids = [maker.record({"client_id": "c", "name": "n", "data": {}}).event_id for _ in range(20)]
-    ids += [r.event_id for r in maker.records([{"client_id": "c", "name": "n", "data": {}}] * 30)]
+    ids = [maker.record(EVENT).event_id for _ in range(20)]
+    ids += [r.event_id for r in maker.records([EVENT] * 30)]
     assert len(set(ids)) == 50
     for text in ids:
         assert str(uuid.UUID(text)) == text and uuid.UUID(text).version == 4
@@ -91,7 +94,7 @@ def test_record_maker_ids_are_unique_uuid4_across_blocks() -> None:
 def test_record_maker_stamps_like_received_at() -> None:
     maker = RecordMaker()
     before = datetime.fromisoformat(received_at())
-    record = maker.record({"client_id": "c", "name": "n", "data": {"k": 1}})
+    record = maker.record(parse_event(b'{"client_id": "c", "name": "n", "data": {"k": 1}}'))
     after = datetime.fromisoformat(received_at())
     value = orjson.loads(record.value)
     stamp = value.pop("received_at")
@@ -109,7 +112,7 @@ def test_record_maker_stamps_pad_the_microseconds(monkeypatch: pytest.MonkeyPatc
 
 
 def test_the_joined_batch_answer_is_what_orjson_writes() -> None:
-    records = RecordMaker().records([{"client_id": "c", "name": "n", "data": {}}] * 3)
+    records = RecordMaker().records([EVENT] * 3)
     answer = accepted_answer(records, 202)
     assert answer.status == 202
     assert answer.body == orjson.dumps({"accepted": 3, "results": accepted_results(records)})

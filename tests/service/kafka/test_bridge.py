@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from service.errors import ConfigError, Overloaded
-from service.events import to_records
+from service.events import parse_event, to_records
 from service.kafka import Publisher
 from service.metrics import Metrics
 from service.modes import ProducerMode
@@ -40,7 +40,7 @@ def test_limits_come_from_the_effective_config() -> None:
 
 def test_a_batch_over_the_in_flight_bound_is_refused_whole() -> None:
     publisher = _publisher()
-    records = to_records([{"client_id": "c", "name": "n", "data": {}}] * 5, "t")
+    records = to_records([parse_event(b'{"client_id": "c", "name": "n", "data": {}}')] * 5, "t")
     with pytest.raises(Overloaded) as info:
         publisher.publish_batch_nowait(records)
     assert info.value.fields["reason"] == "too_many_in_flight"
