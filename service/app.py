@@ -126,6 +126,7 @@ def create_app(settings: Settings) -> ServiceApp:
         config, settings.topic, settings.mode, metrics,
         max_in_flight=settings.max_in_flight, retry_after=settings.retry_after_s,
         shed_delay_s=settings.shed_delay_s, bridge=settings.delivery_bridge,
+        reports=settings.delivery_reports,
     )
     ingest = Ingest(settings, publisher, RecordMaker())
     app.state.ingest = ingest

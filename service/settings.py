@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.kafka.delivery import DeliveryBridge
+from service.kafka.delivery import DeliveryBridge, DeliveryReports
 from service.modes import ProducerMode
 
 MiB = 1024 * 1024
@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     # Where delivery reports are served: `loop` by default, measured faster in every case
     # (see DeliveryBridge and experiments/plans/bridge.yaml); `thread` is the classic form.
     delivery_bridge: DeliveryBridge = DeliveryBridge.LOOP
+    # `errors`: librdkafka reports failures only (fire-and-forget; see DeliveryReports).
+    delivery_reports: DeliveryReports = DeliveryReports.ALL
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     workers: Annotated[int, Field(ge=1)] = 1
@@ -86,13 +88,16 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = None
 
     @model_validator(mode="after")
-    def _batch_fits_in_flight(self) -> Settings:
+    def _consistent(self) -> Settings:
         # A batch larger than the in-flight bound could never be accepted.
         if self.max_batch_events > self.max_in_flight:
             raise ValueError(
                 f"max_batch_events ({self.max_batch_events}) exceeds max_in_flight "
                 f"({self.max_in_flight})"
             )
+        if self.delivery_reports is DeliveryReports.ERRORS and self.mode is ProducerMode.DURABLE:
+            raise ValueError("delivery_reports=errors needs mode fire-and-forget: a durable "
+                             "request waits for its own event's delivery report")
         return self
 
     def public(self) -> dict[str, Any]:

@@ -32,6 +32,23 @@ class DeliveryBridge(StrEnum):
     LOOP = "loop"
 
 
+class DeliveryReports(StrEnum):
+    """Which delivery reports librdkafka hands to the service.
+
+    `all` (the default in both modes): one per event. They are the lab's instrument: the
+    delivery-latency histogram and the exact count of delivered events come from them, and
+    a durable request waits for its own. `errors` (fire-and-forget only) sets librdkafka's
+    `delivery.report.only.error`: failures are still reported, counted and logged, while
+    successes are not. The in-flight bound then counts what librdkafka holds
+    (`len(producer)`), the delivered count is produced - failed - held (exact once the
+    queue drains) and the delivery-latency histogram stays empty. What it saves per event
+    is measured by `make bench` beside the default.
+    """
+
+    ALL = "all"
+    ERRORS = "errors"
+
+
 Account = Callable[[KafkaError | None, Message], None]
 Complete = Callable[[asyncio.Future[Any], Any], None]
 

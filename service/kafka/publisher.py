@@ -30,6 +30,7 @@ from service.kafka.delivery import (
     BatchCountdown,
     Deadlines,
     DeliveryBridge,
+    DeliveryReports,
     Outcome,
     outcome_of,
     resolve_all,
@@ -62,8 +63,17 @@ class Publisher:
     # No defaults for the tunables: Settings (service/settings.py) is their one source.
     def __init__(self, config: dict[str, Any], topic: str, mode: ProducerMode,
                  metrics: Metrics, *, max_in_flight: int, retry_after: int,
-                 shed_delay_s: float, bridge: DeliveryBridge) -> None:
+                 shed_delay_s: float, bridge: DeliveryBridge,
+                 reports: DeliveryReports) -> None:
+        if str(config.get("delivery.report.only.error", "false")).lower() in ("true", "1"):
+            reports = DeliveryReports.ERRORS  # set through the producer config instead
+        if reports is DeliveryReports.ERRORS:
+            if mode is ProducerMode.DURABLE:
+                raise ConfigError("delivery.report.only.error needs mode fire-and-forget: a "
+                                  "durable request waits for its own event's delivery report")
+            config = {**config, "delivery.report.only.error": True}
         self.config = config
+        self.reports = reports
         self.bridge = bridge
         self.topic = topic
         self.mode = mode
@@ -95,6 +105,9 @@ class Publisher:
         self._delivered_n = 0
         self._failures: collections.Counter[str] = collections.Counter()
         self._failed_sample: list[str] = []
+        # Errors-only reports: the failed events seen, and the delivered count last added.
+        self._failed_n = 0
+        self._delivered_counted = 0
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -143,6 +156,9 @@ class Publisher:
 
     @property
     def in_flight(self) -> int:
+        if self.reports is DeliveryReports.ERRORS:
+            # Successes are never reported: what librdkafka still holds is what is in flight.
+            return len(self._producer) if self._producer is not None else 0
         return self._produced - self._reported
 
     @property
@@ -186,6 +202,7 @@ class Publisher:
             if latency is not None:
                 self._latency.add(latency)
         else:
+            self._failed_n += 1
             self._failures[err.name()] += 1
             if len(self._failed_sample) < 5:
                 key = msg.key()
@@ -230,7 +247,18 @@ class Publisher:
     def _update_gauges(self) -> None:
         if self._producer is not None:
             self._metrics.queue_depth.set(len(self._producer))
+            if self.reports is DeliveryReports.ERRORS:
+                self._count_unreported_deliveries(len(self._producer))
         self._metrics.in_flight.set(self.in_flight)
+
+    def _count_unreported_deliveries(self, held: int) -> None:
+        """Errors-only reports: every event produced and neither failed nor still held was
+        delivered. Exact once the queue drains; between, a failure being reported can make
+        the difference dip by one, so the counter only ever moves up."""
+        delivered = self._produced - self._failed_n - held
+        if delivered > self._delivered_counted:
+            self._delivered.inc(delivered - self._delivered_counted)
+            self._delivered_counted = delivered
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():

@@ -18,7 +18,6 @@ from service.events import RecordMaker, parse_event, received_at
 from service.ingest import RECORD_HEADERS_KEY, accepted_answer, accepted_results
 from tests.service.harness import make_settings, run_service, wait_for_keys
 
-
 EVENT = parse_event(b'{"client_id": "c", "name": "n", "data": {}}')
 
 

@@ -18,7 +18,8 @@ def _publisher(**config: object) -> Publisher:
     defaults = Settings(bootstrap_servers="127.0.0.1:1", topic="t")
     return Publisher({"bootstrap.servers": "127.0.0.1:1", **config}, "t", ProducerMode.DURABLE,
                      Metrics(), max_in_flight=4, retry_after=3,
-                     shed_delay_s=defaults.shed_delay_s, bridge=defaults.delivery_bridge)
+                     shed_delay_s=defaults.shed_delay_s, bridge=defaults.delivery_bridge,
+                     reports=defaults.delivery_reports)
 
 
 def test_unknown_producer_property_fails_at_start() -> None:
