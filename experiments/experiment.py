@@ -66,21 +66,14 @@ def open_target(params: RunParams, bootstrap: str, topic: str, out_dir: Path,
     if params.service_impl == "rust":
         from experiments.native.service import RustService  # builds with cargo on first use
 
-        rust = RustService(mode=params.mode, bootstrap=bootstrap, topic=topic,
-                           log_file=out_dir / "service.log", producer_config=producer_config,
-                           workers=params.service_workers, partitions=params.partitions)
+        rust = RustService(params.mode, bootstrap, topic, out_dir / "service.log",
+                           producer_config=producer_config, workers=params.service_workers,
+                           topic_partitions=params.partitions)
         return LaunchedService(rust, impl="rust")
-    service = ServiceProcess(
-        mode=params.mode,
-        bootstrap=bootstrap,
-        topic=topic,
-        log_file=out_dir / "service.log",
-        producer_config=producer_config,
-        workers=params.service_workers,
-        partitions=params.partitions,
-        delivery_bridge=params.delivery_bridge,
-        api_keys={LOADGEN_KEY_ID: api_key} if api_key else None,
-    )
+    keys = {"require_api_key": True, "api_keys": {LOADGEN_KEY_ID: api_key}} if api_key else {}
+    service = ServiceProcess(params.mode, bootstrap, topic, out_dir / "service.log",
+                             producer_config=producer_config, topic_partitions=params.partitions,
+                             **params.service_settings(), **keys)
     return LaunchedService(service)
 
 
@@ -186,8 +179,7 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
             "service": {
                 "mode": ready.get("mode", params.mode if not params.target_url else None),
                 "impl": target_section["impl"],
-                "workers": params.service_workers,
-                "delivery_bridge": params.delivery_bridge,
+                **params.service_settings(),
                 "topic": topic,
                 "partitions": params.partitions,
                 "producer_config": ready.get("producer_config",

@@ -13,7 +13,7 @@ from experiments.errors import LabError
 from experiments.faults import FAULTS, SERVICE_FAULTS, TIMED_FAULTS
 from experiments.load.spec import DEFAULT_ENGINE, ENGINES
 from experiments.target import ExternalTarget, TargetError
-from service.kafka.delivery import DeliveryBridge
+from service.kafka.delivery import DeliveryBridge, DeliveryReports
 from service.modes import ProducerMode
 from service.settings import Settings
 
@@ -24,7 +24,9 @@ LOAD_MODELS = ("closed", "open")
 # delivery bridge's default: a run parameter that the service reads is declared there.
 MODES = tuple(m.value for m in ProducerMode)
 BRIDGES = tuple(b.value for b in DeliveryBridge)
+REPORTS = tuple(r.value for r in DeliveryReports)
 DEFAULT_BRIDGE = Settings.model_fields["delivery_bridge"].default.value
+DEFAULT_REPORTS = Settings.model_fields["delivery_reports"].default.value
 CLUSTER_SIZES = (1, 3)  # local cluster layouts measured on 2 cores (experiments/kafka/broker.py)
 SERVICE_IMPLS = ("python", "rust")  # service/, or the article's design in experiments/native
 
@@ -32,6 +34,12 @@ SERVICE_IMPLS = ("python", "rust")  # service/, or the article's design in exper
 # Fields that say where a run writes, which broker or topic it uses, or which trial it is:
 # they differ between trials of one experiment and never define a configuration.
 BOOKKEEPING = {"factor": False}
+
+
+def setting(name: str) -> dict[str, str]:
+    """Metadata of a field that is the launched service's setting `name` (service/settings.py):
+    passed to it by `RunParams.service_settings`, with no further code per setting."""
+    return {"setting": name}
 
 
 class ParamsError(LabError):
@@ -53,8 +61,11 @@ class RunParams:
     load_workers: int = 1  # load generator processes
     producer_profile: str = "default"  # a file in experiments/profiles/
     producer_config: dict[str, Any] = field(default_factory=dict)  # librdkafka overrides
-    service_workers: int = 1
-    delivery_bridge: str = DEFAULT_BRIDGE  # loop (poll on the event loop) | thread (the classic poll thread)
+    service_workers: int = field(default=1, metadata=setting("workers"))
+    # loop (poll on the event loop) | thread (the classic poll thread)
+    delivery_bridge: str = field(default=DEFAULT_BRIDGE, metadata=setting("delivery_bridge"))
+    # all (a report per event: the delivery-latency histogram) | errors (fire-and-forget only)
+    delivery_reports: str = field(default=DEFAULT_REPORTS, metadata=setting("delivery_reports"))
     kafka_bootstrap: str = field(default="", metadata=BOOKKEEPING)  # empty: KAFKA_BOOTSTRAP_SERVERS or local
     topic: str = field(default="", metadata=BOOKKEEPING)  # empty: a fresh topic per run (audits apart)
     partitions: int = 1
@@ -83,11 +94,16 @@ class RunParams:
             ("endpoint", ENDPOINTS),
             ("load_model", LOAD_MODELS),
             ("delivery_bridge", BRIDGES),
+            ("delivery_reports", REPORTS),
             ("load_engine", ENGINES),
             ("service_impl", SERVICE_IMPLS),
         ):
             if getattr(self, name) not in allowed:
                 raise ParamsError(f"{name}={getattr(self, name)!r}: expected one of {allowed}")
+        if self.delivery_reports != DEFAULT_REPORTS and (
+                self.mode != "fire-and-forget" or self.target_url or self.service_impl != "python"):
+            raise ParamsError("delivery_reports=errors is a setting of the Python service the suite "
+                              "launches in fire-and-forget mode (durable waits for every report)")
         if self.endpoint != "batch" and self.batch_size != 1:
             raise ParamsError("batch_size applies to the batch endpoint only")
         self._check_cluster()
@@ -151,6 +167,11 @@ class RunParams:
                 "fault broker-kill on a one-node cluster takes the only broker away for the rest of the "
                 "run (no replica to fail over to): use cluster_size 3, or broker-restart / broker-pause"
             )
+
+    def service_settings(self) -> dict[str, Any]:
+        """The launched service's settings this run sets, by the service's own names."""
+        return {f.metadata["setting"]: getattr(self, f.name) for f in fields(self)
+                if "setting" in f.metadata}
 
     @classmethod
     def bookkeeping(cls) -> frozenset[str]:

@@ -11,6 +11,14 @@ matrix: {mode: [durable, fire-and-forget]}
 Trials are the outer loop, so slow drift of a shared machine spreads over every
 configuration instead of landing on the last one.
 
+`include` adds combinations the matrix does not cross, each a mapping of parameters
+over `base` (a setting that exists in one mode only, beside that mode's defaults):
+
+```yaml
+include:
+  - {mode: fire-and-forget, delivery_reports: errors}
+```
+
 `kind: search` plans do not list rates: per matrix combination the runner bisects the
 open loop's rate for the capacity at `slo_p99_ms` (experiments/search.py), and builds
 each probe's cells as it goes.
@@ -52,6 +60,7 @@ class Plan:
     kind: str = "matrix"  # matrix: every combination; search: bisect the rate per combination
     search: Search | None = None
     slo_p99_ms: float | None = None  # the latency budget of "capacity at an SLO"
+    include: tuple[dict[str, Any], ...] = ()  # combinations beyond the matrix's product
 
     def combinations(self) -> list[tuple[str, dict[str, Any]]]:
         """(configuration slug, matrix values) of every combination, in plan order."""
@@ -62,6 +71,7 @@ class Plan:
         for combo in combos:
             values = dict(zip(keys, combo, strict=True))
             out.append((slug({k: values[k] for k in varying}) or "base", values))
+        out += [(slug(extra) or "base", dict(extra)) for extra in self.include]
         return out
 
     def cells(self, results_dir: Path) -> list[Cell]:
@@ -99,6 +109,7 @@ class Plan:
             "search": None if self.search is None else vars(self.search),
             "base": self.base,
             "matrix": self.matrix,
+            "include": list(self.include),
             "source": str(self.path),
             "cells": [c.id for c in cells],
         }
@@ -129,13 +140,17 @@ def resolve_plan_path(name_or_path: str) -> Path:
 def load_plan(name_or_path: str | Path) -> Plan:
     path = resolve_plan_path(str(name_or_path))
     data = yaml.safe_load(path.read_text()) or {}
-    known = {"name", "description", "trials", "base", "matrix", "ceiling", "kind", "search", "slo_p99_ms"}
+    known = {"name", "description", "trials", "base", "matrix", "include", "ceiling", "kind", "search",
+             "slo_p99_ms"}
     unknown = set(data) - known
     if unknown:
         raise ParamsError(f"{path}: unknown plan keys {sorted(unknown)}")
     base = data.get("base") or {}
     matrix = data.get("matrix") or {}
-    clash = (set(base) | set(matrix)) & _RESERVED
+    include = data.get("include") or []
+    if not isinstance(include, list) or not all(isinstance(e, dict) and e for e in include):
+        raise ParamsError(f"{path}: include must be a list of non-empty mappings of parameters")
+    clash = (set(base) | set(matrix) | {k for e in include for k in e}) & _RESERVED
     if clash:
         raise ParamsError(f"{path}: {sorted(clash)} are set by the runner, not by a plan")
     for key, values in matrix.items():
@@ -167,6 +182,7 @@ def load_plan(name_or_path: str | Path) -> Plan:
         trials=int(data.get("trials", 1)),
         base=base,
         matrix=matrix,
+        include=tuple(include),
         path=path,
         ceiling=bool(data.get("ceiling", True)),
         kind=kind,

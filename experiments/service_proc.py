@@ -18,6 +18,7 @@ from typing import Any
 
 from experiments.errors import LabError
 from experiments.kafka.broker import free_port
+from service.settings import environment
 
 
 class ServiceStartError(LabError):
@@ -40,52 +41,42 @@ class ServiceProcess:
     """`python -m service` in one producer mode on a free 127.0.0.1 port.
 
     The one launcher of the suite: runs, fault injection and the tests all start the
-    service through it. `env` sets further variables (any other setting, such as
-    `INGEST_HTTP_PARSER`), applied last.
+    service through it. `settings` are any of the service's settings by field name
+    (`workers=2`, `delivery_bridge="thread"`, `producer_config={...}`), passed by
+    environment as a deployment would (`service.settings.environment` names and encodes
+    them); `env` sets further variables, applied last.
     """
 
-    def __init__(
-        self,
-        mode: str,
-        bootstrap: str,
-        topic: str,
-        log_file: Path,
-        producer_config: dict[str, Any] | None = None,
-        workers: int = 1,
-        partitions: int = 1,
-        delivery_bridge: str | None = None,
-        api_keys: dict[str, str] | None = None,
-        env: Mapping[str, str] | None = None,
-    ) -> None:
-        self.mode = mode
-        self.bootstrap = bootstrap
-        self.topic = topic
-        self.partitions = partitions
+    def __init__(self, mode: str, bootstrap: str, topic: str, log_file: Path, *,
+                 env: Mapping[str, str] | None = None, **settings: Any) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_file = log_file
-        self.workers = workers
-        self.env = {
-            **os.environ,
-            # Every setting by environment, as a deployment would pass them (service/settings.py).
-            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "INGEST_MODE": mode,
-            "INGEST_HOST": "127.0.0.1",
-            "INGEST_PORT": str(self.port),
-            "INGEST_WORKERS": str(workers),
-            "INGEST_TOPIC": topic,
-            "INGEST_TOPIC_PARTITIONS": str(partitions),
-            "INGEST_PRODUCER_CONFIG": json.dumps(producer_config or {}),
+        self.settings: dict[str, Any] = {
             # The no-op endpoint is how a run measures the same server without Kafka.
-            "INGEST_BENCH_ENDPOINTS": "true",
+            "bench_endpoints": True,
+            **settings,
+            "mode": mode, "bootstrap_servers": bootstrap, "topic": topic,
+            "host": "127.0.0.1", "port": self.port,
         }
-        if delivery_bridge is not None:  # else the service's own default (service/settings.py)
-            self.env["INGEST_DELIVERY_BRIDGE"] = delivery_bridge
-        if api_keys:
-            self.env["INGEST_REQUIRE_API_KEY"] = "true"
-            self.env["INGEST_API_KEYS"] = json.dumps(api_keys)
-        self.env.update(env or {})
+        self.env = {**os.environ, **environment(self.settings), **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def mode(self) -> str:
+        return str(self.settings["mode"])
+
+    @property
+    def bootstrap(self) -> str:
+        return str(self.settings["bootstrap_servers"])
+
+    @property
+    def topic(self) -> str:
+        return str(self.settings["topic"])
+
+    @property
+    def partitions(self) -> int:
+        return int(self.settings.get("topic_partitions") or 1)
 
     @property
     def pid(self) -> int:

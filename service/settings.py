@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -103,3 +106,37 @@ class Settings(BaseSettings):
     def public(self) -> dict[str, Any]:
         """The settings as logged on start (producer config is logged separately, masked)."""
         return self.model_dump(mode="json", exclude={"producer_config"})
+
+
+def environment(values: Mapping[str, Any]) -> dict[str, str]:
+    """The environment variables that give a service these settings, by field name.
+
+    How a launcher passes settings, as a deployment would: the variable names and their
+    encodings (JSON for mappings, lowercase booleans) come from `Settings` itself, so a
+    new setting needs no second declaration. An unknown name is an error; None leaves
+    the setting at its default.
+    """
+    fields = Settings.model_fields
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown service settings {unknown}")
+    env = {}
+    for name, value in values.items():
+        if value is None:
+            continue  # the setting's own default
+        alias = fields[name].validation_alias
+        var = alias.choices[0] if isinstance(alias, AliasChoices) else f"INGEST_{name.upper()}"
+        env[str(var)] = _encoded(value)
+    return env
+
+
+def _encoded(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, Mapping | list | tuple):
+        return json.dumps(value, default=_encoded)
+    return str(value)

@@ -63,6 +63,9 @@ def test_trials_are_the_outer_loop_and_ids_are_stable(tmp_path: Path) -> None:
         ("name: p\nbase: {trial: 2}\n", "set by the runner"),
         ("name: p\nmatrix: {mode: durable}\n", "non-empty list"),
         ("name: p\nbase: {producer_profile: nope}\n", "profile 'nope' not found"),
+        ("name: p\ninclude: [{mode: durable, delivery_reports: errors}]\n", "fire-and-forget"),
+        ("name: p\ninclude: [{trial: 2}]\n", "set by the runner"),
+        ("name: p\ninclude: {mode: durable}\n", "list of non-empty mappings"),
     ],
 )
 def test_bad_plans_are_refused_before_anything_runs(tmp_path: Path, yaml_text: str, message: str) -> None:
@@ -72,6 +75,18 @@ def test_bad_plans_are_refused_before_anything_runs(tmp_path: Path, yaml_text: s
         plan = load_plan(plan_file)
         for cell in plan.cells(tmp_path):
             RunParams.from_dict(cell.params).effective_producer_config()
+
+
+def test_include_adds_combinations_the_matrix_does_not_cross(tmp_path: Path) -> None:
+    plan_file = tmp_path / "p.yaml"
+    plan_file.write_text(
+        "name: p\ntrials: 1\nbase: {duration_s: 1}\nmatrix: {mode: [durable, fire-and-forget]}\n"
+        "include: [{mode: fire-and-forget, delivery_reports: errors}]\n")
+    cells = load_plan(plan_file).cells(tmp_path)
+    assert [c.id for c in cells] == ["001-mode=durable-t1", "002-mode=fire-and-forget-t1",
+                                     "003-mode=fire-and-forget_delivery_reports=errors-t1"]
+    assert RunParams.from_dict(cells[2].params).service_settings() == {
+        "workers": 1, "delivery_bridge": "loop", "delivery_reports": "errors"}
 
 
 def test_profile_overrides_stack_under_run_overrides() -> None:

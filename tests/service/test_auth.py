@@ -42,7 +42,7 @@ def secured(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> I
     env = {"INGEST_API_KEYS_FILE": str(keys_file),
            "INGEST_LOG_LEVEL": "DEBUG", "INGEST_ACCESS_LOG": "true"}
     with ServiceProcess(mode="durable", bootstrap=kafka_bootstrap, topic=topic,
-                        log_file=log_dir / "service.log", api_keys={"loadgen": ENV_KEY},
+                        log_file=log_dir / "service.log", require_api_key=True, api_keys={"loadgen": ENV_KEY},
                         env=env) as svc:
         yield svc, topic
 

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from service.errors import ConfigError
 from service.modes import MODE_DEFAULTS, ProducerMode
 from service.producer_config import admin_config, effective_config, masked, weaker_than_mode
-from service.settings import Settings
+from service.settings import Settings, environment
 
 
 @pytest.fixture(autouse=True)
@@ -131,3 +131,21 @@ def test_secrets_are_masked_and_admin_gets_connection_settings() -> None:
     admin = admin_config(config)
     assert admin["sasl.password"] == "hunter2" and admin["security.protocol"] == "SASL_SSL"
     assert "linger.ms" not in admin
+
+
+def test_environment_gives_a_service_exactly_these_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {"mode": "fire-and-forget", "bootstrap_servers": "b:9", "topic_partitions": 3,
+              "producer_config": {"linger.ms": 20, "compression.type": "lz4"},
+              "require_api_key": True, "api_keys": {"gen": "k" * 40}, "hot_path": False,
+              "delivery_reports": "errors", "shed_delay_s": 0.25, "producer_config_file": None}
+    env = environment(values)
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "b:9" and env["INGEST_HOT_PATH"] == "false"
+    assert "INGEST_PRODUCER_CONFIG_FILE" not in env  # None: the default
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    built = Settings()
+    assert built.model_dump(include=set(values) - {"api_keys"}, mode="json") == {
+        k: v for k, v in values.items() if k != "api_keys"}
+    assert built.api_keys["gen"].get_secret_value() == "k" * 40
+    with pytest.raises(ValueError, match="no_such"):
+        environment({"no_such": 1})
