@@ -10,10 +10,13 @@ the authorities (orjson and the pydantic model) on a seeded mutation corpus.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import msgspec
 import orjson
 import pytest
@@ -30,6 +33,8 @@ from service.events import (
     to_records,
 )
 from tests.service.harness import make_settings, run_service, topic_size
+
+SCHEMA = orjson.loads((Path(__file__).resolve().parents[2] / "service" / "record.schema.json").read_bytes())
 
 # name -> the `data` object's JSON text as a client sends it.
 KEPT: dict[str, bytes] = {
@@ -253,10 +258,16 @@ def _post(client: Any, route: str, bodies: list[bytes]) -> tuple[int, list[str]]
 
 
 def _stored_data(bootstrap: str, topic: str, ids: list[str]) -> dict[str, bytes]:
+    """`data` of each stored record by key; every record checked against the schema."""
     found: dict[str, bytes] = {}
+    validator = jsonschema.Draft202012Validator(SCHEMA)
     for _ in range(100):
         for msg in read_topic(bootstrap, topic, timeout=20, fetch_wait_ms=10):
             record = stored(msg.value())
+            # Python's json keeps big integers; its floats stand in for the schema's numbers.
+            validator.validate(json.loads(msg.value()))
+            assert list(json.loads(msg.value())) == ["event_id", "client_id", "name", "data",
+                                                    "received_at"]
             assert msg.key().decode() == record.event_id
             found[record.event_id] = bytes(record.data)
         if set(ids) <= found.keys():
