@@ -8,7 +8,7 @@ into `Envelope`, keeping `data` as its raw span (`msgspec.Raw`), and checks type
 lengths as the model does. Anything that path refuses goes to the authorities instead:
 orjson (RFC 8259 strict) for whether the body is JSON at all, and the pydantic model
 `Event`, which produces the field paths of a 422. The fast path accepts a strict subset
-of what the authorities accept (tests/service/test_fidelity.py checks the two agree).
+of what the authorities accept (tests/service/test_stored_as_sent.py checks the two agree).
 """
 
 from __future__ import annotations

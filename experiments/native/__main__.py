@@ -1,4 +1,4 @@
-"""`python -m experiments.native check|build|path|bench`: the Rust comparison service."""
+"""`python -m experiments.native check|build|path|bench|fidelity`: the Rust comparison service."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.native.bench import run_bench, table
+from experiments.fidelity import table as fidelity_table
+from experiments.native.bench import run_bench, run_fidelity, table
 from experiments.native.build import NativeBuildError, NativeUnavailable, binary_path, build, missing_prereqs
 
 
@@ -24,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--seconds", type=int, default=10, help="measured wrk run per target")
     bench.add_argument("--warmup", type=int, default=3, help="wrk warm-up per target, not measured")
     bench.add_argument("--connections", type=int, default=50)
+    fidelity = sub.add_parser("fidelity", help="awkward events through seed-rs and the Python "
+                              "service, both modes: kept, altered or refused")
+    fidelity.add_argument("--out", type=Path, default=Path("results") / "native-fidelity",
+                          help="output dir (fidelity.json and fidelity.md)")
     args = parser.parse_args(argv)
     if args.command == "check":
         missing = missing_prereqs()
@@ -32,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if missing else 0
     if args.command == "path":
         print(binary_path())
+        return 0
+    if args.command == "fidelity":
+        results = run_fidelity(args.out)
+        print(fidelity_table(results))
+        print(f"written to {args.out}/fidelity.json and fidelity.md")
         return 0
     if args.command == "bench":
         out = args.out or Path("results") / "native-bench" / time.strftime("%Y%m%dT%H%M%S")

@@ -20,6 +20,8 @@ from typing import Any
 import psutil
 
 from experiments.cpu import cpu_seconds, machine_busy_seconds, process_tree
+from experiments.fidelity import Outcome, check
+from experiments.fidelity import table as fidelity_table
 from experiments.kafka import LocalKafka, ensure_kafka, unique_topic
 from experiments.kafka.broker import listening_pid
 from experiments.load.wrk import find_wrk, wrk_once, wrk_script
@@ -121,3 +123,29 @@ def run_bench(out_dir: Path, seconds: int = 10, warmup: int = 3, connections: in
         {"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
     (out_dir / "bench.md").write_text(table(rows) + "\n")
     return rows
+
+
+def run_fidelity(out_dir: Path) -> dict[str, list[Outcome]]:
+    """The fidelity corpus (experiments/fidelity.py) through each target: what each stores."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    local = LocalKafka()
+    kafka = ensure_kafka(None, local=local)
+    results: dict[str, list[Outcome]] = {}
+    try:
+        for impl, mode in TARGETS:
+            kind = RustService if impl == "rust" else ServiceProcess
+            topic = unique_topic(f"fidelity.{impl}")
+            service = kind(mode, kafka.bootstrap, topic, out_dir / f"{impl}-{mode}.log")
+            service.start()
+            try:
+                results[f"{impl}, {mode}"] = check(service.url, kafka.bootstrap, topic)
+            finally:
+                service.stop()
+    finally:
+        if kafka.started_here:
+            local.stop()
+    (out_dir / "fidelity.json").write_text(json.dumps(
+        {"at": datetime.now(UTC).isoformat(),
+         "results": {k: [o.as_dict() for o in v] for k, v in results.items()}}, indent=2) + "\n")
+    (out_dir / "fidelity.md").write_text(fidelity_table(results) + "\n")
+    return results

@@ -1,6 +1,7 @@
 """Launch seed-rs like `ServiceProcess` launches the Python service, with the same interface.
 
-`RustService(mode, bootstrap, topic, log_file, producer_config, workers, partitions)`,
+`RustService(mode, bootstrap, topic, log_file, **settings)` (the settings it reads:
+`producer_config`, `workers`, `topic_partitions`),
 `.start() -> dict`, `.stop() -> exit code`, `.pid`, `.url`, `.metrics()`: a run can hold
 either. The binary reads the Python service's environment variables (INGEST_MODE,
 INGEST_PORT, INGEST_WORKERS, INGEST_TOPIC, INGEST_PRODUCER_CONFIG, KAFKA_BOOTSTRAP_SERVERS);

@@ -21,6 +21,7 @@ import httpx
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from experiments.fidelity import REFUSED, check
 from experiments.kafka import LocalKafka, end_offsets, read_topic, unique_topic
 from experiments.native import RustService, build, is_built, missing_prereqs
 
@@ -58,7 +59,7 @@ def start(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Any]:
     def _start(mode: str, topic: str | None = None, env: dict[str, str] | None = None,
                **producer_config: Any) -> RustService:
         service = RustService(mode, kafka_bootstrap, topic or unique_topic("seedrs"),
-                              tmp_path / f"seed-rs-{len(started)}.log", producer_config)
+                              tmp_path / f"seed-rs-{len(started)}.log", producer_config=producer_config)
         service.env.update(env or {})
         started.append(service)
         ready = service.start()
@@ -181,7 +182,7 @@ def test_durable_answers_503_when_the_broker_is_down(own_broker: LocalKafka, tmp
     state = own_broker.status()
     assert state is not None
     service = RustService("durable", state.bootstrap, unique_topic("seedrs-down"), tmp_path / "seed-rs.log",
-                          {"message.timeout.ms": 2000, "reconnect.backoff.max.ms": 500})
+                          producer_config={"message.timeout.ms": 2000, "reconnect.backoff.max.ms": 500})
     service.start()
     try:
         assert post(service, SEED_EVENT).status_code == 200
@@ -194,3 +195,17 @@ def test_durable_answers_503_when_the_broker_is_down(own_broker: LocalKafka, tmp
         assert httpx.get(f"{service.url}/healthz", timeout=60).status_code == 503
     finally:
         service.stop()
+
+
+def test_the_articles_design_alters_numbers_a_double_cannot_hold(start: Any, kafka_bootstrap: str) -> None:
+    """serde_json's default number handling, measured: what README.md states of the article's
+    design (every refusal of this service is a refusal there too; numbers are not kept)."""
+    service = start("durable")
+    outcomes = {o.name: o for o in check(service.url, kafka_bootstrap, service.topic)}
+    assert {o.outcome for n, o in outcomes.items() if n in REFUSED} == {"refused"}
+    assert outcomes["integer beyond 64 bits"].outcome == "altered"
+    assert outcomes["integer beyond 64 bits"].stored == '{"id":1.2345678901234568e+29}'
+    assert outcomes["decimal beyond a double"].outcome == "altered"
+    assert outcomes["duplicate keys"].outcome == "altered"
+    assert outcomes["huge exponent"].outcome == "refused"
+    assert outcomes["empty object"].outcome == "kept"

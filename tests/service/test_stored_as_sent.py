@@ -1,11 +1,10 @@
 """What is accepted reaches Kafka exactly as sent: `data` byte for byte, or a clear 4xx.
 
-The corpus holds legal-but-awkward `data` (numbers beyond 64 bits or a double, exponents
-beyond a double's range, escapes, raw non-ASCII text, whitespace, key order, duplicate
-keys, deep nesting) and illegal text a lax parser would let through. Each kind is sent,
-as the client's own bytes, on every ingest route, in both modes and on both delivery
-bridges, and read back from the real topic; the pure tests check the fast path against
-the authorities (orjson and the pydantic model) on a seeded mutation corpus.
+The corpus (experiments/fidelity.py) holds legal-but-awkward `data` and illegal text a
+lax parser would let through. Each kind is sent, as the client's own bytes, on every
+ingest route, in both modes and on both delivery bridges, and read back from the real
+topic; the pure tests check the fast path against the authorities (orjson and the
+pydantic model) on a seeded mutation corpus.
 """
 
 from __future__ import annotations
@@ -17,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import msgspec
 import orjson
 import pytest
 
+from experiments.fidelity import KEPT, REFUSED, body_of, check, stored
 from experiments.kafka import read_topic
 from service.errors import IngestError, MalformedJson, ValidationFailed
 from service.events import (
@@ -35,59 +34,6 @@ from service.events import (
 from tests.service.harness import make_settings, run_service, topic_size
 
 SCHEMA = orjson.loads((Path(__file__).resolve().parents[2] / "service" / "record.schema.json").read_bytes())
-
-# name -> the `data` object's JSON text as a client sends it.
-KEPT: dict[str, bytes] = {
-    "integer beyond 64 bits": b'{"id": 123456789012345678901234567890}',
-    "2**64": b'{"x": 18446744073709551616}',
-    "negative integer beyond 64 bits": b'{"x": -99999999999999999999999999999999999999}',
-    "decimal beyond a double": b'{"amount": 12.34000000000000000001}',
-    "tiny exponent": b'{"x": 1e-400}',
-    "huge exponent": b'{"x": 1e400, "y": -2.5E+99999}',
-    "negative zeros": b'{"x": -0.0, "y": -0}',
-    "exponent spellings": b'{"a": 1E5, "b": 1e+5, "c": 2.50e-3, "d": 100}',
-    "escaped text": b'{"t": "caf\\u00e9 \\ud83d\\ude00 \\/ \\" \\\\ \\n \\u0000"}',
-    "raw non-ASCII text": '{"t": "café 😀 漢字 ÿ"}'.encode(),
-    # No line feed: the NDJSON route splits lines on it (a line feed inside `data` is
-    # whitespace the JSON routes keep too; test_json_routes_keep_line_feeds).
-    "whitespace and key order": b'{ "z" : 1 ,\r\t"a" : [ 1 , 2 ] ,"m":{ } }',
-    "duplicate keys": b'{"k": 1, "k": 2}',
-    "deep nesting": b'{"d": ' + b"[" * 500 + b"]" * 500 + b"}",
-    "empty object": b"{}",
-    "long text": b'{"s": "' + b"x" * 20_000 + b'"}',
-}
-
-# name -> `data` text that is not strict RFC 8259 JSON in UTF-8, or nests beyond what the
-# service reads: every route answers 400 and publishes nothing.
-REFUSED: dict[str, bytes] = {
-    "overlong UTF-8": b'{"t": "\xc0\xaf"}',
-    "encoded surrogate": b'{"t": "\xed\xa0\x80"}',
-    "invalid UTF-8 byte": b'{"t": "\xff"}',
-    "lone surrogate escape": b'{"t": "\\ud800"}',
-    "NaN": b'{"x": NaN}',
-    "leading zero": b'{"x": 01}',
-    "trailing comma": b'{"x": 1,}',
-    "comment": b'{"x": 1 /* c */}',
-    "nesting beyond reading": b'{"d": ' + b"[" * 2000 + b"]" * 2000 + b"}",
-}
-
-
-def body_of(data: bytes, client_id: bytes = b'"fidelity"') -> bytes:
-    """An event as a client writes it, with whitespace around `data`."""
-    return b'{"client_id": ' + client_id + b', "name": "awkward", "data": ' + data + b' }'
-
-
-class _Stored(msgspec.Struct):
-    event_id: str
-    client_id: str
-    name: str
-    data: msgspec.Raw
-    received_at: str
-
-
-def stored(value: bytes) -> _Stored:
-    return msgspec.json.decode(value, type=_Stored)
-
 
 # -- pure: the parser and the record ------------------------------------------------------
 @pytest.mark.parametrize("name", KEPT)
@@ -298,3 +244,11 @@ def test_every_route_refuses_what_it_cannot_keep(service: Any, kafka_bootstrap: 
             status, ids = _post(c, route, bodies)
             assert (name, status, ids) == (name, 400, [])
     assert topic_size(kafka_bootstrap, service.settings.topic) == before
+
+
+@pytest.mark.kafka
+def test_the_corpus_check_reads_this_service_as_exact(service: Any, kafka_bootstrap: str) -> None:
+    """The check `python -m experiments.native fidelity` runs against both implementations."""
+    outcomes = check(service.url, kafka_bootstrap, service.settings.topic)
+    assert {o.name: o.outcome for o in outcomes} == {
+        **dict.fromkeys(KEPT, "kept"), **dict.fromkeys(REFUSED, "refused")}
