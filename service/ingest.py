@@ -320,13 +320,22 @@ async def noop_batch(scope: Scope, receive: Receive, ingest: Ingest) -> Answer:
 
 
 Handler = Callable[[Scope, Receive, Ingest], Awaitable[Answer]]
-HANDLERS: dict[str, Handler] = {
-    "/": publish_seed,
-    "/v1/events": publish_event,
-    "/v1/events/batch": publish_batch,
-    "/_bench/noop": noop_event,
-    "/_bench/noop/batch": noop_batch,
-}
+_HANDLER = "ingest_handler"
+
+
+def serves(endpoint: Callable[..., Any], handler: Handler) -> Callable[..., Any]:
+    """Mark a FastAPI endpoint as the route of `handler` (service.routes declares each
+    ingest route once, with its handler); `IngestRoutes` serves the marked routes."""
+    setattr(endpoint, _HANDLER, handler)
+    return endpoint
+
+
+def handler_of(route: BaseRoute) -> Handler | None:
+    """The ingest handler of a `POST` route declared by `serves`, else None."""
+    if isinstance(route, APIRoute) and "POST" in route.methods:
+        handler: Handler | None = getattr(route.endpoint, _HANDLER, None)
+        return handler
+    return None
 
 
 # -- the hot path ----------------------------------------------------------------------
@@ -334,11 +343,12 @@ class IngestRoutes:
     """The ingest routes served in front of FastAPI's middleware stack; all else goes on.
 
     `routes` are the routes the app includes (the bench routes only when enabled); only
-    `POST` on one of their ingest paths is taken, and its `APIRoute` is put in the scope
-    as routing would. Every answer is this class's own, as FastAPI's stack would give it:
-    errors by `service.handlers`, an unexpected exception as the same 500 JSON and then
-    re-raised for the server to log and close the connection (ServerErrorMiddleware's
-    contract), and each request counted by route and status.
+    `POST` on one of those declared with an ingest handler (`serves`) is taken, and its
+    `APIRoute` is put in the scope as routing would. Every answer is this class's own, as
+    FastAPI's stack would give it: errors by `service.handlers`, an unexpected exception
+    as the same 500 JSON and then re-raised for the server to log and close the
+    connection (ServerErrorMiddleware's contract), and each request counted by route and
+    status.
     """
 
     def __init__(self, app: ASGIApp, ingest: Ingest, routes: Sequence[BaseRoute],
@@ -346,11 +356,11 @@ class IngestRoutes:
         self.app = app
         self.ingest = ingest
         self.counter = counter
-        self.table: dict[str, tuple[Handler, APIRoute]] = {
-            route.path: (HANDLERS[route.path], route) for route in routes
-            if isinstance(route, APIRoute) and route.path in HANDLERS
-            and "POST" in route.methods
-        }
+        self.table: dict[str, tuple[Handler, BaseRoute]] = {}
+        for route in routes:
+            handler = handler_of(route)
+            if handler is not None:
+                self.table[route.path] = (handler, route)  # type: ignore[attr-defined]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":

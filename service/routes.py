@@ -1,8 +1,9 @@
 """Every HTTP route of the service, one APIRouter per resource, gathered in one place.
 
-The ingest routes (`POST /`, `/v1/events`, `/v1/events/batch`, the `/_bench` no-ops) stay
-declared here for the OpenAPI document and for `INGEST_HOT_PATH=false`; their work is in
-`service.ingest`, whose lean handler serves them first when the hot path is on. A batch
+The ingest routes (`POST /`, `/v1/events`, `/v1/events/batch`, the `/_bench` no-ops) are
+declared here once each, with the function of `service.ingest` that does their work:
+FastAPI serves them for the OpenAPI document and when `INGEST_HOT_PATH=false`, and the
+hot path (`service.ingest.IngestRoutes`) finds that function on the routes it is given. A batch
 in which any event was not delivered (durable) or not accepted (fire-and-forget) answers
 503 with every event's outcome, so the client retries exactly the ones whose status is
 `failed` or `rejected`: a partial failure never hides inside a 2xx.
@@ -11,6 +12,7 @@ in which any event was not delivered (durable) or not accepted (fire-and-forget)
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 
@@ -20,20 +22,31 @@ from service.ingest import (
     BATCH_BODY,
     ERROR_RESPONSES,
     EVENT_BODY,
+    Handler,
     noop_batch,
     noop_event,
     publish_batch,
     publish_event,
     publish_seed,
+    serves,
     to_response,
 )
 
+
+def _ingest(router: APIRouter, path: str, handler: Handler, name: str, **openapi: Any) -> None:
+    """Declare an ingest route, once: FastAPI serves it (the OpenAPI document, and every
+    request when INGEST_HOT_PATH=false) and the hot path finds `handler` on it."""
+
+    async def endpoint(request: Request, ingest: IngestDep) -> Response:
+        return to_response(await handler(request.scope, request.receive, ingest))
+
+    router.add_api_route(path, serves(endpoint, handler), methods=["POST"], name=name, **openapi)
+
+
 # -- POST /: the seed article's contract, so its own benchmark runs unchanged -------------
 seed = APIRouter(tags=["seed"])
-
-
-@seed.post(
-    "/",
+_ingest(
+    seed, "/", publish_seed, "create_event_seed",
     summary="Publish one event; answer its id as plain text",
     description="200 once the broker acknowledged (durable) or 202 once buffered "
     "(fire-and-forget). The body is the event id.",
@@ -41,24 +54,16 @@ seed = APIRouter(tags=["seed"])
     responses={200: {"content": {"text/plain": {}}}, 202: {"content": {"text/plain": {}}},
                **ERROR_RESPONSES},
 )
-async def create_event_seed(request: Request, ingest: IngestDep) -> Response:
-    return to_response(await publish_seed(request.scope, request.receive, ingest))
-
 
 # -- /v1/events: one event or a batch, with per-event outcomes in request order ------------
 events = APIRouter(prefix="/v1/events", tags=["events"])
-
-
-@events.post("", summary="Publish one event", openapi_extra=EVENT_BODY,
-             responses={200: {"description": "Delivered (durable): id, partition, offset"},
-                        202: {"description": "Accepted into the buffer (fire-and-forget)"},
-                        **ERROR_RESPONSES})
-async def create_event(request: Request, ingest: IngestDep) -> Response:
-    return to_response(await publish_event(request.scope, request.receive, ingest))
-
-
-@events.post(
-    "/batch",
+_ingest(events, "", publish_event, "create_event", summary="Publish one event",
+        openapi_extra=EVENT_BODY,
+        responses={200: {"description": "Delivered (durable): id, partition, offset"},
+                   202: {"description": "Accepted into the buffer (fire-and-forget)"},
+                   **ERROR_RESPONSES})
+_ingest(
+    events, "/batch", publish_batch, "create_events_batch",
     summary="Publish many events (JSON array or NDJSON); per-event outcomes in request order",
     description="All-or-nothing validation: one invalid event rejects the batch (422 naming "
     "`invalid_indexes`) and nothing is published. If any valid event is not delivered "
@@ -68,8 +73,6 @@ async def create_event(request: Request, ingest: IngestDep) -> Response:
                202: {"description": "All accepted into the buffer (fire-and-forget)"},
                **ERROR_RESPONSES},
 )
-async def create_events_batch(request: Request, ingest: IngestDep) -> Response:
-    return to_response(await publish_batch(request.scope, request.receive, ingest))
 
 
 # -- Operations: liveness, readiness (with the effective config), Prometheus metrics ------
@@ -109,16 +112,12 @@ async def read_metrics(metrics: MetricsDep) -> Response:
 bench = APIRouter(prefix="/_bench", tags=["bench"])
 
 
-@bench.post("/noop", summary="Parse, validate and enrich like POST /, but do not produce",
-            openapi_extra=EVENT_BODY)
-async def create_event_noop(request: Request, ingest: IngestDep) -> Response:
-    return to_response(await noop_event(request.scope, request.receive, ingest))
-
-
-@bench.post("/noop/batch", summary="Parse, validate and enrich like the batch route; no produce",
-            openapi_extra=BATCH_BODY)
-async def create_events_noop(request: Request, ingest: IngestDep) -> Response:
-    return to_response(await noop_batch(request.scope, request.receive, ingest))
+_ingest(bench, "/noop", noop_event, "create_event_noop",
+        summary="Parse, validate and enrich like POST /, but do not produce",
+        openapi_extra=EVENT_BODY)
+_ingest(bench, "/noop/batch", noop_batch, "create_events_noop",
+        summary="Parse, validate and enrich like the batch route; no produce",
+        openapi_extra=BATCH_BODY)
 
 
 def include_routers(app: FastAPI, bench_endpoints: bool) -> list[APIRouter]:

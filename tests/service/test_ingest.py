@@ -115,3 +115,21 @@ def test_the_joined_batch_answer_is_what_orjson_writes() -> None:
     answer = accepted_answer(records, 202)
     assert answer.status == 202
     assert answer.body == orjson.dumps({"accepted": 3, "results": accepted_results(records)})
+
+
+def test_every_post_route_of_the_document_is_on_the_hot_path() -> None:
+    """The ingest routes are declared once (service.routes): each one in the OpenAPI
+    document is served by the hot path, with the function FastAPI's route calls."""
+    from service.ingest import IngestRoutes, handler_of
+    from service.metrics import Metrics
+    from service.middleware import RequestCounter
+    from service.routes import bench, events, ops, seed
+    from service.settings import Settings
+
+    app = create_app(Settings(bench_endpoints=True, create_topic=False))
+    posts = {path for path, ops in app.openapi()["paths"].items() if "post" in ops}
+    routes = [route for router in (seed, events, ops, bench) for route in router.routes]
+    hot = IngestRoutes(app, app.state.ingest, routes, RequestCounter(Metrics()))
+    assert set(hot.table) == posts == {"/", "/v1/events", "/v1/events/batch", "/_bench/noop",
+                                       "/_bench/noop/batch"}
+    assert all(handler_of(route) is handler for handler, route in hot.table.values())
