@@ -304,29 +304,36 @@ def new_event_ids(count: int) -> list[str]:
     return [joined[i:i + 36] for i in range(0, 36 * count, 36)]
 
 
-def record_value(event_id: str, event: Envelope, stamp: str) -> bytes:
-    """The record's JSON: the id, the sender's two names, `data` exactly as sent, the stamp.
+# The record's JSON: the id, the sender's two names, `data` exactly as sent, the stamp. Ids
+# are hex and dashes and the stamp ISO 8601 digits, so neither needs escaping; the two
+# names are re-encoded by orjson (the same strings, escapes normalised).
+_RECORD = b'{"event_id":"%s","client_id":%s,"name":%s,"data":%s,"received_at":"%s"}'
+_new_record = tuple.__new__  # Record(...) without the NamedTuple's Python-level __new__
 
-    Ids are hex and dashes and the stamp ISO 8601 digits, so neither needs escaping; the
-    two names are re-encoded by orjson (the same strings, escapes normalised)."""
+
+def record_value(event_id: str, event: Envelope, stamp: str) -> bytes:
     dumps = orjson.dumps
-    return b"".join((b'{"event_id":"', event_id.encode(), b'","client_id":', dumps(event.client_id),
-                     b',"name":', dumps(event.name), b',"data":', event.data,
-                     b',"received_at":"', stamp.encode(), b'"}'))
+    return _RECORD % (event_id.encode(), dumps(event.client_id), dumps(event.name), event.data,
+                      stamp.encode())
 
 
 def to_records(events: list[Envelope], stamp: str,
                event_ids: list[str] | None = None) -> list[Record]:
-    """Key = a new event id; value = the event with its id and the receive time added."""
+    """Key = a new event id; value = the event with its id and the receive time added.
+
+    A batch's events usually share their two names: each pair is encoded once."""
     stamp_raw = stamp.encode()
     dumps = orjson.dumps
-    return [
-        Record(event_id, b"".join((
-            b'{"event_id":"', event_id.encode(), b'","client_id":', dumps(event.client_id),
-            b',"name":', dumps(event.name), b',"data":', event.data,
-            b',"received_at":"', stamp_raw, b'"}')))
-        for event_id, event in zip(event_ids or new_event_ids(len(events)), events, strict=True)
-    ]
+    names: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+    records = []
+    for event_id, event in zip(event_ids or new_event_ids(len(events)), events, strict=True):
+        pair = (event.client_id, event.name)
+        encoded = names.get(pair)
+        if encoded is None:
+            encoded = names[pair] = (dumps(event.client_id), dumps(event.name))
+        records.append(_new_record(Record, (event_id, _RECORD % (
+            event_id.encode(), encoded[0], encoded[1], event.data, stamp_raw))))
+    return records
 
 
 class RecordMaker:

@@ -62,9 +62,12 @@ class Outcome(NamedTuple):
     offset: int
 
 
+_new_outcome = tuple.__new__  # Outcome(...) without the NamedTuple's Python-level __new__
+
+
 def outcome_of(err: KafkaError | None, msg: Message) -> Outcome:
     if err is None:
-        return Outcome(None, False, msg.partition() or 0, msg.offset() or 0)
+        return _new_outcome(Outcome, (None, False, msg.partition() or 0, msg.offset() or 0))
     return Outcome(err.name(), is_retriable(err), -1, -1)
 
 
