@@ -210,10 +210,10 @@ def run_search(plan: Plan, results_dir: Path, run: CellRunner) -> dict[str, sear
     progress = tqdm(desc=f"plan {plan.name} (search)", unit="cell")
     for config, values in plan.combinations():
 
-        def probe(value: float, config: str = config, values: dict[str, Any] = values
-                  ) -> tuple[list[str], list[dict[str, Any] | None]]:
+        def probe(value: float, first: int, count: int, config: str = config,
+                  values: dict[str, Any] = values) -> tuple[list[str], list[dict[str, Any] | None]]:
             step_cells = []
-            for trial in range(1, plan.trials + 1):
+            for trial in range(first, first + count):
                 cell = plan.cell(results_dir, len(cells) + 1, f"{config}_rate={value:g}",
                                  {**values, "rate": value}, trial)
                 cells.append(cell)
@@ -224,7 +224,7 @@ def run_search(plan: Plan, results_dir: Path, run: CellRunner) -> dict[str, sear
             dirs = [run.plan_dir / c.id for c in step_cells]
             return [c.id for c in step_cells], search.step_results(dirs)
 
-        outcomes[config] = search.bisect(plan.search, plan.slo_p99_ms, probe)
+        outcomes[config] = search.bisect(plan.search, plan.slo_p99_ms, probe, plan.trials)
         search.write_search(run.plan_dir / search.SEARCH_FILE, plan.search, plan.slo_p99_ms,
                             outcomes)
     progress.close()

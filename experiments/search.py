@@ -4,7 +4,12 @@ A sweep over a fixed list of rates spends most of its runs far from the answer. 
 plan instead probes the low and high ends of a range, then halves the bracket between
 the highest rate that held and the lowest that did not until it is no wider than the
 stated resolution; each probe runs every trial. A probe *holds* when no trial was
-overloaded (RESULTS.md) and the median p99 of its trials is within the budget.
+overloaded (RESULTS.md) and the 95% interval of its trials' p99 lies within the budget,
+*fails* when a trial was overloaded or the interval lies above it, and is *undecided*
+when the interval straddles the budget: then it runs one more trial, up to
+`max_trials`, and a step still undecided there counts as not holding (the search never
+reports a capacity its trials could not show). One lucky or unlucky trial no longer
+decides a step, which is what made a sweep and a search disagree by 1.6x.
 
 The algorithm is a pure function over a `probe` callable, so it is tested without a
 service; the runner's probe executes cells and reads their summaries.
@@ -14,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,12 +26,17 @@ from typing import Any
 
 from experiments.errors import LabError
 from experiments.results import ResultsError, read_summary
+from experiments.stats import estimate
 
 SEARCH_FILE = "search.json"
 HOLD_RULE = (
-    "A step holds when none of its trials was overloaded and the median p99 of its trials "
-    "is at or below the budget; a trial without a result counts as not holding."
+    "A step holds when none of its trials was overloaded and the 95% interval of its trials' "
+    "p99 (Student's t on log values; one trial: its p99) is at or below the budget; it fails "
+    "when a trial was overloaded, left no result, or the interval is above the budget; while "
+    "the interval straddles the budget a trial is added, up to max_trials, and a step still "
+    "undecided then counts as not holding."
 )
+HOLDS, FAILS, UNDECIDED = "holds", "fails", "undecided"
 
 
 class SearchError(LabError):
@@ -40,17 +49,20 @@ class Search:
     low: float
     high: float
     resolution: float
+    max_trials: int = 0  # 0: twice the plan's trials (trials added to an undecided step)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Search:
-        unknown = set(data) - {"param", "low", "high", "resolution"}
+        unknown = set(data) - {"param", "low", "high", "resolution", "max_trials"}
         if unknown:
             raise SearchError(f"search: unknown keys {sorted(unknown)}")
         try:
             search = cls(str(data.get("param", "rate")), float(data["low"]), float(data["high"]),
-                         float(data["resolution"]))
+                         float(data["resolution"]), int(data.get("max_trials", 0)))
         except (KeyError, TypeError, ValueError) as exc:
             raise SearchError(f"search needs numeric low, high and resolution ({exc})") from None
+        if search.max_trials < 0:
+            raise SearchError("search.max_trials must be 0 (twice the trials) or more")
         if search.param != "rate":
             raise SearchError(f"search.param {search.param!r}: only the open loop's rate is searched")
         if not 0 < search.low < search.high:
@@ -68,6 +80,8 @@ class Step:
     p99_ms: list[float | None]
     overloaded: list[bool | None]
     holds: bool
+    verdict: str = ""  # holds | fails | undecided (counted as not holding)
+    p99_interval_ms: list[float | None] = field(default_factory=list)  # 95%, [low, high]
 
 
 @dataclass
@@ -78,35 +92,58 @@ class Outcome:
     note: str = ""
 
 
-Probe = Callable[[float], tuple[list[str], list[dict[str, Any] | None]]]
+# probe(value, first_trial, count): run trials first_trial .. first_trial + count - 1 of one
+# step; returns their run ids and `results` sections (None where a run left none).
+Probe = Callable[[float, int, int], tuple[list[str], list[dict[str, Any] | None]]]
+
+
+def verdict(results: Sequence[dict[str, Any] | None], budget_ms: float
+            ) -> tuple[str, float | None, float | None]:
+    """HOLD_RULE over the `results` sections of one step's trials: the verdict and the
+    95% interval of their p99 (None, None when there is none)."""
+    if not results or any(r is None or r.get("overloaded") for r in results):
+        return FAILS, None, None
+    p99 = [(r.get("latency_ms") or {}).get("p99") for r in results]  # type: ignore[union-attr]
+    if any(v is None or v <= 0 for v in p99):
+        return FAILS, None, None
+    figure = estimate(p99)  # type: ignore[arg-type]
+    if figure.low is None or figure.high is None:
+        return (HOLDS if figure.median <= budget_ms else FAILS), None, None
+    if figure.high <= budget_ms:
+        return HOLDS, figure.low, figure.high
+    if figure.low > budget_ms:
+        return FAILS, figure.low, figure.high
+    return UNDECIDED, figure.low, figure.high
 
 
 def holds(results: Sequence[dict[str, Any] | None], budget_ms: float) -> bool:
-    """HOLD_RULE over the `results` sections of one step's trials (None: no result)."""
-    if not results or any(r is None or r.get("overloaded") for r in results):
-        return False
-    p99 = [(r.get("latency_ms") or {}).get("p99") for r in results]  # type: ignore[union-attr]
-    if any(v is None for v in p99):
-        return False
-    return statistics.median(p99) <= budget_ms  # type: ignore[type-var]
+    return verdict(results, budget_ms)[0] == HOLDS
 
 
-def bisect(search: Search, budget_ms: float, probe: Probe) -> Outcome:
-    """Run the search; `probe(value)` runs one step's trials and returns (runs, results)."""
+def bisect(search: Search, budget_ms: float, probe: Probe, trials: int = 1) -> Outcome:
+    """Run the search with `trials` per step (more while a step is undecided, up to
+    `search.max_trials`)."""
     outcome = Outcome()
+    most = max(trials, search.max_trials or 2 * trials)
 
     def step(value: float) -> bool:
-        runs, results = probe(value)
-        ok = holds(results, budget_ms)
+        runs, results = probe(value, 1, trials)
+        decided, low, high = verdict(results, budget_ms)
+        while decided == UNDECIDED and len(results) < most:
+            more_runs, more = probe(value, len(results) + 1, 1)
+            runs, results = runs + more_runs, results + more
+            decided, low, high = verdict(results, budget_ms)
         outcome.steps.append(Step(
             step=len(outcome.steps) + 1,
             value=value,
             runs=runs,
             p99_ms=[None if r is None else (r.get("latency_ms") or {}).get("p99") for r in results],
             overloaded=[None if r is None else r.get("overloaded") for r in results],
-            holds=ok,
+            holds=decided == HOLDS,
+            verdict=decided,
+            p99_interval_ms=[low, high],
         ))
-        return ok
+        return decided == HOLDS
 
     if not step(search.low):
         outcome.bracket = [None, search.low]
@@ -130,8 +167,11 @@ def bisect(search: Search, budget_ms: float, probe: Probe) -> Outcome:
             high = middle
     outcome.capacity = low
     outcome.bracket = [low, high]
+    undecided = sum(1 for s in outcome.steps if s.verdict == UNDECIDED)
     outcome.note = (f"holds at {low:g}/s, not at {high:g}/s "
-                    f"(resolution {search.resolution:g}/s, {len(outcome.steps)} steps)")
+                    f"(resolution {search.resolution:g}/s, {len(outcome.steps)} steps"
+                    + (f", {undecided} undecided after {most} trials, counted as not holding"
+                       if undecided else "") + ")")
     return outcome
 
 

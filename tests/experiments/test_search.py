@@ -19,10 +19,10 @@ SEARCH = search.Search(param="rate", low=500, high=8000, resolution=250)
 
 def knee_at(capacity: float) -> search.Probe:
     """A configuration that holds p99 10 ms up to `capacity` and is overloaded beyond."""
-    def probe(value: float) -> tuple[list[str], list[dict[str, Any] | None]]:
+    def probe(value: float, first: int, count: int) -> tuple[list[str], list[dict[str, Any] | None]]:
         fine = value <= capacity
         result = {"overloaded": not fine, "latency_ms": {"p99": 10.0 if fine else 900.0}}
-        return [f"run-{value:g}"], [result, result]
+        return [f"run-{value:g}-t{t}" for t in range(first, first + count)], [result] * count
     return probe
 
 
@@ -46,14 +46,44 @@ def test_bisection_says_when_the_range_does_not_bracket_the_capacity() -> None:
     assert too_high.capacity == 8000 and "at least 8000" in too_high.note
 
 
-def test_a_step_holds_only_without_overload_and_within_the_budget() -> None:
-    ok = {"overloaded": False, "latency_ms": {"p99": 40.0}}
-    slow = {"overloaded": False, "latency_ms": {"p99": 60.0}}
-    assert search.holds([ok, ok, slow], BUDGET)  # median 40
-    assert not search.holds([ok, slow, slow], BUDGET)
+def p99(value: float) -> dict[str, Any]:
+    return {"overloaded": False, "latency_ms": {"p99": value}}
+
+
+def test_a_step_holds_only_when_its_trials_show_it() -> None:
+    ok = p99(40.0)
+    assert search.verdict([p99(20.0), p99(21.0), p99(22.0)], BUDGET)[0] == "holds"
+    assert search.verdict([p99(90.0), p99(95.0)], BUDGET)[0] == "fails"
+    # The median of 40, 40, 60 is within the budget, but the trials cannot show it: one
+    # unlucky trial in three says p99 may well be above 50.
+    decided, low, high = search.verdict([ok, ok, p99(60.0)], BUDGET)
+    assert decided == "undecided" and low < BUDGET < high
+    assert not search.holds([ok, ok, p99(60.0)], BUDGET)
+    assert search.holds([ok], BUDGET) and not search.holds([p99(60.0)], BUDGET)  # one trial: its p99
     assert not search.holds([ok, {**ok, "overloaded": True}], BUDGET)
     assert not search.holds([ok, None], BUDGET)  # a failed trial is not a pass
     assert not search.holds([], BUDGET)
+
+
+def test_an_undecided_step_gets_trials_until_it_is_decided_or_the_limit() -> None:
+    """Trials alternate 30 and 48 ms at 1,000/s (the interval narrows onto ~38 ms as they
+    add up) and straddle the budget for good at 2,000/s (30 and 70 ms)."""
+    asked: list[tuple[float, int, int]] = []
+
+    def probe(value: float, first: int, count: int) -> tuple[list[str], list[dict[str, Any] | None]]:
+        asked.append((value, first, count))
+        pair = (30.0, 48.0) if value <= 1000 else (30.0, 70.0) if value <= 2000 else (400.0, 400.0)
+        return ([f"{value:g}-t{t}" for t in range(first, first + count)],
+                [p99(pair[(t - 1) % 2]) for t in range(first, first + count)])
+
+    outcome = search.bisect(search.Search("rate", 1000, 4000, 1000, max_trials=6), BUDGET, probe, 2)
+    steps = {s.value: s for s in outcome.steps}
+    assert steps[1000].verdict == "holds" and 2 < len(steps[1000].runs) <= 6
+    assert steps[2000].verdict == "undecided" and len(steps[2000].runs) == 6
+    assert not steps[2000].holds and outcome.capacity == 1000
+    assert "undecided after 6 trials" in outcome.note
+    assert steps[4000].verdict == "fails" and len(steps[4000].runs) == 2  # decided at once
+    assert asked[0] == (1000, 1, 2) and asked[1] == (1000, 3, 1)
 
 
 def write_plan(tmp_path: Path, text: str) -> Path:
