@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -97,13 +99,37 @@ def connect(params: RunParams) -> tuple[KafkaTarget, LocalKafka | None, BrokerSt
     return kafka, local, state
 
 
+class Stopwatch:
+    """Wall seconds per phase of a run: what a cell costs beyond its load is measured."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.phases: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[name] = round(self.phases.get(name, 0.0) + time.perf_counter() - started, 3)
+
+    def section(self) -> dict[str, float]:
+        """`timings_s`: each phase, the total, and `fixed` = the total beyond the load."""
+        total = time.perf_counter() - self.started
+        return {**self.phases, "total": round(total, 3),
+                "fixed": round(total - self.phases.get("load", 0.0), 3)}
+
+
 def run_experiment(params: RunParams) -> dict[str, Any]:
     """Execute one run into `params.output_dir` and return its summary."""
+    clock = Stopwatch()
     out_dir = Path(params.output_dir)
     if (out_dir / "summary.json").exists():
         raise LabError(f"{out_dir} already holds a finished run; results are never overwritten")
     started_at = datetime.now(UTC).isoformat()
-    kafka, local, cluster = connect(params)
+    with clock.phase("connect"):
+        kafka, local, cluster = connect(params)
     if params.fault in BROKER_FAULTS and local is None:
         raise FaultError(
             f"fault {params.fault} signals a broker process, so it needs the suite's own local cluster; "
@@ -125,16 +151,17 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
     topic = params.topic or unique_topic(f"lab.{params.plan}")
     # On the suite's cluster the run's values (or the documented defaults); on an existing
     # one, unset values are left to that cluster.
-    create_topic(
-        kafka.bootstrap,
-        topic,
-        partitions=params.partitions,
-        replication_factor=params.effective_replication_factor() if local or params.replication_factor
-        else None,
-        min_insync_replicas=params.effective_min_insync_replicas() if local or params.min_insync_replicas
-        else None,
-    )
-    replication = topic_replication(kafka.bootstrap, topic)
+    with clock.phase("topic"):
+        create_topic(
+            kafka.bootstrap,
+            topic,
+            partitions=params.partitions,
+            replication_factor=params.effective_replication_factor()
+            if local or params.replication_factor else None,
+            min_insync_replicas=params.effective_min_insync_replicas()
+            if local or params.min_insync_replicas else None,
+        )
+        replication = topic_replication(kafka.bootstrap, topic)
     # A topic that held records before the run (a target's own) is audited from here on.
     start_offsets = end_offsets(kafka.bootstrap, topic) if params.target_url else None
     # A fresh key per run: the cost of access control is measured without a key to keep.
@@ -142,7 +169,8 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
     target = open_target(params, kafka.bootstrap, topic, out_dir, producer_config, api_key)
     injector: FaultInjector | None = None
     try:
-        target_section = target.start()
+        with clock.phase("service_start"):
+            target_section = target.start()
         if params.fault != "none":
             assert isinstance(target, LaunchedService) or params.fault not in SERVICE_FAULTS
             injector = FaultInjector(
@@ -187,25 +215,28 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
                 "url": target.url,
             },
         }
-        summary = run_load(
-            load_spec(params, target.url, api_key),
-            out_dir,
-            pids=pids,
-            metadata=metadata,
-            ceiling_rps=params.generator_ceiling_rps or None,
-            during=injector,
-            write=False,
-        )
+        with clock.phase("load"):
+            summary = run_load(
+                load_spec(params, target.url, api_key),
+                out_dir,
+                pids=pids,
+                metadata=metadata,
+                ceiling_rps=params.generator_ceiling_rps or None,
+                during=injector,
+                write=False,
+            )
         metrics = "# the service was not running at the end of the load (fault)\n"
         with contextlib.suppress(OSError):
             metrics = target.metrics()
         (out_dir / "metrics.prom").write_text(metrics)
     finally:
-        exit_code = target.stop()
+        with clock.phase("service_stop"):
+            exit_code = target.stop()
     # The audit runs after the service flushed on SIGTERM: fire-and-forget acknowledged
     # events that were still in the producer's buffer are then either in the topic or lost.
-    audit = audit_delivery(kafka.bootstrap, topic, out_dir / "acks.csv", out_dir=out_dir,
-                           start_offsets=start_offsets)
+    with clock.phase("audit"):
+        audit = audit_delivery(kafka.bootstrap, topic, out_dir / "acks.csv", out_dir=out_dir,
+                               start_offsets=start_offsets)
     faults = summary.get("faults")
     if injector is not None and not (faults and faults.get("injected")):
         # No summary.json: a fault that did not happen must not read as "0 lost" (audit.json stays).
@@ -214,5 +245,6 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
     summary["audit"] = audit
     summary["service"]["exit_code"] = exit_code
     summary["run"]["ended_at"] = datetime.now(UTC).isoformat()
+    summary["timings_s"] = clock.section()
     write_summary(out_dir / "summary.json", summary)
     return summary
