@@ -157,3 +157,20 @@ def test_unexpected_errors_are_500_without_a_trace(kafka_bootstrap: str) -> None
     body = _error(response, 500, "internal_error")
     assert "secret internals" not in response.text
     assert body == {"error": "internal_error", "message": "internal server error"}
+
+
+def test_hopeless_input_gets_a_short_refusal_and_publishes_nothing(kafka_bootstrap: str) -> None:
+    """A 30 KB batch of 10,000 `{}` once got a 2.7 MB 422, an event with 95,000 unknown
+    keys a 9.5 MB one: every refusal now lists at most 100 errors, with their total."""
+    settings = make_settings(kafka_bootstrap, max_body_bytes=2 * 2**20, max_batch_events=10_000)
+    hopeless = b"[" + b",".join([b"{}"] * 10_000) + b"]"
+    crowded = orjson.dumps({**GOOD, **{f"key-{i}": 1 for i in range(95_000)}})
+    with run_service(settings) as running, running.client() as c:
+        before = topic_size(kafka_bootstrap, settings.topic)
+        batch = c.post("/v1/events/batch", content=hopeless, headers={"content-type": "application/json"})
+        single = c.post("/v1/events", content=crowded, headers={"content-type": "application/json"})
+        assert topic_size(kafka_bootstrap, settings.topic) == before
+    assert batch.status_code == single.status_code == 422
+    assert len(batch.content) < 20_000 and len(single.content) < 20_000
+    assert len(batch.json()["errors"]) == 100 and batch.json()["errors_truncated"] is True
+    assert single.json()["error_count"] == 95_000 and len(single.json()["errors"]) == 100
