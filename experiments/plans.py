@@ -12,11 +12,13 @@ Trials are the outer loop, so slow drift of a shared machine spreads over every
 configuration instead of landing on the last one.
 
 `include` adds combinations the matrix does not cross, each a mapping of parameters
-over `base` (a setting that exists in one mode only, beside that mode's defaults):
+over `base` whose list values are crossed like a matrix of its own (a setting that
+exists in one mode only, or fault runs beside a rate sweep):
 
 ```yaml
 include:
   - {mode: fire-and-forget, delivery_reports: errors}
+  - {mode: [durable, fire-and-forget], fault: [service-kill, broker-kill], load_model: closed}
 ```
 
 `kind: search` plans do not list rates: per matrix combination the runner bisects the
@@ -39,6 +41,7 @@ from experiments.search import Search, SearchError
 
 PLANS_DIR = Path(__file__).with_name("plans")
 _RESERVED = {"trial", "plan", "cell", "output_dir"}
+_UNSET = object()
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,24 @@ class Plan:
         for combo in combos:
             values = dict(zip(keys, combo, strict=True))
             out.append((slug({k: values[k] for k in varying}) or "base", values))
-        out += [(slug(extra) or "base", dict(extra)) for extra in self.include]
+        for extra in self.include:
+            crossed = [k for k, v in extra.items() if isinstance(v, list)]
+            fixed = {k: v for k, v in extra.items()
+                     if not isinstance(v, list) and self.base.get(k, _UNSET) != v}
+            for combo in itertools.product(*(extra[k] for k in crossed)):
+                values = {**extra, **dict(zip(crossed, combo, strict=True))}
+                # Named by what it crosses; by what it overrides too where it crosses nothing
+                # or that alone would repeat a name already taken.
+                name = slug({k: values[k] for k in crossed if len(extra[k]) > 1})
+                if not name or name in {n for n, v in out if v != values}:
+                    name = slug({**{k: values[k] for k in crossed if len(extra[k]) > 1},
+                                 **fixed}) or "base"
+                out.append((name, values))
+        seen: dict[str, dict[str, Any]] = {}
+        for config, values in out:
+            if seen.setdefault(config, values) != values:
+                raise ParamsError(f"two combinations are both named {config!r}: make one of them "
+                                  "differ in a crossed or base-overriding parameter")
         return out
 
     def cells(self, results_dir: Path) -> list[Cell]:
@@ -150,6 +170,8 @@ def load_plan(name_or_path: str | Path) -> Plan:
     include = data.get("include") or []
     if not isinstance(include, list) or not all(isinstance(e, dict) and e for e in include):
         raise ParamsError(f"{path}: include must be a list of non-empty mappings of parameters")
+    if any(isinstance(v, list) and not v for e in include for v in e.values()):
+        raise ParamsError(f"{path}: a list in include must hold at least one value")
     clash = (set(base) | set(matrix) | {k for e in include for k in e}) & _RESERVED
     if clash:
         raise ParamsError(f"{path}: {sorted(clash)} are set by the runner, not by a plan")

@@ -89,6 +89,21 @@ def test_include_adds_combinations_the_matrix_does_not_cross(tmp_path: Path) -> 
         "workers": 1, "delivery_bridge": "loop", "delivery_reports": "errors"}
 
 
+def test_an_include_is_a_matrix_of_its_own_named_by_what_it_crosses(tmp_path: Path) -> None:
+    plan_file = tmp_path / "p.yaml"
+    plan_file.write_text(
+        "name: p\ntrials: 1\nbase: {load_model: open, duration_s: 1}\n"
+        "matrix: {mode: [durable, fire-and-forget], rate: [100, 200]}\n"
+        "include: [{mode: [durable, fire-and-forget], fault: service-kill, load_model: closed,"
+        " duration_s: 10, fault_at_s: 2, service_restart: true}]\n")
+    cells = load_plan(plan_file).cells(tmp_path)
+    assert [c.config for c in cells][4:] == ["mode=durable", "mode=fire-and-forget"]
+    assert cells[4].params["fault"] == "service-kill" and cells[4].params["load_model"] == "closed"
+    # Named apart from the matrix's own combinations (their names differ: `rate=` is in them).
+    assert len({c.config for c in cells}) == len(cells)
+    assert len(load_plan("decision").cells(tmp_path)) == 64
+
+
 def test_profile_overrides_stack_under_run_overrides() -> None:
     params = RunParams(producer_profile="throughput", producer_config={"linger.ms": 5})
     config = params.effective_producer_config()
