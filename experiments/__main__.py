@@ -1,15 +1,38 @@
-"""`python -m experiments run PLAN` | `report PLAN_DIR` | `cells PLAN`: a thin CLI over the runner."""
+"""`python -m experiments run PLAN` | `report PLAN_DIR` | `cells PLAN` | `compare A B`: a thin
+CLI over the runner and the comparisons."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
 
+from experiments.compare import compare_plans, table, unmatched
 from experiments.errors import LabError
 from experiments.plans import load_plan
 from experiments.runner import build_report, run_plan
+from experiments.stats import METHOD, THRESHOLD
+
+
+def compare_command(a: Path, b: Path, threshold: float, out: Path | None) -> int:
+    for path in (a, b):
+        if not path.is_dir():
+            raise LabError(f"{path} is not a results directory")
+    rows = compare_plans(a, b, threshold)
+    only_a, only_b = unmatched(a, b)
+    if not rows:
+        raise LabError(f"{a} and {b} share no configuration with finished runs")
+    print(f"{b} against {a}\n")
+    print(table(rows, a.name, b.name))
+    print(f"\nMethod: {METHOD.format(threshold=threshold)}.")
+    for name, only in ((a, only_a), (b, only_b)):
+        if only:
+            print(f"Only in {name}: {'; '.join(only)}")
+    if out is not None:
+        out.write_text(json.dumps([r.as_dict() for r in rows], indent=2) + "\n")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     report = sub.add_parser("report", help="redraw the report of a plan's results without a rerun")
     report.add_argument("plan_dir", type=Path)
     report.add_argument("--reports", type=Path, default=Path("reports"))
+    versus = sub.add_parser("compare", help="B's configurations against A's: change, 95%% interval, "
+                            "verdict (experiments/compare.py)")
+    versus.add_argument("a", type=Path, help="a plan's results directory (the baseline)")
+    versus.add_argument("b", type=Path, help="another results directory of the same plan")
+    versus.add_argument("--threshold", type=float, default=THRESHOLD,
+                        help="the smallest relative change called a difference (default 0.05)")
+    versus.add_argument("--json", type=Path, help="also write every comparison to this file")
     cells = sub.add_parser("cells", help="list a plan's cells and their parameters")
     cells.add_argument("plan")
     cells.add_argument("--results", type=Path, default=Path("results"))
@@ -50,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             if outcome.report:
                 print(outcome.report)
             return 1 if outcome.failed else 0
+        if args.command == "compare":
+            return compare_command(args.a, args.b, args.threshold, args.json)
         if args.command == "report":
             print(build_report(args.plan_dir, args.reports))
             return 0
