@@ -101,7 +101,7 @@ def test_an_include_is_a_matrix_of_its_own_named_by_what_it_crosses(tmp_path: Pa
     assert cells[4].params["fault"] == "service-kill" and cells[4].params["load_model"] == "closed"
     # Named apart from the matrix's own combinations (their names differ: `rate=` is in them).
     assert len({c.config for c in cells}) == len(cells)
-    assert len(load_plan("decision").cells(tmp_path)) == 64
+    assert len(load_plan("decision").cells(tmp_path)) == 3 * (2 * 2 * 5 + 2 * 2 * 2)
 
 
 def test_profile_overrides_stack_under_run_overrides() -> None:
