@@ -25,6 +25,7 @@ import psutil
 NS_PER_S = 1_000_000_000
 MACHINE = "machine"
 CSV_COLUMNS = ("second", "component", "cpu_percent", "rss_mb")
+_CREATE_TIME_SLACK_S = 1.0
 # A component's processes: a PID, PIDs, or a callable asked at every tick, for processes
 # that are replaced while the load runs (a service or broker node restarted by a fault).
 Roots = int | Sequence[int] | Callable[[], Sequence[int]]
@@ -143,8 +144,11 @@ class CpuSampler:
             alive = True
             previous = self._cpu.get(key)
             if previous is None:
-                # Seen for the first time: all of its CPU is new if it started since the last tick.
-                previous = 0.0 if key[1] >= last_wall else used
+                # Seen for the first time: all of its CPU is new if it started since the last
+                # tick. A create time is the boot time (whole seconds) plus clock ticks, so it
+                # may read up to a second early: a child forked just after a tick would
+                # otherwise lose the CPU it used before it was first seen.
+                previous = 0.0 if key[1] >= last_wall - _CREATE_TIME_SLACK_S else used
             cpu += max(used - previous, 0.0)
             self._cpu[key] = used
         if not alive:

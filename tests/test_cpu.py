@@ -13,8 +13,15 @@ import pytest
 
 from experiments.cpu import CSV_COLUMNS, CpuSampler
 
-SPIN = "import time\nend = time.time() + {s}\nwhile time.time() < end: pass\n"
-# A parent that sleeps while its forked child spins: only the child's CPU is busy.
+# Burns a fixed amount of CPU time (not wall time), then says so and idles: the CPU the
+# sampler must attribute to it is known exactly, however busy the box is.
+BURN_S = 0.6
+SPIN = ("import sys, time\n"
+        "time.sleep(0.5)\n"  # time to be seen before it burns
+        "while time.process_time() < {s}: pass\n"
+        "print('done', flush=True)\n"
+        "time.sleep(60)\n")
+# A parent that sleeps while its forked child burns: only the child's CPU is busy.
 PARENT = ("import subprocess, sys, time\n"
           "child = subprocess.Popen([sys.executable, '-c', {spin!r}])\n"
           "child.wait()\n")
@@ -23,9 +30,11 @@ PARENT = ("import subprocess, sys, time\n"
 @pytest.fixture
 def processes() -> Iterator[dict[str, subprocess.Popen]]:
     procs = {
-        "spinner": subprocess.Popen([sys.executable, "-c", SPIN.format(s=3.5)]),
-        "sleeper": subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3.5)"]),
-        "parent": subprocess.Popen([sys.executable, "-c", PARENT.format(spin=SPIN.format(s=3.5))]),
+        "spinner": subprocess.Popen([sys.executable, "-c", SPIN.format(s=BURN_S)],
+                                    stdout=subprocess.PIPE, text=True),
+        "sleeper": subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]),
+        "parent": subprocess.Popen([sys.executable, "-c", PARENT.format(spin=SPIN.format(s=BURN_S))],
+                                   stdout=subprocess.PIPE, text=True),
     }
     try:
         yield procs
@@ -35,22 +44,35 @@ def processes() -> Iterator[dict[str, subprocess.Popen]]:
             proc.wait()
 
 
-def test_sampler_sees_busy_idle_and_forked_processes(processes: dict[str, subprocess.Popen],
-                                                     tmp_path: Path) -> None:
+def _cpu_seconds(rows: list, component: str) -> float:
+    """What the sampler attributes to `component`, in CPU seconds (rows are 1 s apart)."""
+    return sum(r.cpu_percent / 100 for r in rows if r.component == component)
+
+
+def test_sampler_attributes_to_each_process_the_cpu_it_used(processes: dict[str, subprocess.Popen],
+                                                            tmp_path: Path) -> None:
+    """Each burner uses exactly BURN_S of CPU inside the sampled span (the sampler stops
+    a tick after both said they were done), so the sum of its rows is BURN_S, whatever
+    share of a core the box gave it; the sleeper's is ~0."""
     components = {name: proc.pid for name, proc in processes.items()}
     components["parent_alone"] = processes["parent"].pid
-    sleep(0.3)  # let the parent fork its child
     origin = perf_counter_ns()
+    # A child forked after the sampler started is counted whole too (the sampler's rule for
+    # processes first seen at a tick); the start does not wait for it.
     with CpuSampler(components, with_children={"parent"}, origin_ns=origin) as sampler:
-        sleep(2.6)
-    means = {name: sampler.mean(name, 0, 2) for name in [*components, "machine"]}
-    print(means)
-    # On a shared 2-core box a spinner may not get a whole core; it still dwarfs a sleeper.
-    assert means["spinner"] is not None and means["spinner"] > 40
-    assert means["sleeper"] is not None and means["sleeper"] < 5
-    assert means["parent"] is not None and means["parent"] > 40  # the child counts
-    assert means["parent_alone"] is not None and means["parent_alone"] < 5  # not without it
-    assert means["machine"] is not None and means["machine"] >= means["spinner"] * 0.8
+        for name in ("spinner", "parent"):
+            assert processes[name].stdout.readline().strip() == "done"  # type: ignore[union-attr]
+        ticks = len({r.second for r in sampler.rows})
+        while len({r.second for r in sampler.rows}) < ticks + 2:
+            sleep(0.1)
+    used = {name: _cpu_seconds(sampler.rows, name) for name in components}
+    print(used)
+    # Rows are per elapsed second (ticks land within a few ms of whole seconds): 10% slack.
+    assert used["spinner"] == pytest.approx(BURN_S, rel=0.1, abs=0.03)
+    assert used["parent"] == pytest.approx(BURN_S, rel=0.1, abs=0.05)  # the child counts
+    assert used["parent_alone"] < 0.05  # not without it
+    assert used["sleeper"] < 0.05
+    assert _cpu_seconds(sampler.rows, "machine") >= used["spinner"] * 0.8
     seconds = sorted({row.second for row in sampler.rows})
     assert seconds[:2] == [0, 1]
 

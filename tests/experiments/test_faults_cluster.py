@@ -9,7 +9,6 @@ killed, every acknowledged message consumed.
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
 import sys
 import time
@@ -40,24 +39,32 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A LAB_KAFKA_HOME of its own (the jar cache linked in), so runs find this module's cluster."""
-    if os.environ.get(BOOTSTRAP_ENV):
-        pytest.skip(f"faults on brokers need the suite's own cluster; {BOOTSTRAP_ENV} is set")
+    """A LAB_KAFKA_HOME of its own (the jar cache linked in), so runs find this module's
+    cluster; faults on brokers need the suite's own cluster, so an existing one named by
+    KAFKA_BOOTSTRAP_SERVERS is set aside for this module instead of skipping it."""
     path = tmp_path_factory.mktemp("kafka-home")
     (path / "jars").symlink_to(default_home().resolve() / "jars")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LAB_KAFKA_HOME", str(path))
+        mp.delenv(BOOTSTRAP_ENV, raising=False)
         yield path
 
 
 @pytest.fixture(scope="module")
-def cluster(home: Path) -> Iterator[LocalKafka]:
+def local_cluster(home: Path) -> Iterator[LocalKafka]:
     local = LocalKafka(nodes=3, die_with_parent=True)
-    local.start()
     try:
         yield local
     finally:
         local.stop()
+
+
+@pytest.fixture
+def cluster(local_cluster: LocalKafka) -> LocalKafka:
+    """The module's 3-node cluster, running (started, healed, or started again after a test
+    that stopped it): no test depends on another's order."""
+    local_cluster.start()
+    return local_cluster
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

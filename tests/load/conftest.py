@@ -60,3 +60,4 @@ def fast_server(fast_test_server: TestServer) -> TestServer:
 @pytest.fixture(params=ENGINES)
 def engine(request: pytest.FixtureRequest) -> str:
     return request.param
+

@@ -6,6 +6,8 @@ import json
 import urllib.request
 from typing import Any
 
+import pytest
+
 
 class TestServer:
     __test__ = False  # not a test class, despite the name
@@ -24,3 +26,18 @@ class TestServer:
     def stats(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"{self.url}/_control/stats", timeout=30) as answer:
             return json.loads(answer.read())
+
+
+# How late a generator may send before a test of rate precision says the box, not the code,
+# is what it would measure (tests of what the schedule guarantees never skip).
+BUSY_BOX_LATE = 0.05
+
+
+def skip_if_the_box_was_busy(results: dict) -> None:
+    """Skip, saying why, when this box sent more than BUSY_BOX_LATE of the schedule late:
+    a busy box delays sends and completions by its own load, which no assertion about the
+    generator's precision can tell apart from a defect."""
+    late = results.get("late_fraction") or 0.0
+    if late > BUSY_BOX_LATE:
+        pytest.skip(f"the box was too busy to judge rate precision: {late:.1%} of the schedule "
+                    f"was sent late (more than {BUSY_BOX_LATE:.0%})")

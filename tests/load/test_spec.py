@@ -42,10 +42,18 @@ def test_invalid_specs_name_the_field(change: dict, field: str) -> None:
     assert caught.value.field == field
 
 
-def test_remote_targets_need_an_explicit_opt_in() -> None:
-    LoadSpec(url="http://10.1.2.3:8000", allow_remote=True).validate()
-    LoadSpec(url="http://localhost:8000").validate()
-    LoadSpec(url="http://[::1]:8000").validate()
+@pytest.mark.parametrize("url", ["http://10.1.2.3:8000", "http://example.org:8000",
+                                 "http://[2001:db8::1]:8000", "http://0.0.0.0:8000"])
+def test_remote_targets_need_an_explicit_opt_in(url: str) -> None:
+    with pytest.raises(LoadSpecError, match="not a loopback address"):
+        LoadSpec(url=url).validate()
+    LoadSpec(url=url, allow_remote=True).validate()  # the opt-in lets it through
+
+
+@pytest.mark.parametrize("url", ["http://localhost:8000", "http://127.0.0.1:8000",
+                                 "http://127.9.9.9:8000", "http://[::1]:8000"])
+def test_loopback_targets_need_no_opt_in(url: str) -> None:
+    LoadSpec(url=url).validate()
 
 
 def test_shares_add_up_to_the_whole_load() -> None:

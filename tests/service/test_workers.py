@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import re
 import signal
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,7 @@ def test_two_workers_share_a_port_and_their_metrics(kafka_bootstrap: str, tmp_pa
             assert _count(text, r'ingest_events_accepted_total\{mode="fire-and-forget"\}') == \
                 REQUESTS
         # Keep-alive requests must not stall on Nagle + delayed ACK: that adds 40 ms to
-        # every request, so even the median shows it; a busy box delays only some.
+        # every request, so even the fastest shows it; a busy box delays only some.
         with httpx.Client(base_url=service.url, timeout=10) as client:
             client.get("/healthz")
             spent = []
@@ -58,7 +57,8 @@ def test_two_workers_share_a_port_and_their_metrics(kafka_bootstrap: str, tmp_pa
                 started = time.monotonic()
                 assert client.get("/healthz").status_code == 200
                 spent.append(time.monotonic() - started)
-            assert statistics.median(spent) < 0.03, spent
+            # The fastest of 21: Nagle stalls every keep-alive answer by ~40 ms, a busy box some.
+            assert min(spent) < 0.03, spent
         found = wait_for_keys(kafka_bootstrap, topic, {a.text for a in answers})
         assert {a.text for a in answers} <= found.keys()
         service.proc.send_signal(signal.SIGTERM)
