@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from experiments.errors import LabError
-from experiments.results import ResultsError, read_summary
+from experiments.rundir import RunDir
 
-SEARCH_FILE = "search.json"
 HOLD_RULE = (
     "A step holds when none of its trials was overloaded and the median p99 of its trials "
     "is at or below the budget; a trial without a result counts as not holding."
@@ -136,13 +135,11 @@ def bisect(search: Search, budget_ms: float, probe: Probe) -> Outcome:
 
 
 def step_results(run_dirs: Sequence[Path]) -> list[dict[str, Any] | None]:
-    """The `results` section of each run, None where a run left no readable summary."""
+    """The `results` section of each run, None where a run did not finish (RunDir.outcome)."""
     out: list[dict[str, Any] | None] = []
     for run_dir in run_dirs:
-        try:
-            out.append(read_summary(run_dir).get("results"))
-        except ResultsError:
-            out.append(None)
+        summary, _why = RunDir(run_dir).outcome()
+        out.append(None if summary is None else summary.get("results"))  # type: ignore[arg-type]
     return out
 
 

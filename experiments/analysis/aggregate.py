@@ -10,8 +10,9 @@ import pandas as pd
 from hdrh.histogram import HdrHistogram
 
 from experiments.analysis.configs import config_label, is_missing, is_producer_param, variant_label
-from experiments.analysis.runs import COMPONENTS, Runs
-from experiments.results import merge_histograms
+from experiments.analysis.runs import Runs
+from experiments.histograms import merge_histograms
+from experiments.rundir import CPU_KEYS
 
 # The spectrum is read at these percentiles; 0 is the minimum and 100 the maximum.
 PERCENTILES = (0.0, 50.0, 75.0, 90.0, 99.0, 99.9, 99.99, 99.999, 100.0)
@@ -90,7 +91,7 @@ def config_table(runs: Runs, metrics: Sequence[str] = SPREAD_METRICS) -> pd.Data
         for metric in metrics:
             stats = spread(group[metric])
             row.update({f"{metric}_{k}": v for k, v in stats.items() if k != "n"})
-        for component in (*COMPONENTS, "machine"):
+        for component in CPU_KEYS:
             row[f"cpu_{component}_median"] = spread(group[f"cpu_{component}"])["median"]
         row["error_rate_median"] = spread(group["error_rate"])["median"]
         row["acknowledged"] = _sum(group["acknowledged"])

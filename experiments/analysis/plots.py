@@ -27,7 +27,8 @@ from experiments.analysis._style import (
     thousands,
 )
 from experiments.analysis.configs import is_missing
-from experiments.analysis.runs import COMPONENTS, Runs
+from experiments.analysis.runs import Runs
+from experiments.rundir import COMPONENTS, CPU_KEYS
 
 __all__ = [
     "cpu_per_component",
@@ -309,7 +310,7 @@ def cpu_per_component(runs: Runs) -> Figure | None:
         return None
     long = s.melt(
         id_vars=["config"],
-        value_vars=[f"cpu_{c}" for c in (*COMPONENTS, "machine")],
+        value_vars=[f"cpu_{c}" for c in CPU_KEYS],
         var_name="component",
         value_name="cpu_percent",
     )

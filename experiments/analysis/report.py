@@ -26,7 +26,8 @@ from experiments.analysis._format import (
     fmt_seconds,
 )
 from experiments.analysis.configs import format_value, is_config_param, is_missing, setting_name
-from experiments.analysis.runs import AUDIT_KEYS, COMPONENTS, Runs
+from experiments.analysis.runs import AUDIT_KEYS, Runs
+from experiments.rundir import COMPONENTS
 
 # Percentiles of the spectrum table, with their column titles.
 SPECTRUM_COLUMNS = {

@@ -24,7 +24,8 @@ from experiments.analysis._format import (
     fmt_seconds,
 )
 from experiments.analysis.configs import format_value, is_missing
-from experiments.analysis.runs import COMPONENTS, Runs
+from experiments.analysis.runs import Runs
+from experiments.rundir import COMPONENTS
 
 __all__ = [
     "audit",

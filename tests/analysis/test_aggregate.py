@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from experiments import results
+from experiments import histograms
 from experiments.analysis import Runs, aggregate
 
 
@@ -68,8 +68,8 @@ def test_merged_histogram_equals_one_histogram_of_all_values() -> None:
 
 
 def test_one_owner_of_histogram_merging() -> None:
-    """Issue 11: the analysis merges with experiments.results, not a copy of its own."""
-    assert aggregate.merge_histograms is results.merge_histograms
+    """Issue 11: the analysis merges with experiments.histograms, not a copy of its own."""
+    assert aggregate.merge_histograms is histograms.merge_histograms
 
 
 def test_percentile_spectrum_from_merged_trials(runs: Runs) -> None:
