@@ -51,7 +51,7 @@ def palette(runs: Runs) -> dict[str, tuple[float, float, float]]:
     (from a medium to a dark tone, so no configuration is drawn in a near-white)."""
     colours: dict[str, tuple[float, float, float]] = {}
     for i, mode in enumerate(runs.modes):
-        in_mode = set(runs.summaries.loc[runs.summaries["mode"] == mode, "config"])
+        in_mode = set(runs.summaries.loc[runs.summaries["mode"] == mode, "configuration"])
         configs = [c for c in runs.configs if c in in_mode]
         cmap = colormaps[MODE_FAMILIES[i % len(MODE_FAMILIES)]]
         tones = np.linspace(0.45, 0.95, len(configs)) if len(configs) > 1 else [0.75]

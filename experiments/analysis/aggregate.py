@@ -82,9 +82,9 @@ def config_table(runs: Runs, metrics: Sequence[str] = SPREAD_METRICS) -> pd.Data
     s = runs.summaries
     rows = []
     for config in runs.configs:
-        group = s[s["config"] == config]
+        group = s[s["configuration"] == config]
         first = group.iloc[0]
-        row: dict[str, object] = {"config": config, "mode": first["mode"]}
+        row: dict[str, object] = {"configuration": config, "mode": first["mode"]}
         row.update({c: first[c] for c in runs.varying if c != "mode"})
         row["trials"] = len(group)
         row["cores"] = first["cores"]
@@ -116,7 +116,7 @@ def overload_marks(runs: Runs) -> dict[str, str]:
     s = runs.summaries
     marks = {}
     for config in runs.configs:
-        group = s.loc[s["config"] == config, "overloaded"]
+        group = s.loc[s["configuration"] == config, "overloaded"]
         over, trials = _count_true(group), len(group)
         if not over:
             marks[config] = config
@@ -147,11 +147,12 @@ def sweep_label(runs: Runs, table: pd.DataFrame | None = None) -> pd.Series:
 
 
 def open_loop_runs(runs: Runs) -> pd.DataFrame:
-    """Open-loop runs with a known offered rate, with their sweep label."""
+    """Open-loop runs with a known offered rate, each labelled by its sweep line: its
+    `configuration` without the rate, which is the `offered_rps` column of the sweep."""
     s = runs.summaries
     if s.empty:
-        return s.assign(sweep=pd.Series(dtype="object"))
-    s = s.assign(sweep=sweep_label(runs))
+        return s
+    s = s.assign(configuration=sweep_label(runs))
     return s[(s["load_model"] == "open") & s["offered_rps"].notna()]
 
 
@@ -162,13 +163,13 @@ def saturation_table(runs: Runs) -> pd.DataFrame:
     rate a collapsing service folds the curve back on itself.
     """
     s = open_loop_runs(runs)
-    columns = ["sweep", "mode", "offered_rps", "trials", "overloaded_trials", "unfinished_fraction_median"]
+    columns = ["configuration", "mode", "offered_rps", "trials", "overloaded_trials", "unfinished_fraction_median"]
     metrics = ("events_per_s", "p50_ms", "p99_ms", "p999_ms")
     columns += [f"{m}_{k}" for m in metrics for k in ("median", "min", "max")]
     rows = []
-    for (sweep, offered), group in s.groupby(["sweep", "offered_rps"], sort=False):
+    for (sweep, offered), group in s.groupby(["configuration", "offered_rps"], sort=False):
         row: dict[str, object] = {
-            "sweep": sweep,
+            "configuration": sweep,
             "mode": group["mode"].iloc[0],
             "offered_rps": float(offered),
             "trials": len(group),
@@ -180,8 +181,8 @@ def saturation_table(runs: Runs) -> pd.DataFrame:
             row.update({f"{metric}_{k}": stats[k] for k in ("median", "min", "max")})
         rows.append(row)
     table = pd.DataFrame(rows, columns=columns)
-    order = {label: i for i, label in enumerate(dict.fromkeys(s["sweep"]))}
-    return table.sort_values(["sweep", "offered_rps"], key=lambda c: c.map(order) if c.name == "sweep" else c)
+    order = {label: i for i, label in enumerate(dict.fromkeys(s["configuration"]))}
+    return table.sort_values(["configuration", "offered_rps"], key=lambda c: c.map(order) if c.name == "configuration" else c)
 
 
 def knees(runs: Runs) -> dict[str, float | None]:
@@ -191,7 +192,7 @@ def knees(runs: Runs) -> dict[str, float | None]:
     """
     table = saturation_table(runs)
     found: dict[str, float | None] = {}
-    for sweep, group in table.groupby("sweep", sort=False):
+    for sweep, group in table.groupby("configuration", sort=False):
         group = group.sort_values("offered_rps")
         over = group[group["overloaded_trials"] > 0]
         if over.empty:
@@ -219,7 +220,7 @@ def capacity(runs: Runs) -> pd.DataFrame:
     min-max of the trials. `all_held` says the highest rate measured still held (the
     capacity is at least that). A search plan's capacity comes from its search.json.
     """
-    columns = ["sweep", "mode", "slo_p99_ms", "trials", "per_trial", "median", "min", "max",
+    columns = ["configuration", "mode", "slo_p99_ms", "trials", "per_trial", "median", "min", "max",
                "all_held", "highest_rate", "source"]  # fmt: skip
     slo = runs.slo_p99_ms
     if slo is None:
@@ -228,7 +229,7 @@ def capacity(runs: Runs) -> pd.DataFrame:
         return _searched_capacity(runs, slo, columns)
     s = open_loop_runs(runs)
     rows = []
-    for sweep, group in s.groupby("sweep", sort=False):
+    for sweep, group in s.groupby("configuration", sort=False):
         # Rates are offered requests; a batch request carries batch_size events.
         per_request = _events_per_request(group)
         per_trial: dict[object, float] = {}
@@ -250,7 +251,7 @@ def capacity(runs: Runs) -> pd.DataFrame:
         stats = spread(values)
         rows.append(
             {
-                "sweep": sweep,
+                "configuration": sweep,
                 "mode": group["mode"].iloc[0],
                 "slo_p99_ms": slo,
                 "trials": len(per_trial),
@@ -303,7 +304,7 @@ def _searched_capacity(runs: Runs, slo: float, columns: list[str]) -> pd.DataFra
         trials = max((len(step.get("runs") or []) for step in steps), default=0)
         rows.append(
             {
-                "sweep": label,
+                "configuration": label,
                 "mode": modes.get(first_run, label.split(",")[0]),
                 "slo_p99_ms": slo,
                 "trials": trials,
@@ -324,7 +325,7 @@ def _searched_capacity(runs: Runs, slo: float, columns: list[str]) -> pd.DataFra
 def search_path(runs: Runs) -> pd.DataFrame:
     """The steps of a capacity search (search.json), one row per step of each configuration,
     with the configuration's capacity and bracket as the search found them."""
-    columns = ["config", "step", "value", "trials", "p99_ms_median", "p99_ms_min", "p99_ms_max",
+    columns = ["configuration", "step", "value", "trials", "p99_ms_median", "p99_ms_min", "p99_ms_max",
                "overloaded_trials", "holds", "capacity", "bracket_low", "bracket_high"]  # fmt: skip
     rows = []
     for label, (_key, found) in searched_configs(runs).items():
@@ -334,7 +335,7 @@ def search_path(runs: Runs) -> pd.DataFrame:
             overloaded = step.get("overloaded") or []
             rows.append(
                 {
-                    "config": label,
+                    "configuration": label,
                     "step": step.get("step"),
                     "value": step.get("value"),
                     "trials": len(step.get("runs") or []),
@@ -366,10 +367,10 @@ def fault_table(runs: Runs) -> pd.DataFrame:
                "errors_during_fault")
     class_columns = sorted(c for c in s.columns if c.startswith("lost_") and c[5:].isdigit())
     rows = []
-    for config in [c for c in runs.configs if c in set(s["config"])]:
-        group = s[s["config"] == config]
+    for config in [c for c in runs.configs if c in set(s["configuration"])]:
+        group = s[s["configuration"] == config]
         row: dict[str, object] = {
-            "config": config,
+            "configuration": config,
             "mode": group["mode"].iloc[0],
             "fault": group["fault_kind"].iloc[0],
             "trials": len(group),
@@ -398,7 +399,7 @@ def merged_histograms(runs: Runs) -> dict[str, HdrHistogram]:
     """Per configuration, the merge of its trials' histograms (configs without any omitted)."""
     merged = {}
     for config in runs.configs:
-        names = runs.summaries.loc[runs.summaries["config"] == config, "run"]
+        names = runs.summaries.loc[runs.summaries["configuration"] == config, "run"]
         parts = [runs.histograms[n] for n in names if n in runs.histograms]
         if parts:
             merged[config] = merge_histograms(parts)
@@ -427,7 +428,7 @@ def percentile_spectrum(runs: Runs, percentiles: Sequence[float] = PERCENTILES) 
             resolved = p in (0.0, 100.0) or samples * (1 - p / 100) >= 1
             rows.append(
                 {
-                    "config": config,
+                    "configuration": config,
                     "mode": modes.get(config),
                     "percentile": p,
                     "latency_ms": value,
@@ -435,12 +436,12 @@ def percentile_spectrum(runs: Runs, percentiles: Sequence[float] = PERCENTILES) 
                     "resolved": resolved,
                 }
             )
-    columns = ["config", "mode", "percentile", "latency_ms", "samples", "resolved"]
+    columns = ["configuration", "mode", "percentile", "latency_ms", "samples", "resolved"]
     return pd.DataFrame(rows, columns=columns)
 
 
 def _first_by_config(summaries: pd.DataFrame, column: str) -> Mapping[str, object]:
-    return summaries.drop_duplicates("config").set_index("config")[column].to_dict()
+    return summaries.drop_duplicates("configuration").set_index("configuration")[column].to_dict()
 
 
 def per_second(runs: Runs, column: str = "events_accepted") -> pd.DataFrame:
@@ -449,17 +450,17 @@ def per_second(runs: Runs, column: str = "events_accepted") -> pd.DataFrame:
     `events_accepted` (the default) is on the completion clock: what the service did in
     that second, the drain after the window included.
     """
-    columns = ["config", "mode", "second", "phase", "median", "min", "max"]
+    columns = ["configuration", "mode", "second", "phase", "median", "min", "max"]
     series = runs.series
     if series.empty or column not in series:
         return pd.DataFrame(columns=columns)
-    grouped = series.groupby(["config", "second"], sort=False)
+    grouped = series.groupby(["configuration", "second"], sort=False)
     table = grouped[column].agg(["median", "min", "max"])
     table["phase"] = grouped["phase"].first()
     table = table.reset_index()
-    table["mode"] = table["config"].map(_first_by_config(runs.summaries, "mode"))
+    table["mode"] = table["configuration"].map(_first_by_config(runs.summaries, "mode"))
     order = {config: i for i, config in enumerate(runs.configs)}
-    table = table.assign(_order=table["config"].map(order))
+    table = table.assign(_order=table["configuration"].map(order))
     return table.sort_values(["_order", "second"])[columns].reset_index(drop=True)
 
 
@@ -471,11 +472,11 @@ def ramp(runs: Runs, fraction: float = 0.9) -> pd.DataFrame:
     that is where a slow start happens. `overloaded_trials`: trials marked overloaded, whose
     "steady" rate is only what a collapsing service managed, never a steady state.
     """
-    overloaded = runs.summaries.groupby("config", sort=False)["overloaded"].agg(_count_true)
+    overloaded = runs.summaries.groupby("configuration", sort=False)["overloaded"].agg(_count_true)
     table = per_second(runs)
     rows = []
     for config in runs.configs:
-        seconds = table[table["config"] == config].sort_values("second")
+        seconds = table[table["configuration"] == config].sort_values("second")
         if seconds.empty:
             continue
         measured = seconds[seconds["phase"] == "measure"]
@@ -484,7 +485,7 @@ def ramp(runs: Runs, fraction: float = 0.9) -> pd.DataFrame:
         start = int(seconds["second"].iloc[0])
         rows.append(
             {
-                "config": config,
+                "configuration": config,
                 "mode": seconds["mode"].iloc[0],
                 "first_rate": float(seconds["median"].iloc[0]),
                 "steady_rate": steady,

@@ -55,7 +55,7 @@ NINES_TICKS = {
 
 def _trial_counts(runs: Runs) -> dict[str, str]:
     """Legend labels: configuration, trial count and the overload mark."""
-    counts = runs.summaries.groupby("config", sort=False).size()
+    counts = runs.summaries.groupby("configuration", sort=False).size()
     marks = aggregate.overload_marks(runs)
     return {c: f"{c} ({n} trial{'s' if n > 1 else ''})" + marks[c].removeprefix(c) for c, n in counts.items()}
 
@@ -93,7 +93,7 @@ def throughput_over_time(runs: Runs) -> Figure | None:
     if series.empty:
         return None
     labels = _trial_counts(runs)
-    data = series.assign(label=series["config"].map(labels))
+    data = series.assign(label=series["configuration"].map(labels))
     colours = {labels[c]: colour for c, colour in palette(runs).items() if c in labels}
     windows = runs.summaries["measured_s"].dropna()
     window_end = float(windows.max()) if len(windows) else None
@@ -116,10 +116,10 @@ def throughput_over_time(runs: Runs) -> Figure | None:
         )
         table = aggregate.config_table(runs)
         for _, row in table[table["open_loop"]].iterrows():
-            if row["config"] in labels and not math.isnan(row["offered_rps_median"]):
+            if row["configuration"] in labels and not math.isnan(row["offered_rps_median"]):
                 axis.axhline(
                     row["offered_rps_median"],
-                    color=colours[labels[row["config"]]],
+                    color=colours[labels[row["configuration"]]],
                     linestyle=":",
                     linewidth=1,
                 )
@@ -147,10 +147,10 @@ def percentile_spectrum(runs: Runs) -> Figure | None:
     marks = aggregate.overload_marks(runs)
     x_max = 0.0
     with style():
-        labels = list(dict.fromkeys(spectrum["config"]))
+        labels = list(dict.fromkeys(spectrum["configuration"]))
         figure, axes = new_figure(legend_height(4.8, len(labels), labels))
         axis = axes[0, 0]
-        for config, group in spectrum.groupby("config", sort=False):
+        for config, group in spectrum.groupby("configuration", sort=False):
             inner = group[group["resolved"] & (group["percentile"] < 100)]
             x = _nines(inner["percentile"].to_numpy())
             axis.plot(
@@ -195,7 +195,7 @@ def latency_vs_throughput(runs: Runs) -> Figure | None:
     if s.empty:
         return None
     table = aggregate.config_table(runs)
-    table = table[table["config"].isin(set(s["config"]))]
+    table = table[table["configuration"].isin(set(s["configuration"]))]
     colours, mode_colours = palette(runs), mode_palette(runs)
     with style():
         figure, axes = new_figure(
@@ -216,8 +216,8 @@ def latency_vs_throughput(runs: Runs) -> Figure | None:
                 data=s,
                 x="events_per_s",
                 y=metric,
-                hue="config",
-                hue_order=[c for c in runs.configs if c in set(s["config"])],
+                hue="configuration",
+                hue_order=[c for c in runs.configs if c in set(s["configuration"])],
                 palette=colours,
                 s=45,
                 edgecolor="white",
@@ -309,29 +309,29 @@ def cpu_per_component(runs: Runs) -> Figure | None:
     if s.empty:
         return None
     long = s.melt(
-        id_vars=["config"],
+        id_vars=["configuration"],
         value_vars=[f"cpu_{c}" for c in CPU_KEYS],
         var_name="component",
         value_name="cpu_percent",
     )
     long["component"] = long["component"].str.removeprefix("cpu_").replace({"machine": MACHINE_LABEL})
-    bound = s.groupby("config", sort=False)["generator_bound"].agg(
+    bound = s.groupby("configuration", sort=False)["generator_bound"].agg(
         lambda b: int(b.fillna(False).astype(bool).sum())
     )
-    trials = s.groupby("config", sort=False).size()
+    trials = s.groupby("configuration", sort=False).size()
     marks = aggregate.overload_marks(runs)
     names = {
         c: marks[c] + (f"\n(generator-bound {bound[c]}/{trials[c]})" if bound[c] else "")
         for c in runs.configs
     }
-    long["config"] = long["config"].map(names)
+    long["configuration"] = long["configuration"].map(names)
     with style():
         # Horizontal bars: configuration labels stay readable however many there are.
         figure, axes = new_figure(1.3 + 0.6 * len(names))
         axis = axes[0, 0]
         sns.barplot(
             data=long,
-            y="config",
+            y="configuration",
             x="cpu_percent",
             hue="component",
             order=list(names.values()),
@@ -380,7 +380,7 @@ def saturation(runs: Runs) -> Figure | None:
     if table.empty:
         return None
     knees = aggregate.knees(runs)
-    sweeps = list(dict.fromkeys(table["sweep"]))
+    sweeps = list(dict.fromkeys(table["configuration"]))
     colours = _sweep_colours(runs, table)
     slo = runs.slo_p99_ms
     with style():
@@ -389,7 +389,7 @@ def saturation(runs: Runs) -> Figure | None:
         top = float(table["offered_rps"].max()) * 1.08
         left.plot([0, top], [0, top], color="0.5", linestyle="--", linewidth=1, label="completed = offered")
         for sweep in sweeps:
-            rows = table[table["sweep"] == sweep]
+            rows = table[table["configuration"] == sweep]
             x, colour = rows["offered_rps"], colours[sweep]
             left.plot(x, rows["events_per_s_median"], marker="o", color=colour, label=sweep)
             left.fill_between(x, rows["events_per_s_min"], rows["events_per_s_max"], color=colour, alpha=0.2)
@@ -480,7 +480,7 @@ def _sweep_colours(runs: Runs, table: pd.DataFrame) -> dict[str, tuple[float, fl
     colours = {}
     modes = mode_palette(runs)
     for mode, group in table.groupby("mode", sort=False):
-        lines = list(dict.fromkeys(group["sweep"]))
+        lines = list(dict.fromkeys(group["configuration"]))
         if len(lines) == 1:
             colours[lines[0]] = modes.get(mode, (0.3, 0.3, 0.3))
             continue
@@ -488,7 +488,7 @@ def _sweep_colours(runs: Runs, table: pd.DataFrame) -> dict[str, tuple[float, fl
         configs = [
             c
             for c in runs.configs
-            if runs.summaries.loc[runs.summaries["config"] == c, "mode"].iloc[0] == mode
+            if runs.summaries.loc[runs.summaries["configuration"] == c, "mode"].iloc[0] == mode
         ]
         for i, line in enumerate(lines):
             colours[line] = family[configs[min(i, len(configs) - 1)]]
@@ -501,13 +501,13 @@ def search_path(runs: Runs) -> Figure | None:
     path = aggregate.search_path(runs)
     if path.empty:
         return None
-    configs = list(dict.fromkeys(path["config"]))
+    configs = list(dict.fromkeys(path["configuration"]))
     mode_colours = mode_palette(runs)
     with style():
         figure, axes = new_figure(4.2)
         axis = axes[0, 0]
         for config in configs:
-            steps = path[path["config"] == config]
+            steps = path[path["configuration"] == config]
             colour = mode_colours.get(config.split(",")[0], (0.3, 0.3, 0.3))
             axis.plot(steps["step"], steps["value"], color=colour, linewidth=1, alpha=0.6)
             held, failed = steps[steps["holds"]], steps[~steps["holds"]]
@@ -551,23 +551,23 @@ def fault_timelines(runs: Runs) -> list[Figure]:
     colours = palette(runs)
     figures = []
     for kind in dict.fromkeys(s.loc[s["fault_kind"].notna() & (s["fault_kind"] != "none"), "fault_kind"]):
-        configs = [c for c in runs.configs if (s.loc[s["config"] == c, "fault_kind"] == kind).any()]
-        series = runs.series[runs.series["config"].isin(configs)]
-        errors = runs.errors[runs.errors["config"].isin(configs)] if len(runs.errors) else runs.errors
+        configs = [c for c in runs.configs if (s.loc[s["configuration"] == c, "fault_kind"] == kind).any()]
+        series = runs.series[runs.series["configuration"].isin(configs)]
+        errors = runs.errors[runs.errors["configuration"].isin(configs)] if len(runs.errors) else runs.errors
         with style():
             figure, axes = new_figure(8.0, nrows=3, sharex=True)
             throughput, failures, tail = axes[:, 0]
             for axis in axes[:, 0]:
-                _shade_fault(axis, s[s["config"].isin(configs)])
+                _shade_fault(axis, s[s["configuration"].isin(configs)])
             for config in configs:
                 colour = colours[config]
-                rows = series[series["config"] == config].groupby("second")
+                rows = series[series["configuration"] == config].groupby("second")
                 throughput.plot(
                     rows["events_accepted"].median(), color=colour, marker="o", markersize=3, label=config
                 )
                 tail.plot(rows["p99_ms"].median(), color=colour, marker="o", markersize=3, label=config)
                 if len(errors):
-                    mine = errors[errors["config"] == config]
+                    mine = errors[errors["configuration"] == config]
                     per_status = (
                         mine.groupby(["status", "second", "run"])["count"]
                         .sum()

@@ -66,7 +66,7 @@ def _one(values: list[Any], fmt: Any = str) -> str:
 def header_facts(runs: Runs) -> dict[str, str]:
     """Plan, runs, time range, parameters, machine, versions and commit, as label -> text."""
     s = runs.summaries
-    trials = s.groupby("config").size() if len(s) else pd.Series(dtype=int)
+    trials = s.groupby("configuration").size() if len(s) else pd.Series(dtype=int)
     facts = {
         "Plan": f"{runs.plan} ({runs.plan_dir})",
         **({"About": runs.description} if runs.description else {}),
@@ -210,7 +210,7 @@ def summary_table(runs: Runs) -> pd.DataFrame:
     marks = aggregate.overload_marks(runs)
     rows = []
     for _, r in table.iterrows():
-        row = {"configuration": marks[r["config"]], "trials": str(r["trials"])}
+        row = {"configuration": marks[r["configuration"]], "trials": str(r["trials"])}
         if open_loop:
             row["offered requests/s"] = fmt_rate(r["offered_rps_median"])
         row["events/s (median)"] = fmt_rate(r["events_per_s_median"])
@@ -230,7 +230,7 @@ def summary_table(runs: Runs) -> pd.DataFrame:
         row["lost events"] = fmt_count(r["lost"])
         row["generator-bound trials"] = f"{r['generator_bound_trials']} of {r['trials']}"
         if capacities:
-            row[capacity_heading(runs)] = capacities.get(r["config"], "n/a")
+            row[capacity_heading(runs)] = capacities.get(r["configuration"], "n/a")
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -248,9 +248,9 @@ def _capacity_by_config(runs: Runs) -> dict[str, str]:
     table = aggregate.capacity(runs)
     if table.empty:
         return {}
-    text = {row["sweep"]: capacity_text(row) for _, row in table.iterrows()}
-    s = runs.summaries.assign(sweep=aggregate.sweep_label(runs))
-    return {c: text.get(w, "n/a") for c, w in zip(s["config"], s["sweep"], strict=True)}
+    text = {row["configuration"]: capacity_text(row) for _, row in table.iterrows()}
+    lines = aggregate.sweep_label(runs)
+    return {c: text.get(w, "n/a") for c, w in zip(runs.summaries["configuration"], lines, strict=True)}
 
 
 def capacity_text(row: pd.Series) -> str:
@@ -271,12 +271,12 @@ def capacity_table(runs: Runs) -> pd.DataFrame:
     rows = []
     for _, r in table.iterrows():
         row = {
-            "configuration": r["sweep"],
+            "configuration": r["configuration"],
             capacity_heading(runs): capacity_text(r),
             "trials": str(r["trials"]),
         }
         if r["source"] == "search":
-            steps = path[path["config"] == r["sweep"]]
+            steps = path[path["configuration"] == r["configuration"]]
             low, high = (steps[c].iloc[0] if len(steps) else None for c in ("bracket_low", "bracket_high"))
             row["per trial / bracket"] = f"search bracket {fmt_range(low, high, fmt_rate)}"
         else:
@@ -296,7 +296,7 @@ def saturation_table(runs: Runs) -> pd.DataFrame:
     for _, r in table.iterrows():
         rows.append(
             {
-                "configuration": r["sweep"],
+                "configuration": r["configuration"],
                 "offered requests/s": fmt_rate(r["offered_rps"]),
                 "completed events/s (median, min-max)": (
                     f"{fmt_rate(r['events_per_s_median'])} "
@@ -320,7 +320,7 @@ def search_table(runs: Runs) -> pd.DataFrame:
     for _, r in path.iterrows():
         rows.append(
             {
-                "configuration": r["config"],
+                "configuration": r["configuration"],
                 "step": str(r["step"]),
                 "offered requests/s": fmt_rate(r["value"]),
                 "p99 ms (median, min-max)": (
@@ -339,7 +339,7 @@ def cpu_table(runs: Runs) -> pd.DataFrame:
     busy = aggregate.busy_box(s) if len(s) else pd.Series(dtype=bool)
     rows = []
     for i, r in s.iterrows():
-        row = {"run": r["run"] + _run_mark(r["overloaded"]), "configuration": r["config"]}
+        row = {"run": r["run"] + _run_mark(r["overloaded"]), "configuration": r["configuration"]}
         row.update({f"{c} (cores)": fmt_cores(r[f"cpu_{c}"]) for c in COMPONENTS})
         row["everything else (cores)"] = fmt_cores(r["cpu_other"])
         row["machine (cores)"] = fmt_cores(r["cpu_machine"])
@@ -372,7 +372,7 @@ def fault_table(runs: Runs) -> pd.DataFrame:
     table = aggregate.fault_table(runs)
     rows = []
     for _, r in table.iterrows():
-        row = {"configuration": r["config"], "fault": r["fault"], "trials": str(r["trials"])}
+        row = {"configuration": r["configuration"], "fault": r["fault"], "trials": str(r["trials"])}
         for metric, label, fmt in (
             ("acknowledged", "acknowledged", fmt_count),
             ("lost", "acknowledged and lost", fmt_count),
@@ -395,7 +395,7 @@ def spectrum_table(runs: Runs) -> pd.DataFrame:
     spectrum = aggregate.percentile_spectrum(runs)
     marks = aggregate.overload_marks(runs)
     rows = []
-    for config, group in spectrum.groupby("config", sort=False):
+    for config, group in spectrum.groupby("configuration", sort=False):
         row = {"configuration": marks.get(config, config), "requests": fmt_count(group["samples"].iloc[0])}
         for _, point in group.iterrows():
             value = fmt_num(point["latency_ms"]) if point["resolved"] else "-"
@@ -410,7 +410,7 @@ def audit_table(runs: Runs) -> pd.DataFrame:
     table = pd.DataFrame(
         {
             "run": s["run"] + s["overloaded"].map(_run_mark),
-            "configuration": s["config"],
+            "configuration": s["configuration"],
             "trial": s["trial"].map(format_value),
         }
     )

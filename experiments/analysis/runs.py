@@ -86,7 +86,7 @@ FAULT_COLUMNS = (
 TARGET_COLUMNS = ("engine", "target_url", "target_impl", "launched_by_suite")
 # Parameters every run has, taken from `load`/`service` when the plan did not set them.
 CORE_PARAMS = ("mode", "endpoint", "load_model", "connections", "rate")
-ID_COLUMNS = ("run", "plan", "trial", "config", "started_at", "ended_at", "cores")
+ID_COLUMNS = ("run", "plan", "trial", "configuration", "started_at", "ended_at", "cores")
 CPU_COLUMNS = tuple(f"cpu_{c}" for c in (*CPU_KEYS, "other"))
 RESULT_COLUMNS = frozenset(
     {
@@ -176,12 +176,12 @@ def load_runs(plan_dir: Path | str) -> Runs:
     param_columns = tuple(params_seen)
     summaries = pd.DataFrame(rows, columns=_column_order(rows, param_columns))
     varying = tuple(varying_params(summaries, param_columns))
-    summaries["config"] = [config_label(r, varying) for r in summaries.to_dict("records")]
+    summaries["configuration"] = [config_label(r, varying) for r in summaries.to_dict("records")]
     search = PlanDir(plan_dir).read_search()
     summaries = _sorted(summaries, str(search.get("param")) if search and search.get("param") else None)
-    configs = tuple(dict.fromkeys(summaries["config"]))
+    configs = tuple(dict.fromkeys(summaries["configuration"]))
 
-    ids = summaries[["run", "config", "mode", "trial"]]
+    ids = summaries[["run", "configuration", "mode", "trial"]]
     plan = next((str(s["run"]["plan"]) for s in raw.values() if s.get("run", {}).get("plan")), None)
     return Runs(
         plan=plan or str(plan_info.get("name") or plan_dir.name),
@@ -310,7 +310,7 @@ def _recovered_after_s(faults: Mapping[str, Any]) -> float | None:
 
 
 def _column_order(rows: list[dict[str, Any]], param_columns: tuple[str, ...]) -> list[str]:
-    ids = ["run", "plan", "trial", "config"]
+    ids = ["run", "plan", "trial", "configuration"]
     params = [c for c in param_columns if c not in ids]
     # Every result column exists even in a plan without a single result, so the report's
     # tables and takeaways can say "nothing" instead of failing on a missing column.
@@ -340,13 +340,13 @@ def _sorted(summaries: pd.DataFrame, searched: str | None = None) -> pd.DataFram
     """
     if summaries.empty:
         return summaries
-    first_cell = summaries.sort_values("run").drop_duplicates("config").reset_index(drop=True)
-    plan_order = {config: i for i, config in enumerate(first_cell["config"])}
+    first_cell = summaries.sort_values("run").drop_duplicates("configuration").reset_index(drop=True)
+    plan_order = {config: i for i, config in enumerate(first_cell["configuration"])}
     by_value = searched is not None and searched in summaries
 
     def key(row: pd.Series) -> tuple[Any, ...]:
         value = sort_key(row[searched]) if by_value else (0, 0.0, "")
-        return (mode_rank(row["mode"]), value, plan_order[row["config"]], sort_key(row["trial"]), row["run"])
+        return (mode_rank(row["mode"]), value, plan_order[row["configuration"]], sort_key(row["trial"]), row["run"])
 
     order = sorted(summaries.index, key=lambda i: key(summaries.loc[i]))
     return summaries.loc[order].reset_index(drop=True)

@@ -92,7 +92,7 @@ def _sustained(table: pd.DataFrame) -> str:
     if len(best) == 1:
         row = best.iloc[0]
         spread = fmt_range(row["events_per_s_min"], row["events_per_s_max"], fmt_rate)
-        where = f" ({row['config']})" if several else ""
+        where = f" ({row['configuration']})" if several else ""
         up_to = "up to " if several else ""
         text = f"{row['mode']} sustained {up_to}{fmt_rate(row['events_per_s_median'])} events/s{where}"
         return text + (f", {trials}, range {spread}" if row["trials"] > 1 else f", {trials}")
@@ -113,7 +113,7 @@ def _sustained(table: pd.DataFrame) -> str:
         )
     if several:
         text += "; " + "; ".join(
-            f"best {r['mode']} configuration: {_without_mode(r['config'], r['mode'])}"
+            f"best {r['mode']} configuration: {_without_mode(r['configuration'], r['mode'])}"
             for _, r in best.iterrows()
             if (table["mode"] == r["mode"]).sum() > 1
         )
@@ -130,7 +130,7 @@ def _overloaded_list(table: pd.DataFrame) -> str:
             else (f", overloaded in {row['overloaded_trials']} of {row['trials']} trials")
         )
         parts.append(
-            f"{row['config']} completed {fmt_rate(row['throughput_rps_median'])} of "
+            f"{row['configuration']} completed {fmt_rate(row['throughput_rps_median'])} of "
             f"{fmt_rate(row['offered_rps_median'])} requests/s offered "
             f"({fmt_pct(row['unfinished_fraction_median'])} unfinished{trials})"
         )
@@ -152,10 +152,10 @@ def ramp(runs: Runs) -> str:
     table = aggregate.ramp(runs)
     if table.empty:
         return "no per-second series was recorded"
-    offered = aggregate.config_table(runs).set_index("config")
+    offered = aggregate.config_table(runs).set_index("configuration")
     parts = []
     for _, row in table.iterrows():
-        config = row["config"]
+        config = row["configuration"]
         if row["overloaded_trials"] > 0:
             trials = int(offered.at[config, "trials"])
             parts.append(
@@ -187,14 +187,14 @@ def latency(runs: Runs) -> str:
         return "no latency histogram was recorded"
 
     def value(config: str, p: float) -> str:
-        row = spectrum[(spectrum["config"] == config) & (spectrum["percentile"] == p)].iloc[0]
+        row = spectrum[(spectrum["configuration"] == config) & (spectrum["percentile"] == p)].iloc[0]
         return fmt_ms(row["latency_ms"]) if row["resolved"] else "n/a (too few samples)"
 
-    configs = list(dict.fromkeys(spectrum["config"]))
+    configs = list(dict.fromkeys(spectrum["configuration"]))
     if len(configs) == 1:
         config = configs[0]
         samples = fmt_count(spectrum["samples"].iloc[0])
-        trials = int((runs.summaries["config"] == config).sum())
+        trials = int((runs.summaries["configuration"] == config).sum())
         source = "histogram of its one trial" if trials == 1 else f"merged histogram of {trials} trials"
         return (
             f"p99 of {config} is {value(config, 99.0)}; p99.9 {value(config, 99.9)} "
@@ -244,7 +244,7 @@ def _open_saturation(runs: Runs) -> str:
     table = aggregate.saturation_table(runs)
     knees = aggregate.knees(runs)
     parts = []
-    for sweep, group in table.groupby("sweep", sort=False):
+    for sweep, group in table.groupby("configuration", sort=False):
         group = group.sort_values("offered_rps")
         over = group[group["overloaded_trials"] > 0]
         held = group if over.empty else group[group["offered_rps"] < over["offered_rps"].iloc[0]]
@@ -295,7 +295,7 @@ def capacity(runs: Runs) -> str:
     budget = f"p99 <= {format_value(float(table['slo_p99_ms'].iloc[0]))} ms"
     parts = []
     for i, (_, row) in enumerate(table.iterrows()):
-        subject = f"{row['sweep']} holds {budget}" if i == 0 else str(row["sweep"])
+        subject = f"{row['configuration']} holds {budget}" if i == 0 else str(row["configuration"])
         unit = " events/s" if i == 0 else ""
         if is_missing(row["median"]):
             parts.append(f"{subject} at none of the offered rates measured")
@@ -319,7 +319,7 @@ def capacity(runs: Runs) -> str:
 def _search_note(runs: Runs) -> str:
     path = aggregate.search_path(runs)
     resolution = (runs.search or {}).get("resolution")
-    steps = path.groupby("config", sort=False).size()
+    steps = path.groupby("configuration", sort=False).size()
     run_count = int(path["trials"].sum())
     return (
         f"capacity search to a resolution of {fmt_rate(resolution)}/s: "
@@ -338,7 +338,7 @@ def search(runs: Runs) -> str:
     if path.empty:
         return ""
     parts = []
-    for config, steps in path.groupby("config", sort=False):
+    for config, steps in path.groupby("configuration", sort=False):
         tried = ", ".join(
             f"{fmt_rate(r['value'])} {'holds' if r['holds'] else 'fails'}" for _, r in steps.iterrows()
         )
@@ -361,7 +361,7 @@ def cpu(runs: Runs) -> str:
         listed = ", ".join(f"{c} {fmt_cores(v)}" for c, v in used.items())
         per_core = row["events_per_s_median"] / (row["cpu_service_median"] / 100)
         parts.append(
-            f"{row['config']}: {listed} of {fmt_count(row['cores'])} cores "
+            f"{row['configuration']}: {listed} of {fmt_count(row['cores'])} cores "
             f"({fmt_rate(per_core)} events/s per service core)"
         )
     text = "; ".join(parts)
@@ -372,11 +372,11 @@ def cpu(runs: Runs) -> str:
     known = table[table["cpu_machine_median"].notna() & table["cores"].notna()]
     saturated = known[known["cpu_machine_median"] >= 0.9 * known["cores"].astype(float) * 100]
     if len(saturated):
-        text += "; the machine was saturated in " + ", ".join(saturated["config"])
+        text += "; the machine was saturated in " + ", ".join(saturated["configuration"])
     text += _busy_box(runs)
     bound = runs.summaries[runs.summaries["generator_bound"].fillna(False).astype(bool)]
     if len(bound):
-        configs = ", ".join(dict.fromkeys(bound["config"]))
+        configs = ", ".join(dict.fromkeys(bound["configuration"]))
         text += (
             f"; the generator was flagged generator-bound in {len(bound)} of "
             f"{len(runs.summaries)} runs ({configs}): there the client, not the service, "
@@ -500,12 +500,12 @@ def faults(runs: Runs) -> str:
         never = group[group["never_recovered"] > 0]
         if len(never):
             sentence += "; never answered again in " + ", ".join(
-                f"{r['never_recovered']} of {r['trials']} trials ({r['config']})" for _, r in never.iterrows()
+                f"{r['never_recovered']} of {r['trials']} trials ({r['configuration']})" for _, r in never.iterrows()
             )
         failed_injection = group[group["not_injected"] > 0]
         if len(failed_injection):
             sentence += "; the fault was NOT injected in " + ", ".join(
-                f"{r['not_injected']} of {r['trials']} trials ({r['config']})"
+                f"{r['not_injected']} of {r['trials']} trials ({r['configuration']})"
                 for _, r in failed_injection.iterrows()
             )
         sentences.append(sentence)
@@ -514,7 +514,7 @@ def faults(runs: Runs) -> str:
 
 def _who(group: pd.DataFrame, row: pd.Series) -> str:
     """The mode, or the whole configuration when the mode alone is ambiguous in `group`."""
-    return str(row["config"] if int((group["mode"] == row["mode"]).sum()) > 1 else row["mode"])
+    return str(row["configuration"] if int((group["mode"] == row["mode"]).sum()) > 1 else row["mode"])
 
 
 def _trial_spread(row: pd.Series, metric: str, fmt: object) -> str:
@@ -564,7 +564,7 @@ def spread(runs: Runs) -> str:
         if relative.empty:
             continue
         worst = relative.idxmax()
-        parts.append(f"{label} by at most {fmt_pct(relative[worst])} ({repeated.at[worst, 'config']})")
+        parts.append(f"{label} by at most {fmt_pct(relative[worst])} ({repeated.at[worst, 'configuration']})")
     if not parts:
         return "the runs recorded neither throughput nor p99, so there is no spread to show"
     return "across trials (max - min, relative to the median), " + " and ".join(parts)

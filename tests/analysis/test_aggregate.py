@@ -31,7 +31,7 @@ def test_spread_below_three_trials_has_no_dispersion() -> None:
 
 
 def test_config_table_medians_and_ranges(runs: Runs, summaries_json: dict[str, dict[str, Any]]) -> None:
-    table = aggregate.config_table(runs).set_index("config")
+    table = aggregate.config_table(runs).set_index("configuration")
     assert list(table.index) == list(runs.configs)
     t1, t2 = (
         summaries_json[n]["results"]
@@ -82,7 +82,7 @@ def test_percentile_spectrum_from_merged_trials(runs: Runs) -> None:
             runs.histograms["006-mode=fire-and-forget_defaults-t2"],
         ]
     )
-    rows = spectrum[spectrum["config"] == config].set_index("percentile")
+    rows = spectrum[spectrum["configuration"] == config].set_index("percentile")
     assert rows.loc[99.0, "latency_ms"] == merged.get_value_at_percentile(99.0) / 1000
     assert rows.loc[100.0, "latency_ms"] == merged.get_max_value() / 1000
     assert rows["samples"].iloc[0] == 40311 + 39939
@@ -97,8 +97,8 @@ def test_producer_settings(runs: Runs) -> None:
 
 
 def test_ramp(runs: Runs) -> None:
-    ramp = aggregate.ramp(runs).set_index("config")
-    durable = runs.series[runs.series["config"] == "durable, linger.ms=0"]
+    ramp = aggregate.ramp(runs).set_index("configuration")
+    durable = runs.series[runs.series["configuration"] == "durable, linger.ms=0"]
     first = durable[durable["second"] == -2]["events_accepted"].median()
     measured = durable[durable["phase"] == "measure"].groupby("second")["events_accepted"].median()
     assert ramp.loc["durable, linger.ms=0", "first_rate"] == first
@@ -111,8 +111,8 @@ def test_ramp(runs: Runs) -> None:
 def test_per_second_band(runs: Runs) -> None:
     table = aggregate.per_second(runs)
     assert len(table) == 3 * 12
-    row = table[(table["config"] == "fire-and-forget") & (table["second"] == 0)].iloc[0]
-    values = runs.series[(runs.series["config"] == "fire-and-forget") & (runs.series["second"] == 0)]
+    row = table[(table["configuration"] == "fire-and-forget") & (table["second"] == 0)].iloc[0]
+    values = runs.series[(runs.series["configuration"] == "fire-and-forget") & (runs.series["second"] == 0)]
     assert (row["min"], row["max"]) == (values["events_accepted"].min(), values["events_accepted"].max())
     assert row["phase"] == "measure"
     assert isinstance(table, pd.DataFrame)

@@ -33,7 +33,7 @@ def test_fault_facts_are_read(fault_runs: Runs) -> None:
 
 
 def test_fault_table_medians_and_ranges(fault_runs: Runs) -> None:
-    table = aggregate.fault_table(fault_runs).set_index("config")
+    table = aggregate.fault_table(fault_runs).set_index("configuration")
     lost = [read_summary(FAULTS_PLAN, n)["audit"]["lost"] for n in KILLED_FF]
     row = table.loc["fire-and-forget, fault=service-kill"]
     assert row["lost_median"] == statistics.median(lost)
@@ -129,7 +129,7 @@ def test_a_loss_in_one_trial_is_said_although_the_median_is_zero(tmp_path: Path)
     (tmp_path / KILLED_FF[1] / "summary.json").write_text(json.dumps(clean))
     lossy = read_summary(tmp_path, KILLED_FF[0])["audit"]["lost"]
     runs = load_runs(tmp_path)
-    row = aggregate.fault_table(runs).set_index("config").loc["fire-and-forget"]
+    row = aggregate.fault_table(runs).set_index("configuration").loc["fire-and-forget"]
     assert (row["lost_trials"], row["trials"], row["lost_median"]) == (1, 2, lossy / 2)
     text = takeaways.faults(runs)
     assert text.startswith(

@@ -79,7 +79,7 @@ def test_a_lab_run_1_summary_is_refused_with_the_reason(tmp_path: Path) -> None:
 
 def test_saturation_table_is_per_offered_rate(saturation_runs: Runs) -> None:
     table = aggregate.saturation_table(saturation_runs)
-    durable = table[table["sweep"] == "durable"].set_index("offered_rps")
+    durable = table[table["configuration"] == "durable"].set_index("offered_rps")
     assert list(durable.index) == [500.0, 750.0, 1500.0, 3000.0]
     t1, t2 = (read_summary(SATURATION_PLAN, n)["results"] for n in DURABLE_RUNS[750])
     assert durable.loc[750.0, "p99_ms_median"] == statistics.median(
@@ -91,7 +91,7 @@ def test_saturation_table_is_per_offered_rate(saturation_runs: Runs) -> None:
 
 
 def test_capacity_per_trial_then_median_and_range(saturation_runs: Runs) -> None:
-    table = aggregate.capacity(saturation_runs).set_index("sweep")
+    table = aggregate.capacity(saturation_runs).set_index("configuration")
     # Trial 1 holds 750/s (p99 under 50 ms), trial 2 does not: 750 and 500.
     p99 = [read_summary(SATURATION_PLAN, n)["results"]["latency_ms"]["p99"] for n in DURABLE_RUNS[750]]
     assert p99[0] <= 50 < p99[1]
@@ -237,7 +237,7 @@ def test_saturation_chart_is_against_the_offered_rate(saturation_runs: Runs, run
 def test_search_path(search_runs: Runs) -> None:
     path = aggregate.search_path(search_runs)
     search = json.loads((SEARCH_PLAN / "search.json").read_text())
-    durable = path[path["config"] == "durable"]
+    durable = path[path["configuration"] == "durable"]
     # The runner names configurations by cell slug; the report by its own labels.
     assert list(durable["value"]) == [s["value"] for s in search["configs"]["mode=durable"]["steps"]]
     assert list(durable["holds"]) == [True, False, False, False, True, False]

@@ -19,14 +19,14 @@ def test_one_summary_row_per_run_in_configuration_order(runs: Runs) -> None:
     assert list(runs.summaries["run"]) == list(RUN_NAMES)
     assert runs.plan == "fixture"
     assert runs.configs == ("durable, linger.ms=0", "durable, linger.ms=5", "fire-and-forget")
-    assert list(runs.summaries["config"]) == [c for c in runs.configs for _ in range(2)]
+    assert list(runs.summaries["configuration"]) == [c for c in runs.configs for _ in range(2)]
     assert list(runs.summaries["trial"]) == [1, 2, 1, 2, 1, 2]
     assert runs.modes == ("durable", "fire-and-forget")
 
 
 def test_summary_columns(runs: Runs) -> None:
     expected = {
-        "run", "plan", "trial", "config", "mode", "endpoint", "load_model", "connections",
+        "run", "plan", "trial", "configuration", "mode", "endpoint", "load_model", "connections",
         "rate", "duration_s", "warmup_s", "producer.linger.ms", "service_workers", "output_dir",
         "throughput_rps", "events_per_s", "error_rate", "p50_ms", "p75_ms", "p90_ms", "p99_ms",
         "p999_ms", "p9999_ms", "max_ms", "mean_ms", "cpu_generator", "cpu_service",
@@ -60,7 +60,7 @@ def test_varying_params_exclude_trial_and_output_dir(runs: Runs) -> None:
 
 def test_series_cpu_and_histograms(runs: Runs, summaries_json: dict[str, dict[str, Any]]) -> None:
     assert len(runs.series) == 6 * 12  # 2 s warm-up + 10 s measured per run
-    assert {"run", "config", "mode", "trial", "second", "phase", "events_accepted"} <= set(
+    assert {"run", "configuration", "mode", "trial", "second", "phase", "events_accepted"} <= set(
         runs.series.columns
     )
     assert len(runs.cpu) == 6 * 12 * 4
