@@ -346,7 +346,8 @@ def _sorted(summaries: pd.DataFrame, searched: str | None = None) -> pd.DataFram
 
     def key(row: pd.Series) -> tuple[Any, ...]:
         value = sort_key(row[searched]) if by_value else (0, 0.0, "")
-        return (mode_rank(row["mode"]), value, plan_order[row["configuration"]], sort_key(row["trial"]), row["run"])
+        config = plan_order[row["configuration"]]
+        return (mode_rank(row["mode"]), value, config, sort_key(row["trial"]), row["run"])
 
     order = sorted(summaries.index, key=lambda i: key(summaries.loc[i]))
     return summaries.loc[order].reset_index(drop=True)
