@@ -2,7 +2,21 @@
 
 notebooks/analyze.ipynb shows them in its order, one line each:
 `report.show_section(sections.throughput, runs)`. A module here is found by its name on
-first use, so adding a section is its module and that one line, nothing else.
+first use, so a new section is two things:
+
+1. `sections/<name>.py` defining `TITLE`, `INTRO` (Markdown) and
+   `render(runs: Runs) -> list[Block]` (Text, Table, Chart, Takeaway from blocks.py), with
+   its own aggregation, tables, figures and sentences beside it. `runs` is the plan as
+   loaded once by the header cell (runs.py: `summaries` one row per run, `series`, `cpu`,
+   `errors`, `histograms`, `raw` summaries, `plan_info`, `search`); reuse aggregate.py,
+   sweep.py, capacity.py, _style.py and _format.py rather than copying them. Return no
+   block with content (or `[]`) when the question does not apply to the plan, and the
+   section shows nothing, not even its heading.
+2. one cell `report.show_section(sections.<name>, runs)` in notebooks/analyze.ipynb, where
+   it should appear in the report.
+
+Its tests go to tests/experiments/analysis/sections/test_<name>_section.py; the notebook
+test fails while a module here has no line in the notebook.
 """
 
 from __future__ import annotations

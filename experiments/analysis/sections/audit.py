@@ -26,7 +26,7 @@ def render(runs: Runs) -> list[Block]:
 def table(runs: Runs) -> pd.DataFrame:
     """The delivery audit of every run, as counted by the load generator's audit."""
     s = runs.summaries
-    table = pd.DataFrame(
+    shown = pd.DataFrame(
         {
             "run": s["run"] + s["overloaded"].map(aggregate.run_mark),
             "configuration": s["configuration"],
@@ -34,8 +34,8 @@ def table(runs: Runs) -> pd.DataFrame:
         }
     )
     for key in AUDIT_KEYS:
-        table[key] = s[key].map(fmt_count)
-    return table
+        shown[key] = s[key].map(fmt_count)
+    return shown
 
 
 def takeaway(runs: Runs) -> str:

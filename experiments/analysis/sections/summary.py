@@ -28,13 +28,13 @@ def table(runs: Runs) -> pd.DataFrame:
     rate, the unfinished share and the overloaded trials (an overloaded configuration's name
     carries the mark too), and the capacity at the plan's SLO of its sweep line.
     """
-    table = aggregate.config_table(runs)
-    dispersion = bool(len(table)) and table["trials"].max() >= aggregate.MIN_TRIALS_FOR_DISPERSION
-    open_loop = bool(len(table)) and bool(table["open_loop"].any())
+    per_config = aggregate.config_table(runs)
+    dispersion = bool(len(per_config)) and per_config["trials"].max() >= aggregate.MIN_TRIALS_FOR_DISPERSION
+    open_loop = bool(len(per_config)) and bool(per_config["open_loop"].any())
     capacities = capacity.by_run_configuration(runs)
     marks = aggregate.overload_marks(runs)
     rows = []
-    for _, r in table.iterrows():
+    for _, r in per_config.iterrows():
         row = {"configuration": marks[r["configuration"]], "trials": str(r["trials"])}
         if open_loop:
             row["offered requests/s"] = fmt_rate(r["offered_rps_median"])
