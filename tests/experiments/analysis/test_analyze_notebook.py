@@ -62,7 +62,8 @@ def test_notebook_is_stored_without_outputs() -> None:
     assert all(lines), [cell.source for cell in code[2:]]
     names = [line.group(1) for line in lines if line]
     titles = [getattr(sections, name).TITLE for name in names]
-    assert titles == [*SECTIONS[:-1], FAULTS, SECTIONS[-1]]
+    known = [*SECTIONS[:-1], FAULTS, SECTIONS[-1]]
+    assert [title for title in titles if title in known] == known  # in this order, others between
     # Every section module is shown, once: one that is not would never reach a report.
     assert sorted(names) == sorted(m.name for m in pkgutil.iter_modules(sections.__path__))
 

@@ -63,5 +63,5 @@ def test_the_header_opens_the_report(runs: Runs, monkeypatch: pytest.MonkeyPatch
 
 
 def test_a_section_that_does_not_exist_is_named(runs: Runs) -> None:
-    with pytest.raises(AttributeError, match="no report section 'network'"):
-        _ = sections.network
+    with pytest.raises(AttributeError, match="no report section 'no_such_question'"):
+        _ = sections.no_such_question
