@@ -22,6 +22,7 @@ from typing import Any
 
 from experiments.errors import LabError
 from experiments.kafka import TopicReadError, end_offsets, read_topic
+from experiments.rundir import AUDIT, RunDir
 
 EXAMPLES = 10
 
@@ -119,5 +120,5 @@ def audit_delivery(bootstrap: str, topic: str, acks_csv: Path, out_dir: Path | N
     audit["start_offsets"] = {str(p): o for p, o in (start_offsets or {}).items()} or None
     audit["end_offsets"] = {str(p): end for p, end in end_offsets(bootstrap, topic).items()}
     if out_dir is not None:
-        (Path(out_dir) / "audit.json").write_text(json.dumps(audit, indent=2) + "\n")
+        (RunDir(out_dir) / AUDIT).write_text(json.dumps(audit, indent=2) + "\n")
     return audit

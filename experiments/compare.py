@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.params import RunParams
-from experiments.results import ResultsError, read_summary
+from experiments.rundir import PlanDir
 from experiments.stats import THRESHOLD, Comparison, compare
 
 # The figures every comparison is made on: name -> (reader of a summary, higher is better).
@@ -78,15 +78,12 @@ def _key(params: Mapping[str, Any]) -> str:
 
 
 def finished_runs(plan_dir: Path) -> list[tuple[str, dict[str, Any]]]:
-    """(run id, summary) of every finished run directory under `plan_dir`, in name order."""
+    """(run id, summary) of every finished run of a plan directory, in name order."""
     found = []
-    for run_dir in sorted(p for p in Path(plan_dir).iterdir() if p.is_dir()):
-        try:
-            summary = read_summary(run_dir)
-        except ResultsError:
-            continue
-        if "audit" in summary:
-            found.append((run_dir.name, summary))
+    for run_dir in PlanDir(plan_dir).runs():
+        summary, _why = run_dir.outcome()
+        if summary is not None:
+            found.append((run_dir.name, dict(summary)))
     return found
 
 

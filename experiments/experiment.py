@@ -33,7 +33,7 @@ from experiments.kafka import (
 from experiments.kafka.broker import listening_pid
 from experiments.load import LoadSpec, run_load
 from experiments.params import RunParams
-from experiments.results import write_summary
+from experiments.rundir import ACKS, METRICS, SERVICE_LOG, RunDir, Summary
 from experiments.service_proc import ServiceProcess
 from experiments.target import ExternalTarget, LaunchedService, Target
 
@@ -60,7 +60,7 @@ def load_spec(params: RunParams, url: str, api_key: str | None = None) -> LoadSp
     )
 
 
-def open_target(params: RunParams, bootstrap: str, topic: str, out_dir: Path,
+def open_target(params: RunParams, bootstrap: str, topic: str, run_dir: RunDir,
                 producer_config: dict[str, Any], api_key: str | None = None) -> Target:
     """The service this run drives: launched in the run's mode, or the one at target_url."""
     if params.target_url:
@@ -68,12 +68,12 @@ def open_target(params: RunParams, bootstrap: str, topic: str, out_dir: Path,
     if params.service_impl == "rust":
         from experiments.native.service import RustService  # builds with cargo on first use
 
-        rust = RustService(params.mode, bootstrap, topic, out_dir / "service.log",
+        rust = RustService(params.mode, bootstrap, topic, run_dir / SERVICE_LOG,
                            producer_config=producer_config, workers=params.service_workers,
                            topic_partitions=params.partitions)
         return LaunchedService(rust, impl="rust")
     keys = {"require_api_key": True, "api_keys": {LOADGEN_KEY_ID: api_key}} if api_key else {}
-    service = ServiceProcess(params.mode, bootstrap, topic, out_dir / "service.log",
+    service = ServiceProcess(params.mode, bootstrap, topic, run_dir / SERVICE_LOG,
                              producer_config=producer_config, topic_partitions=params.partitions,
                              **params.service_settings(), **keys)
     return LaunchedService(service)
@@ -121,12 +121,12 @@ class Stopwatch:
                 "fixed": round(total - self.phases.get("load", 0.0), 3)}
 
 
-def run_experiment(params: RunParams) -> dict[str, Any]:
+def run_experiment(params: RunParams) -> Summary:
     """Execute one run into `params.output_dir` and return its summary."""
     clock = Stopwatch()
-    out_dir = Path(params.output_dir)
-    if (out_dir / "summary.json").exists():
-        raise LabError(f"{out_dir} already holds a finished run; results are never overwritten")
+    run_dir = RunDir(Path(params.output_dir))
+    run_dir.refuse_overwrite()
+    out_dir = run_dir.path
     started_at = datetime.now(UTC).isoformat()
     with clock.phase("connect"):
         kafka, local, cluster = connect(params)
@@ -136,7 +136,7 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
             f"{kafka.bootstrap} is an existing cluster ({BOOTSTRAP_ENV} or kafka_bootstrap): use a "
             f"service fault there, or unset it"
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    run_dir.claim()
     broker_pids: Roots | None = listening_pid(kafka.bootstrap)
     if local is not None and cluster is not None:
         started = cluster
@@ -166,7 +166,7 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
     start_offsets = end_offsets(kafka.bootstrap, topic) if params.target_url else None
     # A fresh key per run: the cost of access control is measured without a key to keep.
     api_key = secrets.token_urlsafe(24) if params.access_control else None
-    target = open_target(params, kafka.bootstrap, topic, out_dir, producer_config, api_key)
+    target = open_target(params, kafka.bootstrap, topic, run_dir, producer_config, api_key)
     injector: FaultInjector | None = None
     try:
         with clock.phase("service_start"):
@@ -228,14 +228,14 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
         metrics = "# the service was not running at the end of the load (fault)\n"
         with contextlib.suppress(OSError):
             metrics = target.metrics()
-        (out_dir / "metrics.prom").write_text(metrics)
+        (run_dir / METRICS).write_text(metrics)
     finally:
         with clock.phase("service_stop"):
             exit_code = target.stop()
     # The audit runs after the service flushed on SIGTERM: fire-and-forget acknowledged
     # events that were still in the producer's buffer are then either in the topic or lost.
     with clock.phase("audit"):
-        audit = audit_delivery(kafka.bootstrap, topic, out_dir / "acks.csv", out_dir=out_dir,
+        audit = audit_delivery(kafka.bootstrap, topic, run_dir / ACKS, out_dir=out_dir,
                                start_offsets=start_offsets)
     faults = summary.get("faults")
     if injector is not None and not (faults and faults.get("injected")):
@@ -246,5 +246,5 @@ def run_experiment(params: RunParams) -> dict[str, Any]:
     summary["service"]["exit_code"] = exit_code
     summary["run"]["ended_at"] = datetime.now(UTC).isoformat()
     summary["timings_s"] = clock.section()
-    write_summary(out_dir / "summary.json", summary)
+    run_dir.write_summary(summary)
     return summary

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-import traceback
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,11 +24,19 @@ from experiments.load import measure_ceiling
 from experiments.params import RunParams
 from experiments.plans import Cell, Plan, load_plan
 from experiments.report_export import export_html
+from experiments.rundir import (
+    ANALYSIS,
+    GENERATOR_CEILING,
+    NOTEBOOK,
+    PAPERMILL_LOG,
+    SEARCH,
+    SUMMARY,
+    TIMINGS,
+    PlanDir,
+    RunDir,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# Per cell: its wall time through papermill, the run's load phase and what the cell cost
-# beyond it (kernel, imports, topic, service start and stop, audit): RESULTS.md.
-TIMINGS_FILE = "timings.json"
 RUN_NOTEBOOK = REPO_ROOT / "notebooks" / "run_experiment.ipynb"
 ANALYZE_NOTEBOOK = REPO_ROOT / "notebooks" / "analyze.ipynb"
 
@@ -45,20 +52,18 @@ class PlanOutcome:
 
 
 def cell_finished(cell_dir: Path) -> bool:
-    """A cell is done once its summary holds the delivery audit (the run's last step)."""
-    try:
-        return "audit" in json.loads((cell_dir / "summary.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return False
+    """Whether the cell's run finished, by the run directory's one rule (RunDir.outcome)."""
+    return RunDir(cell_dir).finished()
 
 
 def execute_cell(cell: Cell, cell_dir: Path, extra: dict[str, Any]) -> None:
-    cell_dir.mkdir(parents=True, exist_ok=True)
-    (cell_dir / "error.txt").unlink(missing_ok=True)
-    with (cell_dir / "papermill.log").open("w") as out:
+    run_dir = RunDir(cell_dir)
+    run_dir.path.mkdir(parents=True, exist_ok=True)
+    run_dir.clear_error()
+    with (run_dir / PAPERMILL_LOG).open("w") as out:
         pm.execute_notebook(
             str(RUN_NOTEBOOK),
-            str(cell_dir / "notebook.ipynb"),
+            str(run_dir / NOTEBOOK),
             parameters={**cell.params, **extra},
             kernel_name="python3",
             cwd=str(REPO_ROOT),
@@ -101,7 +106,7 @@ def generator_ceiling(plan: Plan, plan_dir: Path, params: dict[str, Any]) -> flo
         f"{spec.endpoint}/fields={spec.data_fields}x{spec.field_size}/batch={spec.batch_size}"
         f"/c={spec.connections}/w={spec.workers}/engine={spec.engine}"
     )
-    path = plan_dir / "generator_ceiling.json"
+    path = PlanDir(plan_dir) / GENERATOR_CEILING
     known = json.loads(path.read_text()) if path.exists() else {}
     if key not in known:
         known[key] = {"ceiling_rps": measure_ceiling(spec=spec), "measured_at": datetime.now(UTC).isoformat()}
@@ -139,7 +144,7 @@ def run_plan(
 
 
 def write_plan_json(plan: Plan, plan_dir: Path, cells: list[Cell]) -> None:
-    (plan_dir / "plan.json").write_text(json.dumps(plan.describe(cells), indent=2) + "\n")
+    PlanDir(plan_dir).write_plan(plan.describe(cells))
 
 
 # --- cluster lifecycle per cell (issue 8: faults and replication) -------------------------
@@ -180,13 +185,19 @@ class CellRunner:
         self.outcome = outcome
 
     def __call__(self, cell: Cell) -> Path:
-        cell_dir = self.plan_dir / cell.id
+        run_dir = PlanDir(self.plan_dir).run(cell.id)
+        cell_dir = run_dir.path
         outcome = self.outcome
-        if self.resume and cell_finished(cell_dir):
+        if self.resume and run_dir.finished():
             outcome.skipped.append(cell.id)
             return cell_dir
         if cell_dir.exists() and not self.resume:
             raise FileExistsError(f"{cell_dir} exists; results are never overwritten")
+        if (run_dir / SUMMARY).exists():
+            # Failed after its summary was written (or written by another schema): running
+            # it again would overwrite a result, so it stays failed, with its own reason.
+            outcome.failed[cell.id] = run_dir.failed()
+            return cell_dir
         cell_dir.mkdir(parents=True, exist_ok=True)
         try:
             kafka = self.clusters.for_cell(cell.params)
@@ -199,24 +210,20 @@ class CellRunner:
             record_timing(self.plan_dir, cell.id, time.perf_counter() - started, cell_dir)
             outcome.ran.append(cell.id)
         except Exception as exc:  # keep going: one failed combination must not stop a plan
-            (cell_dir / "error.txt").write_text(
-                f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}"
-            )
+            error = run_dir.write_error(exc)
             outcome.failed[cell.id] = (
                 f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             )
-            tqdm.write(f"cell {cell.id} failed: see {cell_dir / 'error.txt'}")
+            tqdm.write(f"cell {cell.id} failed: see {error}")
         return cell_dir
 
 
 def record_timing(plan_dir: Path, cell_id: str, wall_s: float, cell_dir: Path) -> None:
     """Add a cell's wall time, its load phase and the rest (`fixed_s`) to timings.json."""
-    path = plan_dir / TIMINGS_FILE
+    path = PlanDir(plan_dir) / TIMINGS
     known = json.loads(path.read_text()) if path.exists() else {}
-    try:
-        timings = json.loads((cell_dir / "summary.json").read_text()).get("timings_s") or {}
-    except (OSError, json.JSONDecodeError):
-        timings = {}
+    summary, _why = RunDir(cell_dir).outcome()
+    timings = dict((summary or {}).get("timings_s") or {})
     load = timings.get("load")
     known[cell_id] = {"wall_s": round(wall_s, 3), "load_s": load,
                       "fixed_s": round(wall_s - load, 3) if load is not None else None,
@@ -249,7 +256,7 @@ def run_search(plan: Plan, results_dir: Path, run: CellRunner) -> dict[str, sear
             return [c.id for c in step_cells], search.step_results(dirs)
 
         outcomes[config] = search.bisect(plan.search, plan.slo_p99_ms, probe, plan.trials)
-        search.write_search(run.plan_dir / search.SEARCH_FILE, plan.search, plan.slo_p99_ms,
+        search.write_search(PlanDir(run.plan_dir) / SEARCH, plan.search, plan.slo_p99_ms,
                             outcomes)
     progress.close()
     return outcomes
@@ -279,7 +286,7 @@ def execute_analysis(plan_dir: Path, executed: Path) -> None:
 def build_report(plan_dir: Path, reports_dir: Path = Path("reports")) -> Path:
     """Execute analyze.ipynb over a plan's run directories and export one HTML file."""
     plan_name = plan_dir.name
-    executed = plan_dir / "analysis.ipynb"
+    executed = PlanDir(plan_dir) / ANALYSIS
     execute_analysis(plan_dir, executed)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return export_html(

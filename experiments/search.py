@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from experiments.errors import LabError
-from experiments.results import ResultsError, read_summary
+from experiments.rundir import RunDir
 from experiments.stats import estimate
 
-SEARCH_FILE = "search.json"
 HOLD_RULE = (
     "A step holds when none of its trials was overloaded and the 95% interval of its trials' "
     "p99 (Student's t on log values; one trial: its p99) is at or below the budget; it fails "
@@ -176,13 +175,11 @@ def bisect(search: Search, budget_ms: float, probe: Probe, trials: int = 1) -> O
 
 
 def step_results(run_dirs: Sequence[Path]) -> list[dict[str, Any] | None]:
-    """The `results` section of each run, None where a run left no readable summary."""
+    """The `results` section of each run, None where a run did not finish (RunDir.outcome)."""
     out: list[dict[str, Any] | None] = []
     for run_dir in run_dirs:
-        try:
-            out.append(read_summary(run_dir).get("results"))
-        except ResultsError:
-            out.append(None)
+        summary, _why = RunDir(run_dir).outcome()
+        out.append(None if summary is None else summary.get("results"))  # type: ignore[arg-type]
     return out
 
 

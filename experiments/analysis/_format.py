@@ -1,10 +1,13 @@
-"""Number formatting shared by takeaways, tables and plots, so one value reads the same way
-everywhere in a report (and tests can find it)."""
+"""Number and text formatting shared by takeaways, tables and plots, so one value reads the
+same way everywhere in a report (and tests can find it)."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
+
+# What every takeaway says when the plan holds no run with a result.
+NO_RESULTS = "no run of this plan produced results"
 
 
 def _missing(value: Any) -> bool:
@@ -82,3 +85,15 @@ def fmt_range(low: Any, high: Any, fmt: Any = fmt_num) -> str:
 def fmt_seconds(value: Any) -> str:
     """A duration: `2.61 s`; `never` when it did not end."""
     return "never" if _missing(value) else f"{fmt_num(value)} s"
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 run`, `2 runs`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def escape_markdown(text: str) -> str:
+    """Keep Markdown from reading parameter values (`*`, `_`) as emphasis."""
+    for char in ("\\", "*", "_", "`"):
+        text = text.replace(char, "\\" + char)
+    return text

@@ -18,16 +18,14 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from experiments.analysis.runs import Runs
+from experiments.rundir import COMPONENTS
 
 # One colour family per mode, so every configuration of a mode reads as kin in every figure.
 MODE_FAMILIES = ("Blues", "Oranges", "Greens", "Purples", "Reds", "Greys")
-COMPONENT_COLOURS = {
-    "generator": "#8da0cb",
-    "service": "#fc8d62",
-    "broker": "#66c2a5",
-}
 MACHINE_LABEL = "machine (all processes)"
-COMPONENT_COLOURS[MACHINE_LABEL] = "#bdbdbd"
+# generator, service, broker (rundir.COMPONENTS), then the whole machine.
+COMPONENT_COLOURS = dict(zip((*COMPONENTS, MACHINE_LABEL), ("#8da0cb", "#fc8d62", "#66c2a5", "#bdbdbd"),
+                             strict=True))
 WIDTH = 10.0
 MAX_SIDE_LEGEND = 8
 # Past this many characters a side legend takes more width than the axes can spare.
@@ -51,7 +49,7 @@ def palette(runs: Runs) -> dict[str, tuple[float, float, float]]:
     (from a medium to a dark tone, so no configuration is drawn in a near-white)."""
     colours: dict[str, tuple[float, float, float]] = {}
     for i, mode in enumerate(runs.modes):
-        in_mode = set(runs.summaries.loc[runs.summaries["mode"] == mode, "config"])
+        in_mode = set(runs.summaries.loc[runs.summaries["mode"] == mode, "configuration"])
         configs = [c for c in runs.configs if c in in_mode]
         cmap = colormaps[MODE_FAMILIES[i % len(MODE_FAMILIES)]]
         tones = np.linspace(0.45, 0.95, len(configs)) if len(configs) > 1 else [0.75]

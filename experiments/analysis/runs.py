@@ -17,7 +17,6 @@ from typing import Any
 import pandas as pd
 from hdrh.histogram import HdrHistogram
 
-from experiments import results as run_files
 from experiments.analysis.configs import (
     config_label,
     flatten_params,
@@ -25,24 +24,7 @@ from experiments.analysis.configs import (
     sort_key,
     varying_params,
 )
-from experiments.search import SEARCH_FILE
-
-# The runner's files beside the run directories, and two more it leaves in a cell.
-PLAN_FILE = "plan.json"
-NOTEBOOK_FILE = "notebook.ipynb"
-PAPERMILL_LOG = "papermill.log"
-RUN_FILES = (
-    run_files.SUMMARY,
-    run_files.ERROR,
-    run_files.SERIES,
-    NOTEBOOK_FILE,
-    PAPERMILL_LOG,
-    run_files.LATENCY,
-)
-COMPONENTS = ("generator", "service", "broker")
-# The contract's overload rule (RESULTS.md), used only for summaries that lack the mark.
-OVERLOAD_COMPLETED_SHARE = 0.99
-OVERLOAD_UNFINISHED_SHARE = 0.01
+from experiments.rundir import CPU, CPU_KEYS, ERRORS, SERIES, PlanDir, RunDir, Summary, overload
 
 # summary.json `results.latency_ms` keys -> column names that survive attribute access.
 LATENCY_KEYS = {
@@ -104,8 +86,8 @@ FAULT_COLUMNS = (
 TARGET_COLUMNS = ("engine", "target_url", "target_impl", "launched_by_suite")
 # Parameters every run has, taken from `load`/`service` when the plan did not set them.
 CORE_PARAMS = ("mode", "endpoint", "load_model", "connections", "rate")
-ID_COLUMNS = ("run", "plan", "trial", "config", "started_at", "ended_at", "cores")
-CPU_COLUMNS = tuple(f"cpu_{c}" for c in (*COMPONENTS, "machine", "other"))
+ID_COLUMNS = ("run", "plan", "trial", "configuration", "started_at", "ended_at", "cores")
+CPU_COLUMNS = tuple(f"cpu_{c}" for c in (*CPU_KEYS, "other"))
 RESULT_COLUMNS = frozenset(
     {
         *ID_COLUMNS,
@@ -170,17 +152,17 @@ def load_runs(plan_dir: Path | str) -> Runs:
     plan_dir = Path(plan_dir)
     if not plan_dir.is_dir():
         raise FileNotFoundError(f"no plan results directory at {plan_dir}")
-    raw: dict[str, dict[str, Any]] = {}
+    raw: dict[str, Summary] = {}
     failed: list[dict[str, str]] = []
-    run_dirs = sorted(p for p in plan_dir.iterdir() if _is_run_dir(p))
+    run_dirs = PlanDir(plan_dir).runs()
     for run_dir in run_dirs:
-        summary, error = _read_summary(run_dir)
+        summary, error = run_dir.outcome()
         if summary is None:
             failed.append({"run": run_dir.name, "error": error})
         else:
             raw[run_dir.name] = summary
-    plan_info = _read_json(plan_dir / PLAN_FILE)
-    present = {p.name for p in run_dirs}
+    plan_info = PlanDir(plan_dir).read_plan()
+    present = {r.name for r in run_dirs}
     failed += [
         {"run": cell, "error": "not run: no run directory"}
         for cell in plan_info.get("cells", [])
@@ -194,79 +176,30 @@ def load_runs(plan_dir: Path | str) -> Runs:
     param_columns = tuple(params_seen)
     summaries = pd.DataFrame(rows, columns=_column_order(rows, param_columns))
     varying = tuple(varying_params(summaries, param_columns))
-    summaries["config"] = [config_label(r, varying) for r in summaries.to_dict("records")]
-    search = _read_json(plan_dir / SEARCH_FILE) or None
+    summaries["configuration"] = [config_label(r, varying) for r in summaries.to_dict("records")]
+    search = PlanDir(plan_dir).read_search()
     summaries = _sorted(summaries, str(search.get("param")) if search and search.get("param") else None)
-    configs = tuple(dict.fromkeys(summaries["config"]))
+    configs = tuple(dict.fromkeys(summaries["configuration"]))
 
-    ids = summaries[["run", "config", "mode", "trial"]]
+    ids = summaries[["run", "configuration", "mode", "trial"]]
     plan = next((str(s["run"]["plan"]) for s in raw.values() if s.get("run", {}).get("plan")), None)
     return Runs(
         plan=plan or str(plan_info.get("name") or plan_dir.name),
         plan_dir=plan_dir,
         description=str(plan_info.get("description") or "").strip(),
         summaries=summaries,
-        series=_read_tables(plan_dir, ids, run_files.SERIES),
-        cpu=_read_tables(plan_dir, ids, run_files.CPU),
+        series=_read_tables(plan_dir, ids, SERIES),
+        cpu=_read_tables(plan_dir, ids, CPU),
         histograms=_read_histograms(plan_dir, list(raw)),
         failed=pd.DataFrame(failed, columns=["run", "error"]),
         raw=raw,
         param_columns=param_columns,
         varying=varying,
         configs=configs,
-        errors=_read_tables(plan_dir, ids, run_files.ERRORS, dtype={"status": "string"}),
+        errors=_read_tables(plan_dir, ids, ERRORS, dtype={"status": "string"}),
         plan_info=plan_info,
         search=search,
     )
-
-
-def _is_run_dir(path: Path) -> bool:
-    if not path.is_dir() or path.name.startswith((".", "_")):
-        return False
-    return path.name[:1].isdigit() or any((path / name).exists() for name in RUN_FILES)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    """A JSON object file of the runner (plan.json, search.json); empty when absent or bad."""
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return info if isinstance(info, dict) else {}
-
-
-def _read_summary(run_dir: Path) -> tuple[dict[str, Any] | None, str]:
-    """The parsed summary, or None and the reason this cell has no usable result.
-
-    An error.txt wins over a summary.json: the runner writes it when the cell failed, and
-    a summary written before the failure (say, before the audit) is not a finished run.
-    """
-    path = run_dir / run_files.SUMMARY
-    if (run_dir / run_files.ERROR).exists() or not path.exists():
-        return None, _error_text(run_dir)
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        return None, f"unreadable summary.json: {exc}"
-    schema = summary.get("schema") if isinstance(summary, dict) else None
-    if schema != run_files.SCHEMA:
-        # lab.run/1 counted throughput by intended send time: mixing it in would put
-        # rates the service never reached beside the ones it did.
-        return None, (
-            f"summary.json schema {schema!r}, expected {run_files.SCHEMA!r}: written by another version "
-            "of the suite; re-run the cell (or report it with that version)"
-        )
-    return summary, ""
-
-
-def _error_text(run_dir: Path) -> str:
-    path = run_dir / run_files.ERROR
-    if not path.exists():
-        return "no summary.json and no error.txt"
-    lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
-    lines = [line for line in lines if line]
-    # A traceback ends with the exception itself, which is the line worth showing.
-    return lines[-1][:300] if lines else "empty error.txt"
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -315,7 +248,7 @@ def _summary_row(name: str, summary: Mapping[str, Any]) -> dict[str, Any]:
     latency = _mapping(results.get("latency_ms"))
     row.update({column: latency.get(key) for key, column in LATENCY_KEYS.items()})
     cpu = _mapping(results.get("cpu_percent"))
-    row.update({f"cpu_{c}": cpu.get(c) for c in (*COMPONENTS, "machine")})
+    row.update({f"cpu_{c}": cpu.get(c) for c in CPU_KEYS})
     row["cpu_other"] = results.get("cpu_other_percent")
     audit = _mapping(summary.get("audit"))
     row.update({key: audit.get(key) for key in AUDIT_KEYS})
@@ -329,13 +262,11 @@ def _summary_row(name: str, summary: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _overload_mark(load_model: Any, results: Mapping[str, Any]) -> bool | None:
-    """The contract's rule for a summary that carries no mark: open loop only."""
-    offered = results.get("offered_rps")
-    if load_model != "open" or not offered:
+    """The contract's rule (rundir.overload) for a summary that carries no mark: open loop only."""
+    offered, duration = results.get("offered"), results.get("duration_s")
+    if load_model != "open" or not offered or not duration:
         return None
-    completed = results.get("throughput_rps") or 0.0
-    unfinished = results.get("unfinished_fraction") or 0.0
-    return bool(completed < OVERLOAD_COMPLETED_SHARE * offered or unfinished > OVERLOAD_UNFINISHED_SHARE)
+    return overload(offered, results.get("ok") or 0, results.get("unfinished_fraction") or 0.0, duration)[0]
 
 
 def _target_facts(summary: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
@@ -379,7 +310,7 @@ def _recovered_after_s(faults: Mapping[str, Any]) -> float | None:
 
 
 def _column_order(rows: list[dict[str, Any]], param_columns: tuple[str, ...]) -> list[str]:
-    ids = ["run", "plan", "trial", "config"]
+    ids = ["run", "plan", "trial", "configuration"]
     params = [c for c in param_columns if c not in ids]
     # Every result column exists even in a plan without a single result, so the report's
     # tables and takeaways can say "nothing" instead of failing on a missing column.
@@ -409,13 +340,14 @@ def _sorted(summaries: pd.DataFrame, searched: str | None = None) -> pd.DataFram
     """
     if summaries.empty:
         return summaries
-    first_cell = summaries.sort_values("run").drop_duplicates("config").reset_index(drop=True)
-    plan_order = {config: i for i, config in enumerate(first_cell["config"])}
+    first_cell = summaries.sort_values("run").drop_duplicates("configuration").reset_index(drop=True)
+    plan_order = {config: i for i, config in enumerate(first_cell["configuration"])}
     by_value = searched is not None and searched in summaries
 
     def key(row: pd.Series) -> tuple[Any, ...]:
         value = sort_key(row[searched]) if by_value else (0, 0.0, "")
-        return (mode_rank(row["mode"]), value, plan_order[row["config"]], sort_key(row["trial"]), row["run"])
+        config = plan_order[row["configuration"]]
+        return (mode_rank(row["mode"]), value, config, sort_key(row["trial"]), row["run"])
 
     order = sorted(summaries.index, key=lambda i: key(summaries.loc[i]))
     return summaries.loc[order].reset_index(drop=True)
@@ -439,18 +371,7 @@ def _read_tables(
 def _read_histograms(plan_dir: Path, names: list[str]) -> dict[str, HdrHistogram]:
     histograms = {}
     for name in names:
-        histogram = read_histogram(plan_dir / name)
+        histogram = RunDir(plan_dir / name).read_histogram()
         if histogram is not None:
             histograms[name] = histogram
     return histograms
-
-
-def read_histogram(run_dir: Path) -> HdrHistogram | None:
-    """The run's merged latency histogram; rebuilt from the per-worker ones if missing."""
-    merged = run_dir / run_files.LATENCY
-    if merged.exists():
-        return run_files.decode_histogram(merged.read_text())
-    parts_dir = run_dir / run_files.HISTOGRAMS_DIR
-    parts = sorted(parts_dir.glob("*")) if parts_dir.is_dir() else []
-    histograms = [run_files.decode_histogram(p.read_text()) for p in parts if p.is_file()]
-    return run_files.merge_histograms(histograms) if histograms else None

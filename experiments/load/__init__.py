@@ -12,17 +12,12 @@ Command: `python -m experiments.load --help`.
 from __future__ import annotations
 
 from experiments.load.ceiling import measure_ceiling, measure_ceiling_detail
-from experiments.load.driver import (
-    GENERATOR_BOUND_RULE,
-    OVERLOAD_RULE,
-    DuringLoad,
-    RunDirError,
-    execute_load,
-    generator_bound,
-    run_load,
-)
+from experiments.load.driver import DuringLoad, execute_load, run_load
 from experiments.load.spec import ENDPOINT_PATHS, LoadSpec, LoadSpecError
 from experiments.load.worker import LoadRunError
+
+# The rules a summary states, and the refusal to overwrite a run, are the run directory's.
+from experiments.rundir import GENERATOR_BOUND_RULE, OVERLOAD_RULE, RunDirError, generator_bound
 
 __all__ = [
     "ENDPOINT_PATHS",

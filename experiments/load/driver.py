@@ -14,7 +14,7 @@ from time import perf_counter_ns, time_ns
 from typing import Any, Protocol
 
 from experiments.cpu import CpuSampler, Roots
-from experiments.errors import LabError
+from experiments.histograms import merge_histograms, summarize_ms
 from experiments.load.files import collect_acks, fault_share, write_histograms, write_series
 from experiments.load.merge import Merged, lag_summary_ms, merge_results
 from experiments.load.payloads import body_pool
@@ -22,33 +22,19 @@ from experiments.load.recorder import NS_PER_S
 from experiments.load.spec import LoadSpec
 from experiments.load.worker import client_name, event_loop_name, run_workers
 from experiments.provenance import collect_provenance, usable_cores
-from experiments.results import ACKS, SCHEMA, SUMMARY, merge_histograms, summarize_ms, write_summary
-
-OVERLOAD_FRACTION = 0.99
-UNFINISHED_FRACTION = 0.01
-OVERLOAD_RULE = (
-    f"An open-loop run is overloaded when the 2xx answers completed inside the measured "
-    f"window fall below {OVERLOAD_FRACTION:.0%} of the requests the schedule offered in it "
-    f"(one request of slack for the window's edges), or when more than "
-    f"{UNFINISHED_FRACTION:.0%} of the offered requests were unfinished (never sent, or "
-    f"still in flight at the drain limit). Its throughput is then what the service "
-    f"completed, not what was offered, and it has no steady rate."
+from experiments.rundir import (
+    ACKS,
+    CPU,
+    CPU_KEYS,
+    GENERATOR_BOUND_RULE,
+    MACHINE,
+    OVERLOAD_RULE,
+    SCHEMA,
+    RunDir,
+    Summary,
+    generator_bound,
+    overload,
 )
-CEILING_FRACTION = 0.8
-CPU_FRACTION = 0.9
-GENERATOR_BOUND_RULE = (
-    f"generator_bound is true when the requests sent per second in the measured window "
-    f"reach {CEILING_FRACTION:.0%} of the generator's own ceiling (measured beforehand "
-    f"against a no-op server with the same engine, connections and workers, when given), "
-    f"or when the generator's own CPU (parent and worker processes, mean over the window) "
-    f"reaches {CPU_FRACTION:.0%} of the cores its workers can use (min(workers, usable "
-    f"cores) x 100%). Such a run measured the generator, not the server."
-)
-COMPONENTS = ("generator", "service", "broker", "machine")
-
-
-class RunDirError(LabError):
-    """The output directory already holds a finished run; results are never overwritten."""
 
 
 class DuringLoad(Protocol):
@@ -118,7 +104,7 @@ def run_load(spec: LoadSpec, out_dir: Path, pids: Mapping[str, Roots] | None = N
              metadata: dict[str, Any] | None = None,
              ceiling_rps: float | None = None,
              during: DuringLoad | None = None,
-             write: bool = True) -> dict[str, Any]:
+             write: bool = True) -> Summary:
     """Run `spec`, write its files into `out_dir` (RESULTS.md), return the summary.
 
     `pids` names other processes to sample (service, broker; each with its children);
@@ -131,34 +117,32 @@ def run_load(spec: LoadSpec, out_dir: Path, pids: Mapping[str, Roots] | None = N
     `if __name__ == "__main__":` guard (notebooks and `python -m` entry points do not).
     """
     spec.validate()
-    out_dir = Path(out_dir)
-    if (out_dir / SUMMARY).exists() or (out_dir / "series.csv").exists():
-        raise RunDirError(f"{out_dir} already holds a run; results are never overwritten")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    execution = execute_load(spec, acks_dir=out_dir, pids=pids, during=during)
+    run_dir = RunDir(out_dir)
+    run_dir.claim()
+    execution = execute_load(spec, acks_dir=run_dir.path, pids=pids, during=during)
     merged = execution.merged
     windows = fault_windows(execution.faults)
-    write_series(out_dir, merged, windows)
-    execution.cpu.write_csv(out_dir / "cpu.csv")
-    write_histograms(out_dir, merged, execution.results, execution.window_start_unix,
+    write_series(run_dir, merged, windows)
+    execution.cpu.write_csv(run_dir / CPU)
+    write_histograms(run_dir, merged, execution.results, execution.window_start_unix,
                      spec.warmup_s)
-    acks = collect_acks(out_dir, execution.results)
+    acks = collect_acks(run_dir, execution.results)
     summary = build_summary(execution, metadata or {}, ceiling_rps, acks)
     if execution.faults is not None:
         summary["faults"] = execution.faults
-        summary["availability"] = availability(merged, windows, out_dir / ACKS, spec.duration_s)
+        summary["availability"] = availability(merged, windows, run_dir / ACKS, spec.duration_s)
     if write:
-        write_summary(out_dir / SUMMARY, summary)
+        run_dir.write_summary(summary)
     return summary
 
 
 def build_summary(execution: Execution, metadata: dict[str, Any], ceiling_rps: float | None,
-                  acks: int) -> dict[str, Any]:
+                  acks: int) -> Summary:
     run = dict(metadata.get("run") or {})
     run.setdefault("started_at", execution.started_at)
     run.setdefault("ended_at", execution.ended_at)
-    summary: dict[str, Any] = {"schema": SCHEMA}
-    summary.update({k: v for k, v in metadata.items() if k not in ("run", "kafka_version")})
+    summary: Summary = {"schema": SCHEMA}
+    summary.update({k: v for k, v in metadata.items() if k not in ("run", "kafka_version")})  # type: ignore[typeddict-item]
     summary["run"] = run
     summary["load"] = load_section(execution.spec)
     summary["results"] = results_section(execution, ceiling_rps, acks)
@@ -186,7 +170,7 @@ def results_section(execution: Execution, ceiling_rps: float | None, acks: int) 
     sent, ok = totals["sent"], totals["ok"]
     errors = totals["client_errors"] + totals["server_errors"] + totals["transport_errors"]
     end_second = math.ceil(duration)  # the recorder's window slots: seconds 0 .. end - 1
-    cpu = {c: execution.cpu.mean(c, 0, end_second) for c in COMPONENTS}
+    cpu = {c: execution.cpu.mean(c, 0, end_second) for c in CPU_KEYS}
     usable = min(spec.workers, usable_cores())
     bound, reasons = generator_bound(sent / duration, ceiling_rps, cpu["generator"], usable)
     window_end_unix = execution.window_start_unix + duration
@@ -248,20 +232,6 @@ def results_section(execution: Execution, ceiling_rps: float | None, acks: int) 
         },
         "workers": merged.workers,
     }
-
-
-def overload(offered: int, ok: int, unfinished_fraction: float,
-             duration_s: float) -> tuple[bool, list[str]]:
-    """Apply OVERLOAD_RULE; the reasons say which half fired, with the numbers."""
-    reasons = []
-    if ok < OVERLOAD_FRACTION * offered - 1:
-        reasons.append(
-            f"completed {ok / duration_s:.0f} 2xx answers/s in the window, "
-            f"{ok / offered if offered else 0:.1%} of the {offered / duration_s:.0f} req/s offered"
-        )
-    if unfinished_fraction > UNFINISHED_FRACTION:
-        reasons.append(f"{unfinished_fraction:.1%} of the offered requests were unfinished")
-    return bool(reasons), reasons
 
 
 def fault_windows(faults: dict[str, Any] | None) -> list[list[float]]:
@@ -328,28 +298,16 @@ def _first_ack_after(acks_csv: Path, start_s: float) -> float | None:
     return first
 
 
-def generator_bound(achieved_rps: float, ceiling_rps: float | None,
-                    generator_cpu: float | None, usable_cores: int) -> tuple[bool, list[str]]:
-    """Apply GENERATOR_BOUND_RULE; the reasons say which half of it fired."""
-    reasons = []
-    if ceiling_rps and achieved_rps >= CEILING_FRACTION * ceiling_rps:
-        reasons.append(f"sent {achieved_rps:.0f} req/s >= {CEILING_FRACTION:.0%} of the "
-                       f"generator ceiling {ceiling_rps:.0f} req/s")
-    if generator_cpu is not None and generator_cpu >= CPU_FRACTION * 100 * usable_cores:
-        reasons.append(f"generator CPU {generator_cpu:.0f}% >= {CPU_FRACTION:.0%} of "
-                       f"{usable_cores} usable core(s)")
-    return bool(reasons), reasons
-
-
 def other_cpu(cpu: dict[str, float | None]) -> float | None:
     """Machine CPU not used by the sampled components: other tenants, the kernel, tools.
 
     A large value means the box was not quiet and the run's numbers are suspect.
     """
-    if cpu.get("machine") is None:
+    machine = cpu.get(MACHINE)
+    if machine is None:
         return None
-    parts = sum(v for k, v in cpu.items() if k != "machine" and v is not None)
-    return round(max(cpu["machine"] - parts, 0.0), 1)
+    parts = sum(v for k, v in cpu.items() if k != MACHINE and v is not None)
+    return round(max(machine - parts, 0.0), 1)
 
 
 def _utc_now() -> str:

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from experiments.histograms import decode_histogram, encode_histogram
 from experiments.load.merge import Merged
-from experiments.results import (
+from experiments.rundir import (
     ACKS,
     ACKS_COLUMNS,
     ERRORS,
@@ -18,17 +19,16 @@ from experiments.results import (
     LATENCY,
     SERIES,
     SERIES_COLUMNS,
-    decode_histogram,
-    encode_histogram,
+    RunDir,
     write_rows,
 )
 
 
-def write_series(out_dir: Path, merged: Merged, fault_windows: Sequence[Sequence[float]] = ()) -> None:
+def write_series(run_dir: RunDir, merged: Merged, fault_windows: Sequence[Sequence[float]] = ()) -> None:
     """series.csv (with the share of each second under a fault) and errors.csv."""
     rows = [{**row, "fault": fault_share(row["second"], fault_windows)} for row in merged.series]
-    write_rows(out_dir / SERIES, SERIES_COLUMNS, rows)
-    write_rows(out_dir / ERRORS, ERRORS_COLUMNS, merged.errors)
+    write_rows(run_dir / SERIES, SERIES_COLUMNS, rows)
+    write_rows(run_dir / ERRORS, ERRORS_COLUMNS, merged.errors)
 
 
 def fault_share(second: int, windows: Sequence[Sequence[float]]) -> float:
@@ -37,7 +37,7 @@ def fault_share(second: int, windows: Sequence[Sequence[float]]) -> float:
     return round(min(covered, 1.0), 3)
 
 
-def write_histograms(out_dir: Path, merged: Merged, results: list[dict[str, Any]],
+def write_histograms(run_dir: RunDir, merged: Merged, results: list[dict[str, Any]],
                      origin_unix: float, warmup_s: float) -> None:
     """latency.hdr (merged window) and, per worker, its window histogram and interval log.
 
@@ -45,17 +45,14 @@ def write_histograms(out_dir: Path, merged: Merged, results: list[dict[str, Any]
     logs go to `intervals/worker-<i>.hlog` (HdrHistogram log format 1.2): one histogram
     per second, warm-up included, so any window can be recomputed exactly later.
     """
-    (out_dir / LATENCY).write_text(encode_histogram(merged.window) + "\n")
-    hist_dir = out_dir / HISTOGRAMS_DIR
-    hist_dir.mkdir(exist_ok=True)
-    log_dir = out_dir / INTERVALS_DIR
-    log_dir.mkdir(exist_ok=True)
+    (run_dir / LATENCY).write_text(encode_histogram(merged.window) + "\n")
+    (run_dir / HISTOGRAMS_DIR).mkdir(exist_ok=True)
+    (run_dir / INTERVALS_DIR).mkdir(exist_ok=True)
     for result in results:
-        name = f"worker-{result['worker']}"
-        (hist_dir / f"{name}.hdr").write_text(result["window_hist"] + "\n")
+        run_dir.worker_histogram(result["worker"]).write_text(result["window_hist"] + "\n")
         first = result["first_second"]
         base = origin_unix + first
-        with (log_dir / f"{name}.hlog").open("w") as log:
+        with run_dir.worker_intervals(result["worker"]).open("w") as log:
             log.write("#[Histogram log format version 1.2]\n")
             log.write(f"#[StartTime: {base:.3f} (seconds since epoch)]\n")
             log.write(f"#[BaseTime: {base:.3f} (seconds since epoch)]\n")
@@ -68,10 +65,10 @@ def write_histograms(out_dir: Path, merged: Merged, results: list[dict[str, Any]
                 log.write(f"{second - first:.3f},1.000,{max_ms:.3f},{blob}\n")
 
 
-def collect_acks(out_dir: Path, results: list[dict[str, Any]]) -> int:
+def collect_acks(run_dir: RunDir, results: list[dict[str, Any]]) -> int:
     """Concatenate the workers' ack parts into acks.csv (header once) and remove the parts."""
     total = 0
-    with (out_dir / ACKS).open("w", newline="") as out:
+    with (run_dir / ACKS).open("w", newline="") as out:
         out.write(",".join(ACKS_COLUMNS) + "\n")
         for result in results:
             part = result.get("acks_file")

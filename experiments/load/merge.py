@@ -8,14 +8,9 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from experiments.histograms import merge_histograms, summarize_ms
 from experiments.load.recorder import COHORT
-from experiments.results import (
-    COMPLETION_CLOCK_COUNTERS,
-    KEY_CLOCK_COUNTERS,
-    SERIES_PERCENTILES,
-    merge_histograms,
-    summarize_ms,
-)
+from experiments.rundir import COMPLETION_CLOCK_COUNTERS, KEY_CLOCK_COUNTERS, SERIES_PERCENTILES
 
 
 @dataclass

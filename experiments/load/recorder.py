@@ -2,7 +2,7 @@
 
 The hot path only bumps list counters and appends integers to arrays; histograms are
 filled after the last answer, so recording costs the generator almost nothing while it
-is measuring. Latency is in microseconds (experiments/results.py fixes the layout) and
+is measuring. Latency is in microseconds (experiments/histograms.py fixes the layout) and
 only 2xx answers are recorded: error answers and transport failures are counted, never
 mixed into the latency of accepted requests.
 
@@ -25,14 +25,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from experiments.results import (
-    COMPLETION_CLOCK_COUNTERS,
-    HIST_HIGHEST_US,
-    KEY_CLOCK_COUNTERS,
-    TRANSPORT,
-    encode_histogram,
-    new_histogram,
-)
+from experiments.histograms import HIST_HIGHEST_US, encode_histogram, new_histogram
+from experiments.rundir import COMPLETION_CLOCK_COUNTERS, KEY_CLOCK_COUNTERS, TRANSPORT
 
 NS_PER_S = 1_000_000_000
 LATE_NS = 1_000_000  # an open-loop request is late when sent more than 1 ms after its slot

@@ -35,6 +35,7 @@ from experiments.load.payloads import body_pool
 from experiments.load.rawengine import RawEngine, build_requests
 from experiments.load.recorder import NS_PER_S, Recorder
 from experiments.load.spec import LoadSpec, request_headers
+from experiments.rundir import RunDir
 
 READY_TIMEOUT_S = 60.0
 START_DELAY_NS = 200_000_000  # lets every worker see the start time before it passes
@@ -140,7 +141,7 @@ async def _run_worker(job: WorkerJob, messages: Any, start: Any, start_ns: Any) 
                 await engine.run_closed(share.connections, t_start, t_end, drain_deadline)
             else:
                 await engine.run_open(share.connections, schedule, drain_deadline)
-    acks_file = Path(job.acks_dir) / f"acks.w{job.index}.part" if job.acks_dir else None
+    acks_file = RunDir(Path(job.acks_dir)).ack_part(job.index) if job.acks_dir else None
     return recorder.finish(job.index, os.getpid(), acks_file)
 
 

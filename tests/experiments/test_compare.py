@@ -10,7 +10,7 @@ import numpy as np
 
 from experiments.__main__ import main
 from experiments.compare import compare_plans, finished_runs, group_trials, table, unmatched
-from experiments.results import SCHEMA
+from experiments.rundir import SCHEMA
 
 
 def write_run(plan_dir: Path, name: str, params: dict, events: float, cpu: float, p99: float,
@@ -19,10 +19,10 @@ def write_run(plan_dir: Path, name: str, params: dict, events: float, cpu: float
     run.mkdir(parents=True)
     summary = {"schema": SCHEMA, "params": {**params, "output_dir": str(run), "cell": name},
                "results": {"events_per_s": events, "cpu_percent": {"service": cpu},
-                           "latency_ms": {"p99": p99}}}
-    if finished:
-        summary["audit"] = {"lost": 0}
+                           "latency_ms": {"p99": p99}}, "audit": {"lost": 0}}
     (run / "summary.json").write_text(json.dumps(summary))
+    if not finished:
+        (run / "error.txt").write_text("RuntimeError: the cell failed after its summary\n")
 
 
 def plan(plan_dir: Path, rng: np.random.Generator, scale: dict[str, float], trials: int = 4) -> Path:

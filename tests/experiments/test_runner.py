@@ -28,7 +28,7 @@ def fake_kafka(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def finish(cell_dir: Path) -> None:
     cell_dir.mkdir(parents=True, exist_ok=True)
-    (cell_dir / "summary.json").write_text(json.dumps({"audit": {"lost": 0}}))
+    (cell_dir / "summary.json").write_text(json.dumps({"schema": "lab.run/2", "audit": {"lost": 0}}))
 
 
 def test_resume_skips_finished_cells_and_records_failures(
@@ -58,11 +58,32 @@ def test_resume_skips_finished_cells_and_records_failures(
     assert plan_json["cells"] == ["001-mode=durable-t1", "002-mode=fire-and-forget-t1"]
 
 
-def test_a_summary_without_audit_is_not_finished(tmp_path: Path) -> None:
+def test_a_summary_of_another_schema_is_not_finished(tmp_path: Path) -> None:
+    """The runner's resume and the analysis judge a run by one rule (RunDir.outcome)."""
     (tmp_path / "summary.json").write_text(json.dumps({"results": {}}))
     assert not runner.cell_finished(tmp_path)
     finish(tmp_path)
     assert runner.cell_finished(tmp_path)
+
+
+def test_a_cell_that_failed_after_its_summary_stays_failed_and_is_not_rerun(
+    plan_file: Path, tmp_path: Path, fake_kafka: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its summary is never overwritten, and its error.txt keeps the original reason."""
+    cell_dir = tmp_path / "results" / "tiny" / "001-mode=durable-t1"
+    finish(cell_dir)
+    (cell_dir / "error.txt").write_text("PapermillExecutionError:\n\nKeyError: 'audit'\n")
+    executed: list[str] = []
+
+    def execute(cell: Cell, cell_dir: Path, extra: dict[str, Any]) -> None:
+        executed.append(cell.id)
+        finish(cell_dir)
+
+    monkeypatch.setattr(runner, "execute_cell", execute)
+    outcome = runner.run_plan(plan_file, tmp_path / "results", tmp_path / "reports", report=False)
+    assert executed == ["002-mode=fire-and-forget-t1"]
+    assert outcome.failed == {"001-mode=durable-t1": "KeyError: 'audit'"}
+    assert (cell_dir / "error.txt").read_text().endswith("KeyError: 'audit'\n")
 
 
 def test_no_resume_refuses_to_overwrite(

@@ -8,17 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from experiments.load.driver import availability
-from experiments.load.files import collect_acks
-from experiments.load.merge import merge_results
-from experiments.load.recorder import NS_PER_S, Recorder
-from experiments.results import (
+from experiments.histograms import (
     decode_histogram,
     encode_histogram,
     merge_histograms,
     new_histogram,
     summarize_ms,
 )
+from experiments.load.driver import availability
+from experiments.load.files import collect_acks
+from experiments.load.merge import merge_results
+from experiments.load.recorder import NS_PER_S, Recorder
+from experiments.rundir import RunDir
 
 
 def encoded_histogram_of(values: list[int]) -> str:
@@ -155,7 +156,7 @@ def test_availability_gap_ends_with_the_first_answer_to_a_request_sent_after_the
     (tmp_path / "acks.part").touch()
     result = rec.finish(0, 0, tmp_path / "acks.part")
     merged = merge_results([result], duration_s=10.0)
-    collect_acks(tmp_path, [result])
+    collect_acks(RunDir(tmp_path), [result])
 
     section = availability(merged, [[5.0, 7.0]], tmp_path / "acks.csv", duration_s=10.0)
     assert section["first_ok_after_fault_s"] == 8.0

@@ -13,15 +13,9 @@ from pathlib import Path
 import pytest
 from hdrh.log import HistogramLogReader
 
+from experiments.histograms import decode_histogram, encode_histogram, merge_histograms, new_histogram
 from experiments.load import LoadSpec, RunDirError, measure_ceiling, run_load
-from experiments.results import (
-    SCHEMA,
-    SERIES_COLUMNS,
-    decode_histogram,
-    encode_histogram,
-    merge_histograms,
-    new_histogram,
-)
+from experiments.rundir import SCHEMA, SERIES_COLUMNS
 
 from .server_client import TestServer, skip_if_the_box_was_busy
 

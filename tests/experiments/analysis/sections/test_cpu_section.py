@@ -1,0 +1,47 @@
+"""The CPU per component section: cores per component, the busy box and external targets flagged."""
+
+from __future__ import annotations
+
+from experiments.analysis import Runs, load_runs
+from experiments.analysis.sections import cpu
+
+from ..conftest import OVERLOADED_RUN, RUN_NAMES, SATURATION_PLAN, MakePlan, read_summary
+
+
+def test_fixture_takeaway(runs: Runs) -> None:
+    assert cpu.takeaway(runs) == (
+        "durable, linger.ms=0: service 1.0, generator 0.5, broker 0.2 of 4 cores (1,724 events/s "
+        "per service core); durable, linger.ms=5: service 1.3, generator 0.6, broker 0.2 of 4 "
+        "cores (1,902 events/s per service core); fire-and-forget: service 1.8, generator 1.0, "
+        "broker 0.3 of 4 cores (2,171 events/s per service core). The busiest component is the "
+        "service in every configuration; the generator was flagged generator-bound in 1 of 6 "
+        "runs (fire-and-forget): there the client, not the service, set the limit"
+    )
+
+
+def test_one_mode_one_trial(make_plan: MakePlan) -> None:
+    runs = load_runs(make_plan(RUN_NAMES[:1]))
+    assert cpu.takeaway(runs) == (
+        "durable: service 1.0, generator 0.5, broker 0.2 of 4 cores (1,709 events/s per service "
+        "core). The busiest component is the service in every configuration"
+    )
+
+
+def test_an_external_target_is_flagged(search_runs: Runs) -> None:
+    assert set(cpu.table(search_runs)["flag"]) == {"external target: its CPU only where found by port"}
+
+
+def test_cpu_of_everything_else_is_shown_and_flagged(saturation_runs: Runs) -> None:
+    table = cpu.table(saturation_runs).set_index("run")
+    busy = "014-mode=fire-and-forget_rate=750-t2"
+    other = read_summary(SATURATION_PLAN, busy)["results"]["cpu_other_percent"]
+    assert other > 0.10 * 2 * 100  # 10% of a 2-core machine
+    assert table.loc[busy, "everything else (cores)"] == f"{other / 100:.1f}"
+    assert table.loc[busy, "flag"] == "other load > 10% of the machine"
+    assert (table["flag"] != "").sum() == 1
+    assert table.loc[OVERLOADED_RUN + " (OVERLOADED)", "flag"] == ""
+    assert cpu.takeaway(saturation_runs).endswith(
+        "; other processes on the box used more than 10% of it in 1 of 16 runs "
+        "(014-mode=fire-and-forget_rate=750-t2: 0.3 of 2 cores): those runs shared the machine "
+        "with work the suite did not start"
+    )
