@@ -47,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     report = sub.add_parser("report", help="redraw the report of a plan's results without a rerun")
     report.add_argument("plan_dir", type=Path)
     report.add_argument("--reports", type=Path, default=Path("reports"))
+    report.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="another results directory of the plan: every configuration compared")
+    report.add_argument("--loss-budget", type=int, default=0,
+                        help="the Decision section's budget: acknowledged events lost per fault")
+    report.add_argument("--p99-target-ms", type=float, default=0.0,
+                        help="the Decision section's p99 target (default: the plan's slo_p99_ms)")
     versus = sub.add_parser("compare", help="B's configurations against A's: change, 95%% interval, "
                             "verdict (experiments/compare.py)")
     versus.add_argument("a", type=Path, help="a plan's results directory (the baseline)")
@@ -83,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compare":
             return compare_command(args.a, args.b, args.threshold, args.json)
         if args.command == "report":
-            print(build_report(args.plan_dir, args.reports))
+            if args.baseline is not None and not args.baseline.is_dir():
+                raise LabError(f"{args.baseline} is not a results directory")
+            print(build_report(args.plan_dir, args.reports, {
+                "baseline_dir": str(args.baseline or ""), "loss_budget": args.loss_budget,
+                "p99_target_ms": args.p99_target_ms}))
             return 0
         plan = load_plan(args.plan)
         if plan.kind == "search":

@@ -161,8 +161,8 @@ def table(rows: Sequence[Row], a_name: str = "A", b_name: str = "B") -> str:
         c = row.comparison
         verdict = {"better": "better", "worse": "worse", "small": f"changed less than {c.threshold:.0%}",
                    "same": f"no difference of {c.threshold:.0%} or more"}.get(
-            c.verdict, f"undecided: ~{c.trials_needed} trials would detect {c.threshold:.0%}"
-            if c.trials_needed else "undecided")
+            c.verdict, f"no difference detectable with these trials (~{c.trials_needed} would "
+            f"detect {c.threshold:.0%})" if c.trials_needed else "no difference detectable")
         lines.append(f"| {row.config} | {row.figure} | {_brief(row.a)} | {_brief(row.b)} | "
                      f"{c.change()} | {verdict} |")
     return "\n".join(lines)

@@ -196,6 +196,9 @@ def answer(found: Sequence[Choice], loss_budget: int, p99_target_ms: float) -> s
                     "no fault (run the `decision` plan, or a faults plan beside this one).")
         if not shown:
             return f"No configuration measured kept {budget} in every trial of every fault."
+        if not any(c.capacity.rates for c in shown):
+            return (f"{', '.join(c.label for c in shown)} kept {budget} per fault; no open-loop "
+                    "rate sweep says how much it carries (run the `decision` plan).")
         return (f"{', '.join(c.label for c in shown)} kept {budget} per fault, but no rate "
                 f"measured held p99 <= {p99_target_ms:g} ms for it.")
     kinds = ", ".join(sorted(best.faults))

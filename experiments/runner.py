@@ -268,14 +268,15 @@ def _shown_path(path: Path) -> str:
     return str(resolved.relative_to(REPO_ROOT)) if resolved.is_relative_to(REPO_ROOT) else str(resolved)
 
 
-def execute_analysis(plan_dir: Path, executed: Path) -> None:
+def execute_analysis(plan_dir: Path, executed: Path, options: dict[str, Any] | None = None) -> None:
     """Execute analyze.ipynb over a plan's run directories into `executed` (its kernel's
-    own output into analysis.log beside it)."""
+    own output into analysis.log beside it); `options` are further notebook parameters
+    (baseline_dir, loss_budget, p99_target_ms)."""
     with executed.with_suffix(".log").open("w") as log:
         pm.execute_notebook(
             str(ANALYZE_NOTEBOOK),
             str(executed),
-            parameters={"plan_dir": _shown_path(plan_dir)},
+            parameters={"plan_dir": _shown_path(plan_dir), **(options or {})},
             kernel_name="python3",
             cwd=str(REPO_ROOT),
             progress_bar=False,
@@ -283,11 +284,14 @@ def execute_analysis(plan_dir: Path, executed: Path) -> None:
         )
 
 
-def build_report(plan_dir: Path, reports_dir: Path = Path("reports")) -> Path:
+def build_report(plan_dir: Path, reports_dir: Path = Path("reports"),
+                 options: dict[str, Any] | None = None) -> Path:
     """Execute analyze.ipynb over a plan's run directories and export one HTML file."""
     plan_name = plan_dir.name
     executed = PlanDir(plan_dir) / ANALYSIS
-    execute_analysis(plan_dir, executed)
+    if options and options.get("baseline_dir"):
+        options = {**options, "baseline_dir": _shown_path(Path(options["baseline_dir"]))}
+    execute_analysis(plan_dir, executed, options)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return export_html(
         executed,

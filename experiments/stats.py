@@ -24,6 +24,7 @@ the intervals are those of the (geometric) mean; the report shows medians beside
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -159,7 +160,11 @@ def compare(a: Sequence[float], b: Sequence[float], metric: str = "events/s", *,
         if sd_log == 0:
             low = high = ratio
         else:
-            ci = sps.ttest_ind(lb, la, equal_var=False).confidence_interval(confidence)
+            with warnings.catch_warnings():
+                # Nearly identical trials: scipy warns of precision loss; the interval is
+                # then as narrow as the trials, which is the right answer.
+                warnings.simplefilter("ignore", RuntimeWarning)
+                ci = sps.ttest_ind(lb, la, equal_var=False).confidence_interval(confidence)
             low, high = float(np.exp(ci.low)), float(np.exp(ci.high))
     needed = trials_needed(sd_log, threshold, confidence=confidence) if sd_log is not None else None
     if low is None or high is None:

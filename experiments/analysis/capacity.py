@@ -12,6 +12,7 @@ import math
 
 import pandas as pd
 
+from experiments import search
 from experiments.analysis import aggregate
 from experiments.analysis._format import fmt_range, fmt_rate, plural
 from experiments.analysis.configs import format_value, is_missing
@@ -27,14 +28,26 @@ def holds(row: pd.Series | dict, slo_p99_ms: float) -> bool:
     )
 
 
-def at_slo(runs: Runs) -> pd.DataFrame:
-    """Capacity at the plan's SLO per sweep line, with the spread over trials.
+def _rate_holds(group: pd.DataFrame, slo: float) -> bool:
+    """The capacity search's rule (experiments/search.py) over one rate's trials: none
+    overloaded and the 95% interval of their p99 within the budget."""
+    results = [{"overloaded": None if is_missing(r["overloaded"]) else bool(r["overloaded"]),
+                "latency_ms": {"p99": None if is_missing(r["p99_ms"]) else float(r["p99_ms"])}}
+               for _, r in group.iterrows()]
+    return search.verdict(results, slo)[0] == search.HOLDS
 
-    Per trial: the highest offered rate that holds (not overloaded, p99 <= slo_p99_ms) with
-    every lower rate of that trial holding too, so "holds up to N" is true of all rates
-    below N that were measured; NaN when even the lowest rate failed. Then the median and
-    min-max of the trials. `all_held` says the highest rate measured still held (the
-    capacity is at least that). A search plan's capacity comes from its search.json.
+
+def at_slo(runs: Runs) -> pd.DataFrame:
+    """Capacity at the plan's SLO per sweep line.
+
+    `median` (the capacity): the highest offered rate whose trials show it holds by the
+    capacity search's rule (no trial overloaded, the 95% interval of their p99 within
+    slo_p99_ms) with every lower rate holding too; NaN when even the lowest rate does not.
+    One lucky or unlucky trial no longer decides it, so a sweep and a search of one build
+    agree. `per_trial`, `min` and `max`: each trial's own highest holding rate (every lower
+    rate of that trial holding), for the spread. `all_held` says the highest rate measured
+    still held (the capacity is at least that). A search plan's capacity comes from its
+    search.json.
     """
     columns = ["configuration", "mode", "slo_p99_ms", "trials", "per_trial", "median", "min", "max",
                "all_held", "highest_rate", "source"]  # fmt: skip
@@ -49,13 +62,17 @@ def at_slo(runs: Runs) -> pd.DataFrame:
         # Rates are offered requests; a batch request carries batch_size events.
         per_request = _events_per_request(group)
         per_trial: dict[object, float] = {}
-        all_held = True
+        capacity, all_held = math.nan, True
+        for rate, at_rate in group.groupby("offered_rps", sort=True):
+            if not _rate_holds(at_rate, slo):
+                all_held = False
+                break
+            capacity = float(rate) * per_request
         for trial, runs_of_trial in group.groupby("trial", sort=True, dropna=False):
             ordered = runs_of_trial.sort_values("offered_rps")
             found = math.nan
             for _, run in ordered.iterrows():
                 if not holds(run, slo):
-                    all_held = False
                     break
                 found = float(run["offered_rps"]) * per_request
             per_trial[trial] = found
@@ -72,7 +89,7 @@ def at_slo(runs: Runs) -> pd.DataFrame:
                 "slo_p99_ms": slo,
                 "trials": len(per_trial),
                 "per_trial": per_trial,
-                "median": stats["median"],
+                "median": capacity,
                 "min": stats["min"],
                 "max": stats["max"],
                 "all_held": all_held,
@@ -239,7 +256,7 @@ def takeaway(runs: Runs) -> str:
         text = f"{subject} up to {at_least}{fmt_rate(row['median'])}{unit}"
         if row["source"] != "search" and row["trials"] > 1 and row["min"] != row["max"]:
             spread = fmt_range(row["min"], row["max"], fmt_rate)
-            text += f" (median of {row['trials']} trials, range {spread})"
+            text += f" (shown by {row['trials']} trials together; each alone: {spread})"
         elif row["source"] != "search" and row["trials"] > 1:
             text += f" (in each of {row['trials']} trials)"
         parts.append(text)

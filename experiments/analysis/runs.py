@@ -102,6 +102,20 @@ RESULT_COLUMNS = frozenset(
 )
 
 
+@dataclass(frozen=True)
+class Options:
+    """What the reader asks of the report (the analysis notebook's parameters).
+
+    `baseline_dir`: another results directory of the same plan, compared configuration by
+    configuration (the Comparisons section); `loss_budget` and `p99_target_ms`: the
+    question the Decision section answers (0 target: the plan's `slo_p99_ms`, else 50 ms).
+    """
+
+    baseline_dir: Path | None = None
+    loss_budget: int = 0
+    p99_target_ms: float = 0.0
+
+
 @dataclass(frozen=True, eq=False)
 class Runs:
     """Every run of one plan. `summaries` has one row per run, ordered by configuration.
@@ -126,6 +140,7 @@ class Runs:
     errors: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     plan_info: Mapping[str, Any] = field(default_factory=dict, repr=False)
     search: Mapping[str, Any] | None = field(default=None, repr=False)
+    options: Options = field(default_factory=Options, repr=False)
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -141,13 +156,18 @@ class Runs:
         return None
 
     @property
+    def p99_target_ms(self) -> float:
+        """The p99 target the Decision section answers for."""
+        return self.options.p99_target_ms or self.slo_p99_ms or 50.0
+
+    @property
     def has_faults(self) -> bool:
         """Whether some run injected (or tried to inject) a fault."""
         kinds = self.summaries["fault_kind"].dropna() if "fault_kind" in self.summaries else []
         return any(kind != "none" for kind in kinds)
 
 
-def load_runs(plan_dir: Path | str) -> Runs:
+def load_runs(plan_dir: Path | str, options: Options | None = None) -> Runs:
     """Load every run directory under `plan_dir`; cells without a summary go to `failed`."""
     plan_dir = Path(plan_dir)
     if not plan_dir.is_dir():
@@ -198,6 +218,7 @@ def load_runs(plan_dir: Path | str) -> Runs:
         configs=configs,
         errors=_read_tables(plan_dir, ids, ERRORS, dtype={"status": "string"}),
         plan_info=plan_info,
+        options=options or Options(),
         search=search,
     )
 

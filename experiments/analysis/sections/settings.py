@@ -13,8 +13,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from experiments.analysis import aggregate
-from experiments.analysis._format import fmt_ms, fmt_pct, fmt_rate
+from experiments.analysis import aggregate, confidence
+from experiments.analysis._format import fmt_ms, fmt_rate
 from experiments.analysis._style import legend_outside, mode_palette, new_figure, style, thousands
 from experiments.analysis.blocks import Block, Chart, Takeaway
 from experiments.analysis.configs import (
@@ -31,8 +31,6 @@ INTRO = """
 Throughput and p99 for each value of every producer setting that varies in the plan, compared
 between configurations that differ in that setting only.
 """
-# Below this relative difference a change is reported as "no change".
-NEGLIGIBLE = 0.01
 
 
 def render(runs: Runs) -> list[Block]:
@@ -130,6 +128,9 @@ def takeaway(runs: Runs) -> str:
 
     Configurations are compared only with those that differ in producer settings alone
     (same mode, same everything else); the baseline is the default settings when measured.
+    Each change is a ratio of the trials' geometric means with its 95% interval and a
+    verdict (experiments/stats.py): a difference within the trials' noise is never called
+    one.
     """
     settings = producer_settings(runs)
     if not settings:
@@ -147,10 +148,10 @@ def takeaway(runs: Runs) -> str:
         rows = [r for i, r in group.iterrows() if i != base.name]
         subject = _subject(base, others)
         if len(rows) == 1:
-            parts.append(_effect(rows[0], base, subject))
+            parts.append(_effect(runs, rows[0], base, subject))
         else:
             rows.sort(key=lambda r: -r["events_per_s_median"])
-            items = ", ".join(_effect_item(r, base) for r in rows)
+            items = "; ".join(_effect_item(runs, r, base) for r in rows)
             parts.append(
                 f"{subject} against {_baseline(base)} ({fmt_rate(base['events_per_s_median'])} "
                 f"events/s, p99 {fmt_ms(base['p99_ms_median'])}): {items}"
@@ -164,45 +165,24 @@ def _baseline(base: pd.Series) -> str:
     return "the default" if base["variant"] == "default" else str(base["variant"])
 
 
-def _change(row: pd.Series, base: pd.Series) -> float:
-    return float(row["events_per_s_median"] / base["events_per_s_median"] - 1)
+def _figures(runs: Runs, row: pd.Series, base: pd.Series) -> str:
+    """events/s and p99 of `row` against `base`, each with its interval and verdict."""
+    parts = []
+    for figure in ("events/s", "p99"):
+        c = confidence.comparison(runs, base["configuration"], row["configuration"], figure)
+        if c is not None:
+            parts.append(confidence.with_verdict(c))
+    return "; ".join(parts)
 
 
-def _noise(row: pd.Series, base: pd.Series) -> str:
-    """Whether the difference could be trial noise: overlapping min-max ranges."""
-    if min(row["trials"], base["trials"]) < 2:
-        return "one trial: spread unknown"
-    overlap = (
-        row["events_per_s_min"] <= base["events_per_s_max"]
-        and base["events_per_s_min"] <= row["events_per_s_max"]
-    )
-    return "within the spread across trials" if overlap else ""
+def _effect(runs: Runs, row: pd.Series, base: pd.Series, subject: str) -> str:
+    return (f"{row['variant']} against {_baseline(base)} ({subject}, "
+            f"{fmt_rate(row['events_per_s_median'])} vs {fmt_rate(base['events_per_s_median'])} "
+            f"events/s median): {_figures(runs, row, base)}")
 
 
-def _effect(row: pd.Series, base: pd.Series, subject: str) -> str:
-    change = _change(row, base)
-    if abs(change) < NEGLIGIBLE:
-        verb = f"left {subject} throughput unchanged (within 1%)"
-    else:
-        direction = "raised" if change > 0 else "lowered"
-        verb = f"{direction} {subject} throughput by {fmt_pct(abs(change))}"
-    text = (
-        f"{row['variant']} {verb} over {_baseline(base)} "
-        f"({fmt_rate(row['events_per_s_median'])} vs {fmt_rate(base['events_per_s_median'])}"
-        f" events/s; p99 {fmt_ms(row['p99_ms_median'])} vs {fmt_ms(base['p99_ms_median'])})"
-    )
-    noise = _noise(row, base)
-    return f"{text}, {noise}" if noise else text
-
-
-def _effect_item(row: pd.Series, base: pd.Series) -> str:
-    change = _change(row, base)
-    sign = "+" if change >= 0 else "-"
-    noise = _noise(row, base)
-    return (
-        f"{row['variant']} {sign}{fmt_pct(abs(change))} (p99 {fmt_ms(row['p99_ms_median'])}"
-        f"{'; ' + noise if noise else ''})"
-    )
+def _effect_item(runs: Runs, row: pd.Series, base: pd.Series) -> str:
+    return f"{row['variant']} {_figures(runs, row, base)}"
 
 
 def _subject(row: pd.Series, others: Sequence[str]) -> str:

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import pandas as pd
 
-from experiments.analysis import aggregate, capacity
+from experiments.analysis import aggregate, capacity, confidence
 from experiments.analysis._format import NO_RESULTS, fmt_count, fmt_num, fmt_pct, fmt_range, fmt_rate
 from experiments.analysis.blocks import Block, Table, Takeaway
 from experiments.analysis.runs import Runs
 
 TITLE = "Summary"
 INTRO = """
-One row per configuration: the median of its trials and the spread between them.
+One row per configuration: the median of its trials and the spread between them; events/s
+also as the geometric mean of the trials with its 95% interval (Student's t on log values),
+its coefficient of variation (CV: the standard deviation over the mean of the trials), and
+events per service core (events/s over the service's mean CPU in cores).
 """
 
 
@@ -40,6 +43,11 @@ def table(runs: Runs) -> pd.DataFrame:
             row["offered requests/s"] = fmt_rate(r["offered_rps_median"])
         row["events/s (median)"] = fmt_rate(r["events_per_s_median"])
         row["events/s (min-max)"] = fmt_range(r["events_per_s_min"], r["events_per_s_max"], fmt_rate)
+        figure = confidence.interval(runs, r["configuration"], "events/s")
+        row["events/s mean (95% CI)"] = confidence.fmt_interval(figure)
+        row["events/s CV"] = fmt_pct(figure.cv) if figure is not None and figure.cv is not None else "-"
+        per_core = confidence.interval(runs, r["configuration"], "events per service core")
+        row["events per service core (median)"] = fmt_rate(per_core.median) if per_core else "-"
         if dispersion:
             row["events/s IQR / stdev"] = (
                 f"{fmt_rate(r['events_per_s_iqr'])} / {fmt_rate(r['events_per_s_std'])}"
@@ -61,24 +69,26 @@ def table(runs: Runs) -> pd.DataFrame:
 
 
 def spread_takeaway(runs: Runs) -> str:
-    """How much trials of one configuration disagreed: the noise floor of every comparison."""
+    """How much trials of one configuration disagreed (their CV): the noise every comparison
+    of the report is judged against."""
     table = aggregate.config_table(runs)
     if table.empty:
         return NO_RESULTS
-    repeated = table[table["trials"] >= 2]
-    if repeated.empty:
+    repeated = [c for c in table["configuration"] if len(confidence.trials(runs, c, "events/s")) >= 2]
+    if not repeated:
         return (
-            "one trial per configuration: the spread across trials is unknown, so small "
-            "differences may be noise"
+            "one trial per configuration: the spread across trials is unknown, so no comparison "
+            "can be decided"
         )
     parts = []
-    for metric, label in (("events_per_s", "throughput varied"), ("p99_ms", "p99")):
-        relative = (repeated[f"{metric}_max"] - repeated[f"{metric}_min"]) / repeated[f"{metric}_median"]
-        relative = relative.dropna()
-        if relative.empty:
-            continue
-        worst = relative.idxmax()
-        parts.append(f"{label} by at most {fmt_pct(relative[worst])} ({repeated.at[worst, 'configuration']})")
+    for figure, label in (("events/s", "events/s"), ("events per service core", "events per service core"),
+                          ("p99", "p99")):
+        cvs = {c: e.cv for c in repeated
+               if (e := confidence.interval(runs, c, figure)) is not None and e.cv is not None}
+        if cvs:
+            worst = max(cvs, key=lambda c: cvs[c])
+            parts.append(f"{label} at most {fmt_pct(cvs[worst])} ({worst}), median "
+                         f"{fmt_pct(sorted(cvs.values())[(len(cvs) - 1) // 2])}")
     if not parts:
         return "the runs recorded neither throughput nor p99, so there is no spread to show"
-    return "across trials (max - min, relative to the median), " + " and ".join(parts)
+    return "coefficient of variation across trials: " + "; ".join(parts)
