@@ -11,8 +11,33 @@ from service.errors import ConfigError
 from service.modes import ProducerMode, mode_defaults
 from service.settings import Settings
 
-# Substrings of librdkafka property names whose values must never be logged or served.
-_SECRET_MARKERS = ("password", "secret", ".pem", "oauthbearer.config", "jaas")
+# The librdkafka properties whose values may be logged at start-up and served by /readyz:
+# tuning and behaviour, never identity or credentials. Every other property (passwords,
+# key passphrases and PEMs, SASL user names, token endpoints, file locations, callbacks,
+# and whatever a future librdkafka adds) shows as SET_MARK, never its value: masking by
+# name pattern missed sasl.oauthbearer.assertion.private.key.passphrase (issue 20).
+# tests/service/test_producer_config.py walks every property the bundled librdkafka
+# documents against this list.
+SHOWN = frozenset({
+    "bootstrap.servers", "client.id", "acks", "request.required.acks", "enable.idempotence",
+    "enable.gapless.guarantee", "linger.ms", "queue.buffering.max.ms", "batch.size",
+    "batch.num.messages", "compression.type", "compression.codec", "compression.level",
+    "message.timeout.ms", "delivery.timeout.ms", "request.timeout.ms", "retries",
+    "message.send.max.retries", "retry.backoff.ms", "retry.backoff.max.ms",
+    "queue.buffering.max.messages", "queue.buffering.max.kbytes", "message.max.bytes",
+    "message.copy.max.bytes", "max.in.flight.requests.per.connection", "max.in.flight",
+    "partitioner", "sticky.partitioning.linger.ms", "delivery.report.only.error",
+    "socket.timeout.ms", "socket.keepalive.enable", "socket.nagle.disable",
+    "socket.send.buffer.bytes", "socket.receive.buffer.bytes", "socket.connection.setup.timeout.ms",
+    "connections.max.idle.ms", "reconnect.backoff.ms", "reconnect.backoff.max.ms",
+    "metadata.max.age.ms", "topic.metadata.refresh.interval.ms", "topic.metadata.refresh.sparse",
+    "topic.metadata.refresh.fast.interval.ms", "statistics.interval.ms", "log_level", "debug",
+    "api.version.request", "api.version.request.timeout.ms", "broker.version.fallback",
+    "broker.address.family", "broker.address.ttl", "security.protocol", "sasl.mechanism",
+    "sasl.mechanisms", "ssl.endpoint.identification.algorithm",
+    "enable.ssl.certificate.verification", "client.dns.lookup", "client.rack",
+})
+SET_MARK = "(set)"
 # Properties an AdminClient needs to reach the same cluster as the producer.
 _CONNECTION_PREFIXES = (
     "bootstrap.", "security.", "sasl.", "ssl.", "client.", "socket.", "broker.",
@@ -46,10 +71,9 @@ def effective_config(settings: Settings) -> dict[str, Any]:
 
 
 def masked(config: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: "***" if any(m in k.lower() for m in _SECRET_MARKERS) else v
-        for k, v in sorted(config.items())
-    }
+    """The configuration as it may leave the process: values of SHOWN properties, SET_MARK
+    for every other property that is set."""
+    return {k: v if k in SHOWN else SET_MARK for k, v in sorted(config.items())}
 
 
 def admin_config(config: dict[str, Any]) -> dict[str, Any]:
