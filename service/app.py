@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
@@ -11,6 +12,7 @@ from confluent_kafka import KafkaException
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
+from service.auth import access_control
 from service.deps import Ingest
 from service.events import RecordMaker
 from service.guard import GuardMiddleware, guard_options
@@ -50,6 +52,15 @@ async def _keep_creating_topic(settings: Settings, config: dict[str, object]) ->
         await asyncio.sleep(_TOPIC_RETRY_S)
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     ingest: Ingest = app.state.ingest
@@ -57,6 +68,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     metrics: Metrics = app.state.metrics
     log.info("starting", extra={"settings": settings.public(),
                                 "producer_config": app.state.producer_config_masked})
+    if not settings.require_api_key and not _loopback(settings.host):
+        log.warning("listening beyond loopback with API keys off: anyone who reaches "
+                    f"{settings.host}:{settings.port} can publish (INGEST_REQUIRE_API_KEY=true)")
     for warning in weaker_than_mode(settings.mode, publisher.config):
         log.warning("producer override weakens the mode", extra={"detail": warning})
     publisher.start(asyncio.get_running_loop())
@@ -121,6 +135,9 @@ def create_app(settings: Settings) -> ServiceApp:
         # FastAPI's native OpenTelemetry looks up the global providers on every request
         # (a quarter of the ingest hot path's CPU, measured); the service configures none.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # A trailing-slash redirect would build its Location from the Host header.
+        redirect_slashes=False,
+        **({} if settings.docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}),
     )
     publisher = Publisher(
         config, settings.topic, settings.mode, metrics,
@@ -142,7 +159,8 @@ def create_app(settings: Settings) -> ServiceApp:
         stack = RequestMetricsMiddleware(stack, counter=counter)
         if settings.hot_path:
             stack = IngestRoutes(stack, ingest=ingest, routes=routes, counter=counter)
-        return GuardMiddleware(stack, **guard)
+        stack = access_control(stack, settings, guard["keys"], metrics.auth_failures)
+        return GuardMiddleware(stack, guard["limits"])
 
     app.entry = entry
     return app

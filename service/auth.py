@@ -1,9 +1,14 @@
 """API keys for the ingest routes: off by default, compared in constant time, never repeated.
 
 On with `INGEST_REQUIRE_API_KEY=true`. Keys come from `INGEST_API_KEYS` (a JSON object
-`{"key id": "key"}`) and/or `INGEST_API_KEYS_FILE` (one `id:key` per line, `#` comments).
-A client sends `Authorization: Bearer <key>`. Every path but the operational ones
-(`OPEN_PATHS`) needs a key, so a route added later is closed until someone opens it.
+`{"key id": "key"}`) and/or `INGEST_API_KEYS_FILE` (one `id:key` per line, `#` comments);
+a key shorter than MIN_KEY_CHARS or with fewer than MIN_DISTINCT_CHARS different characters
+stops the start. A client sends `Authorization: Bearer <key>`. Every path but the
+operational ones (`OPEN_PATHS`; with `INGEST_PROTECT_OPS_ROUTES=true` only /healthz) needs a
+key, so a route added later is closed until someone opens it. Every refusal is counted by
+reason (`ingest_auth_failures_total{reason}`: missing, malformed, unknown) and logged with
+the client's address, at most one line per reason per `INGEST_AUTH_FAILURE_LOG_INTERVAL_S`
+(the lines between are counted in the next one).
 
 A key is only ever hashed and compared: the id it maps to is what the rest of the
 service sees (in the ASGI scope's state, then as the Kafka record header `KEY_ID_HEADER`),
@@ -14,9 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
+import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -31,7 +39,11 @@ KEY_ID_HEADER = "ingest-key-id"
 STATE_KEY = "ingest_key_id"
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect",
                         "/openapi.json", "/redoc"})
-MIN_KEY_CHARS = 16
+ALWAYS_OPEN = frozenset({"/healthz"})
+# 32 characters: what `secrets.token_urlsafe(24)` gives (192 bits); sixteen `a`s passed before.
+MIN_KEY_CHARS = 32
+MIN_DISTINCT_CHARS = 8
+log = logging.getLogger("service.auth")
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _CHALLENGE = b'Bearer realm="ingest"'
 
@@ -47,9 +59,13 @@ class KeyRing:
         for key_id, key in keys.items():
             if not _ID.match(key_id):
                 raise ConfigError(f"API key id {key_id!r} must match {_ID.pattern}")
+            # The messages name the id only: a key must not reach a log, even a weak one.
             if len(key) < MIN_KEY_CHARS:
-                # The message names the id only: a key must not reach a log, even a short one.
-                raise ConfigError(f"API key {key_id!r} is shorter than {MIN_KEY_CHARS} characters")
+                raise ConfigError(f"API key {key_id!r} is shorter than {MIN_KEY_CHARS} characters "
+                                  "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))')")
+            if len(set(key)) < MIN_DISTINCT_CHARS:
+                raise ConfigError(f"API key {key_id!r} has fewer than {MIN_DISTINCT_CHARS} different "
+                                  "characters: use a random key")
         if not keys:
             raise ConfigError("INGEST_REQUIRE_API_KEY is on but no key is configured "
                               "(INGEST_API_KEYS or INGEST_API_KEYS_FILE)")
@@ -89,27 +105,62 @@ def load_keys(settings: Settings) -> dict[str, str]:
     return keys
 
 
-def _bearer(scope: Scope) -> bytes | None:
+MISSING, MALFORMED, UNKNOWN = "missing", "malformed", "unknown"
+
+
+def _bearer(scope: Scope) -> tuple[bytes | None, str]:
+    """The presented key, or None and why there is none (MISSING, MALFORMED)."""
     for name, value in scope["headers"]:
         if name == b"authorization":
             scheme, _, token = value.partition(b" ")
-            return token.strip() if scheme.lower() == b"bearer" else b""
-    return None
+            token = token.strip()
+            if scheme.lower() != b"bearer" or not token:
+                return None, MALFORMED
+            return token, ""
+    return None, MISSING
+
+
+class FailureLog:
+    """Counts refused keys by reason and logs them with the client's address, at most one
+    line per reason per `interval_s`: a flood of bad keys cannot flood the log."""
+
+    def __init__(self, counter: Any, interval_s: float) -> None:
+        self.counter = counter
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def failed(self, reason: str, scope: Scope) -> None:
+        self.counter.labels(reason).inc()
+        now = time.monotonic()
+        if now - self._last.get(reason, -self.interval_s - 1) < self.interval_s:
+            self._held[reason] = self._held.get(reason, 0) + 1
+            return
+        self._last[reason] = now
+        client = scope.get("client")
+        log.warning("API key refused", extra={
+            "reason": reason, "client": f"{client[0]}:{client[1]}" if client else None,
+            "path": scope.get("path"), "refused_since_last_line": self._held.pop(reason, 0)})
 
 
 class ApiKeyMiddleware:
-    def __init__(self, app: ASGIApp, keys: KeyRing) -> None:
+    def __init__(self, app: ASGIApp, keys: KeyRing, failures: FailureLog | None = None,
+                 open_paths: frozenset[str] = OPEN_PATHS) -> None:
         self.app = app
         self.keys = keys
+        self.failures = failures
+        self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or scope["path"] in self.open_paths:
             await self.app(scope, receive, send)
             return
-        token = _bearer(scope)
+        token, why = _bearer(scope)
         key_id = self.keys.identify(token) if token else None
         if key_id is None:
-            await _unauthorized(send, presented=token is not None)
+            if self.failures is not None:
+                self.failures.failed(why or UNKNOWN, scope)
+            await _unauthorized(send, presented=why != MISSING)
             return
         scope.setdefault("state", {})[STATE_KEY] = key_id
         # Both ingest paths put these on every record they publish (service.ingest).
@@ -133,3 +184,15 @@ async def _unauthorized(send: Send, presented: bool) -> None:
 def key_ring(settings: Settings) -> KeyRing | None:
     """The configured keys when access control is on, None when it is off."""
     return KeyRing(load_keys(settings)) if settings.require_api_key else None
+
+
+def access_control(app: ASGIApp, settings: Settings, keys: KeyRing | None,
+                   auth_failures: Any = None) -> ASGIApp:
+    """`app` behind the API-key check when keys are on (failures counted into
+    `auth_failures`, a labelled Prometheus counter), else `app` itself."""
+    if keys is None:
+        return app
+    failures = (FailureLog(auth_failures, settings.auth_failure_log_interval_s)
+                if auth_failures is not None else None)
+    return ApiKeyMiddleware(app, keys, failures,
+                            ALWAYS_OPEN if settings.protect_ops_routes else OPEN_PATHS)

@@ -53,6 +53,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # guarded protocol (httptools by default, INGEST_HTTP_PARSER=h11 to choose) enforces
         # the HTTP limits and sets TCP_NODELAY (service.guard).
         "loop": "uvloop",
+        # No `server: uvicorn` on every answer: it tells a prober what to aim at.
+        "server_header": False,
         **uvicorn_limits(settings),
     }
 

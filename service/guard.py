@@ -152,7 +152,7 @@ def check_head(scope: Scope, limits: Limits) -> Refusal | None:
 class GuardMiddleware:
     """Refuses bad request heads before anything below runs; then access control, if on."""
 
-    def __init__(self, app: ASGIApp, limits: Limits, keys: KeyRing | None) -> None:
+    def __init__(self, app: ASGIApp, limits: Limits, keys: KeyRing | None = None) -> None:
         self.app = app if keys is None else ApiKeyMiddleware(app, keys)
         self.limits = limits
 

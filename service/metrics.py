@@ -61,6 +61,10 @@ class Metrics:
             "ingest_in_flight_deliveries", "Events produced whose delivery report is pending.",
             registry=r, multiprocess_mode="livesum",
         )
+        self.auth_failures = Counter(
+            "ingest_auth_failures", "Requests refused for their API key, by reason "
+            "(missing, malformed, unknown).", ["reason"], registry=r,
+        )
         self.delivery_latency = Histogram(
             "ingest_delivery_latency_seconds", "From produce() to the broker's acknowledgement.",
             ["mode"], buckets=LATENCY_BUCKETS, registry=r,

@@ -8,6 +8,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.metrics import Metrics
 
+# Methods a label may name; any other (h11 passes a client's raw method on) is "other", so a
+# client cannot grow the metric's label set (3,000 random methods made 3,000 series).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
+
 
 class RequestCounter:
     """`ingest_http_requests_total` by route template, method and status.
@@ -22,6 +26,8 @@ class RequestCounter:
         self._children: dict[tuple[str, str, int], Any] = {}
 
     def count(self, template: str, method: str, status: int) -> None:
+        if method not in METHODS:
+            method = "other"
         key = (template, method, status)
         child = self._children.get(key)
         if child is None:

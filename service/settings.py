@@ -89,6 +89,14 @@ class Settings(BaseSettings):
     require_api_key: bool = False
     api_keys: dict[str, SecretStr] = Field(default_factory=dict)
     api_keys_file: Path | None = None
+    # With keys on: also require one on /readyz, /metrics and the OpenAPI pages (their
+    # in-flight counts and queue depth tell an attacker how an overload attack goes);
+    # /healthz stays open for liveness probes.
+    protect_ops_routes: bool = False
+    # The OpenAPI document and its pages (/docs, /redoc, /openapi.json); off: 404.
+    docs: bool = True
+    # Seconds between two log lines about failed API keys of one reason (the rest counted).
+    auth_failure_log_interval_s: Annotated[float, Field(ge=0)] = 10.0
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -86,3 +86,13 @@ def wait_for_keys(bootstrap: str, topic: str, keys: set[str],
 
 def topic_size(bootstrap: str, topic: str) -> int:
     return sum(end_offsets(bootstrap, topic).values())
+
+
+def wait_ready(client: httpx.Client, timeout: float = 30) -> None:
+    """Until /readyz answers 200: the topic is in the brokers' metadata, so a reader of it
+    finds it (a topic just created can be missing from a fresh client's metadata)."""
+    deadline = time.monotonic() + timeout
+    while client.get("/readyz").status_code != 200:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not ready after {timeout} s")
+        time.sleep(0.1)

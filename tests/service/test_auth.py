@@ -22,9 +22,9 @@ from service.errors import ConfigError
 from service.settings import Settings
 from tests.service.harness import make_settings, run_service, topic_size
 
-ENV_KEY = "env-key-0123456789abcdef"
-FILE_KEY = "file-key-fedcba9876543210"
-WRONG_KEY = "wrong-key-0000000000000000"
+ENV_KEY = "env-key-0123456789abcdef-ghijklmnopqrstuv"
+FILE_KEY = "file-key-fedcba9876543210-vutsrqponmlkjihg"
+WRONG_KEY = "wrong-key-0000000000000000-1111111111111111"
 SECRETS = (ENV_KEY, FILE_KEY, WRONG_KEY)
 JSON = {"content-type": "application/json"}
 
@@ -129,7 +129,9 @@ def test_keys_are_masked_where_settings_are_logged() -> None:
 
 @pytest.mark.parametrize(("keys", "problem"), [
     ({}, "no key is configured"),
-    ({"short": "0123456789"}, "shorter than"),
+    ({"short": "0123456789abcdefghijklmnopqrstu"}, "shorter than 32"),  # 31 characters
+    ({"weak": "a" * 40}, "fewer than 8 different characters"),
+    ({"weak": "abcabcabcabcabcabcabcabcabcabcabcabc"}, "fewer than 8 different characters"),
     ({"bad id!": ENV_KEY}, "must match"),
 ])
 def test_bad_key_configuration_stops_the_start_without_echoing_keys(

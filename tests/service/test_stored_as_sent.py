@@ -31,7 +31,7 @@ from service.events import (
     record_value,
     to_records,
 )
-from tests.service.harness import make_settings, run_service, topic_size
+from tests.service.harness import make_settings, run_service, topic_size, wait_ready
 
 SCHEMA = orjson.loads((Path(__file__).resolve().parents[2] / "service" / "record.schema.json").read_bytes())
 
@@ -180,7 +180,7 @@ def service(request: pytest.FixtureRequest, kafka_bootstrap: str) -> Iterator[An
     settings = make_settings(kafka_bootstrap, mode=mode, delivery_bridge=bridge)
     with run_service(settings) as running:
         with running.client() as c:
-            assert c.get("/readyz").status_code == 200
+            wait_ready(c)
         yield running
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError
 
-from tests.service.harness import make_settings, run_service, topic_size
+from tests.service.harness import make_settings, run_service, topic_size, wait_for_keys, wait_ready
 
 pytestmark = pytest.mark.kafka
 
@@ -30,7 +30,11 @@ def test_a_fatal_producer_error_makes_the_service_refuse_and_unready(
     and /readyz says why."""
     settings = make_settings(kafka_bootstrap, mode=mode)
     with run_service(settings) as running, running.client() as c:
-        assert c.post("/", json=seed_event).status_code in (200, 202)
+        wait_ready(c)
+        first = c.post("/", json=seed_event)
+        assert first.status_code in (200, 202)
+        # Fire-and-forget answered before delivering: count the topic once the event is in.
+        wait_for_keys(kafka_bootstrap, settings.topic, {first.text})
         publisher = running.app.state.ingest.publisher
         publisher._on_error(KafkaError(KafkaError._FATAL, "fenced by a newer producer", fatal=True))
         before = topic_size(kafka_bootstrap, settings.topic)

@@ -16,7 +16,7 @@ from service.kafka.publisher import Publisher
 from service.metrics import Metrics
 from service.modes import ProducerMode
 from service.settings import Settings
-from tests.service.harness import make_settings, run_service, wait_for_keys
+from tests.service.harness import make_settings, run_service, wait_for_keys, wait_ready
 
 
 def _sample(text: str, name: str) -> float:
@@ -45,7 +45,8 @@ def test_errors_only_sets_librdkafka_and_counts_in_flight_from_its_queue() -> No
     try:
         publisher.start(loop)
         publisher.producer.produce("t", b"v", b"k")  # held: no broker at that address
-        assert publisher.in_flight == 1
+        # What librdkafka holds: the message, and the connection errors queued for us.
+        assert publisher.in_flight == len(publisher.producer) >= 1
     finally:
         publisher.producer.purge()
         publisher.producer.flush(0)
@@ -60,6 +61,7 @@ def test_errors_only_counts_every_delivery_once_drained(kafka_bootstrap: str, br
     settings = make_settings(kafka_bootstrap, mode="fire-and-forget", delivery_reports="errors",
                              delivery_bridge=bridge)
     with run_service(settings) as running, running.client() as c:
+        wait_ready(c)
         ids = {c.post("/", json=seed_event).text for _ in range(5)}
         batch = c.post("/v1/events/batch", json=[seed_event] * 20)
         ids |= {r["event_id"] for r in batch.json()["results"]}
