@@ -29,9 +29,10 @@ class ServiceStartError(LabError):
         self.log_tail = log_tail
 
 
-def _get(url: str, timeout: float) -> tuple[int, bytes]:
+def _get(url: str, timeout: float, headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=dict(headers or {})),
+                                    timeout=timeout) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -104,7 +105,8 @@ class ServiceProcess:
                 raise ServiceStartError(f"{self.name} exited with code {self.proc.returncode}",
                                         self.log_tail())
             with contextlib.suppress(OSError):
-                status, body = _get(f"{self.url}/readyz", timeout=self.probe_timeout_s)
+                status, body = _get(f"{self.url}/readyz", timeout=self.probe_timeout_s,
+                                    headers=self._auth())
                 last = f"{status} {body[:200]!r}"
                 if status == 200:
                     return dict(json.loads(body))
@@ -130,7 +132,15 @@ class ServiceProcess:
         return []
 
     def metrics(self) -> str:
-        return _get(f"{self.url}/metrics", timeout=5.0)[1].decode()
+        return _get(f"{self.url}/metrics", timeout=5.0, headers=self._auth())[1].decode()
+
+    def _auth(self) -> dict[str, str]:
+        """A key of the service's own, for operational routes it may protect."""
+        keys = self.settings.get("api_keys") or {}
+        if not self.settings.get("require_api_key") or not keys:
+            return {}
+        key = next(iter(keys.values()))
+        return {"Authorization": f"Bearer {getattr(key, 'get_secret_value', lambda: key)()}"}
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM (the service flushes its producer), SIGKILL after `timeout`."""

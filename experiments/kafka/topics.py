@@ -113,16 +113,33 @@ def unique_topic(prefix: str = "lab") -> str:
 
 
 def end_offsets(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
-    """High watermark per partition: how many records each partition holds (from 0)."""
+    """High watermark per partition: how many records each partition holds (from 0).
+
+    A topic created a moment ago can still be without a leader in some broker's metadata
+    (NOT_LEADER_FOR_PARTITION, LEADER_NOT_AVAILABLE): those are asked again until `timeout`.
+    """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"offsets-{uuid.uuid4()}"})
+    deadline = time.monotonic() + timeout
     try:
-        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
-            for p in partitions
-        }
+        while True:
+            try:
+                partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+                return {
+                    p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
+                    for p in partitions
+                }
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                retriable = isinstance(error, KafkaError) and error.code() in _NOT_YET_LED
+                if not retriable or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
     finally:
         consumer.close()
+
+
+_NOT_YET_LED = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                          KafkaError.UNKNOWN_TOPIC_OR_PART})
 
 
 class TopicReadError(LabError):

@@ -160,3 +160,47 @@ def test_each_key_maps_to_its_id_and_nothing_else_does() -> None:
 def test_a_bad_keys_file_stops_the_service_at_start(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         create_app(Settings(require_api_key=True, api_keys_file=tmp_path / "missing"))
+
+
+def _failures(metrics: str) -> dict[str, float]:
+    found = {}
+    for line in metrics.splitlines():
+        if line.startswith("ingest_auth_failures_total{"):
+            reason = line.split('reason="', 1)[1].split('"', 1)[0]
+            found[reason] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+@pytest.mark.kafka
+def test_refused_keys_are_counted_by_reason_and_logged_with_the_client(
+        kafka_bootstrap: str, tmp_path: Path, seed_event: dict[str, Any]) -> None:
+    """Three reasons, each refused three times within the log interval: three counts each,
+    one log line each (with the client's address), and the keys never in either."""
+    with ServiceProcess("durable", kafka_bootstrap, unique_topic("auth"), tmp_path / "svc.log",
+                        require_api_key=True, api_keys={"loadgen": ENV_KEY},
+                        auth_failure_log_interval_s=60) as svc, \
+            httpx.Client(base_url=svc.url, timeout=30) as client:
+        for headers in (JSON, {**JSON, "authorization": f"Basic {ENV_KEY}"}, _bearer(WRONG_KEY)):
+            for _ in range(3):
+                assert client.post("/", content=orjson.dumps(seed_event), headers=headers).status_code == 401
+        metrics = client.get("/metrics").text
+    assert _failures(metrics) == {"missing": 3.0, "malformed": 3.0, "unknown": 3.0}
+    lines = [entry for entry in svc.logs() if entry.get("msg") == "API key refused"]
+    assert sorted(line["reason"] for line in lines) == ["malformed", "missing", "unknown"]
+    assert all(line["client"].startswith("127.0.0.1:") for line in lines)
+    assert not any(secret in svc.log_file.read_text() for secret in SECRETS)
+
+
+@pytest.mark.kafka
+def test_operational_routes_can_require_a_key_too(kafka_bootstrap: str, tmp_path: Path) -> None:
+    with ServiceProcess("durable", kafka_bootstrap, unique_topic("auth"), tmp_path / "svc.log",
+                        require_api_key=True, api_keys={"loadgen": ENV_KEY},
+                        protect_ops_routes=True) as svc, \
+            httpx.Client(base_url=svc.url, timeout=30) as client:
+        closed = {path: client.get(path).status_code
+                  for path in ("/readyz", "/metrics", "/docs", "/openapi.json")}
+        opened = {path: client.get(path, headers=_bearer(ENV_KEY)).status_code
+                  for path in ("/readyz", "/metrics", "/docs", "/openapi.json")}
+        assert client.get("/healthz").status_code == 200  # liveness probes need no key
+    assert closed == dict.fromkeys(closed, 401)
+    assert opened == dict.fromkeys(opened, 200)
