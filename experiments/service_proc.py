@@ -49,7 +49,8 @@ class ServiceProcess:
     """
 
     def __init__(self, mode: str, bootstrap: str, topic: str, log_file: Path, *,
-                 env: Mapping[str, str] | None = None, **settings: Any) -> None:
+                 env: Mapping[str, str] | None = None, source: Path | None = None,
+                 **settings: Any) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_file = log_file
@@ -61,6 +62,12 @@ class ServiceProcess:
             "host": "127.0.0.1", "port": self.port,
         }
         self.env = {**os.environ, **environment(self.settings), **(env or {})}
+        # Another checkout of the project whose service runs instead (a before/after): run
+        # from its directory, since `python -m` puts the working directory first on the path.
+        self.source = source
+        if source is not None:
+            self.env["PYTHONPATH"] = os.pathsep.join(
+                filter(None, [str(source.resolve()), os.environ.get("PYTHONPATH")]))
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -97,7 +104,8 @@ class ServiceProcess:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         cmd = self.command()
         with self.log_file.open("ab") as log:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=self.env)
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=self.env,
+                                         cwd=self.source)
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:

@@ -55,11 +55,14 @@ class Limits:
     max_header_count: int
     header_timeout_s: float
     body_timeout_s: float
+    write_timeout_s: float = 30.0
+    max_pipelined_requests: int = 16
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
         return cls(settings.max_request_line_bytes, settings.max_header_bytes,
-                   settings.max_header_count, settings.header_timeout_s, settings.body_timeout_s)
+                   settings.max_header_count, settings.header_timeout_s, settings.body_timeout_s,
+                   settings.write_timeout_s, settings.max_pipelined_requests)
 
     @property
     def max_head_bytes(self) -> int:
@@ -170,11 +173,14 @@ class _Refused(Exception):
 
 
 class _GuardedProtocol:
-    """Mixed into uvicorn's protocols: deadlines for the head and the body, a bounded head.
+    """Mixed into uvicorn's protocols: deadlines a client cannot reset, a bounded head.
 
-    One timer per connection, re-armed lazily: a request only moves `_deadline`, and the
-    timer, when it fires early, sleeps on until the current deadline. A client that connects
-    and sends nothing is on the header clock from the start.
+    The head must be in within `header_timeout_s` of its first byte (of the connection's
+    opening, for the first request), the whole body within `body_timeout_s` after the head
+    (one deadline, not re-armed by each read: a body dripping a byte a second is cut off),
+    and an answer the client does not read may wait `write_timeout_s` for it before the
+    connection is dropped. One timer per connection, re-armed lazily: a request only moves
+    `_deadline`, and the timer, when it fires early, sleeps on until the current deadline.
     """
 
     # Set by uvicorn's protocol __init__, which this class wraps.
@@ -188,6 +194,7 @@ class _GuardedProtocol:
         self._deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._refusal: Refusal | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         set_nodelay(transport)
@@ -195,10 +202,37 @@ class _GuardedProtocol:
         self._expect(self.limits.header_timeout_s)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in (self._timer, self._write_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._write_timer = None
         super().connection_lost(exc)  # type: ignore[misc]
+
+    def pause_writing(self) -> None:
+        """The client stopped reading (the transport's buffer is above its high mark): it
+        has `write_timeout_s` to read again before the connection is dropped."""
+        super().pause_writing()  # type: ignore[misc]
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(self.limits.write_timeout_s, self._write_expired)
+
+    def resume_writing(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+        super().resume_writing()  # type: ignore[misc]
+
+    def _write_expired(self) -> None:
+        self._write_timer = None
+        log.info("dropping a client that does not read its answers",
+                 extra={"client": _peer(self.transport), "write_timeout_s": self.limits.write_timeout_s})
+        self.transport.abort()  # its buffer holds answers nobody reads: nothing to flush
+
+    def _drop_pipeliner(self) -> None:
+        log.info("dropping a client that pipelines too many requests",
+                 extra={"client": _peer(self.transport),
+                        "max_pipelined_requests": self.limits.max_pipelined_requests})
+        self._deadline = None
+        self.transport.abort()
 
     def _expect(self, seconds: float) -> None:
         deadline = self._deadline = self.loop.time() + seconds
@@ -230,6 +264,8 @@ class _GuardedProtocol:
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a parser error; ours when a limit stopped the parser."""
+        if self.transport.is_closing():
+            return  # dropped by a limit (a pipelining flood): nobody to answer
         refusal, self._refusal = self._refusal, None
         if refusal is None:
             refusal = self._head_overflow()
@@ -251,12 +287,14 @@ class GuardedH11Protocol(_GuardedProtocol, H11Protocol):
     """h11 bounds an incomplete head itself (`h11_max_incomplete_event_size`)."""
 
     def data_received(self, data: bytes) -> None:
-        if self._deadline is None and self.conn.their_state is h11.IDLE:
+        before = self.conn.their_state
+        if self._deadline is None and before is h11.IDLE:
             self._expect(self.limits.header_timeout_s)  # the next request's first bytes
         super().data_received(data)
         state = self.conn.their_state
         if state is h11.SEND_BODY:
-            self._expect(self.limits.body_timeout_s)
+            if before is not h11.SEND_BODY:  # the head just completed: one deadline for the body
+                self._expect(self.limits.body_timeout_s)
         elif state is not h11.IDLE:
             self._deadline = None
 
@@ -318,12 +356,14 @@ if httptools is not None:
 
         def on_headers_complete(self) -> None:
             self._in_head = False
-            self._expect(self.limits.body_timeout_s)
+            self._expect(self.limits.body_timeout_s)  # the whole body, not per read
             super().on_headers_complete()
-
-        def on_body(self, body: bytes) -> None:
-            self._expect(self.limits.body_timeout_s)
-            super().on_body(body)
+            # Every pipelined request one read brought is parsed and queued (httptools parses
+            # the whole chunk): 2,000 in a few reads held megabytes for a client that never
+            # read an answer.
+            if len(self.pipeline) > self.limits.max_pipelined_requests:
+                self._drop_pipeliner()
+                raise _Refused
 
         def on_message_complete(self) -> None:
             self._deadline = None

@@ -81,7 +81,15 @@ class Settings(BaseSettings):
     max_header_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024
     max_header_count: Annotated[int, Field(ge=8)] = 100
     header_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    # For the whole body once the head is in (not between reads: a body dripping a byte a
+    # second would otherwise never time out).
     body_timeout_s: Annotated[float, Field(gt=0)] = 20.0
+    # How long an answer may wait for a client that does not read it (the transport's buffer
+    # full) before the connection is dropped.
+    write_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    # Requests a connection may have parsed and waiting behind the one being answered
+    # (HTTP/1.1 pipelining); a client that sends more is dropped.
+    max_pipelined_requests: Annotated[int, Field(ge=1)] = 16
     max_connections: Annotated[int, Field(ge=1)] = 2048
     # Proxies whose X-Forwarded-For/-Proto are believed (uvicorn's forwarded_allow_ips).
     forwarded_allow_ips: str = "127.0.0.1"

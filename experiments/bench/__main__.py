@@ -1,5 +1,5 @@
-"""`python -m experiments.bench service|memory`: CPU per request beside the raw-ASGI
-ceiling; service RSS over 10M events."""
+"""`python -m experiments.bench service|memory|hostile`: CPU per request beside the raw-ASGI
+ceiling; service RSS over 10M events; RSS and hold time under hostile connections."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import orjson
 
+from experiments.bench.hostile import run_hostile
 from experiments.bench.memory import run_memory
 from experiments.bench.profile import default_cases, run_profile, select, table, with_baseline
 from experiments.errors import LabError
@@ -39,9 +40,19 @@ def main(argv: list[str] | None = None) -> int:
     memory.add_argument("--checkpoint", type=int, default=1_000_000)
     memory.add_argument("--max-seconds", type=float, default=1800)
     memory.add_argument("--bootstrap", help="an existing cluster instead of the local broker")
+    hostile = sub.add_parser("hostile", help="service RSS with N hostile connections of each kind")
+    hostile.add_argument("--out", type=Path, default=Path("results/bench/hostile.json"))
+    hostile.add_argument("--connections", type=int, default=100)
+    hostile.add_argument("--hold", type=float, default=40.0, help="seconds watched per kind")
+    hostile.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+                         help="also each kind against this checkout's service (before/after)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        if args.command == "hostile":
+            for row in run_hostile(args.out, args.connections, args.hold, args.baseline):
+                print(orjson.dumps(row).decode())
+            return 0
         if args.command == "memory":
             result = run_memory(args.out, events=args.events, checkpoint=args.checkpoint,
                                 max_s=args.max_seconds, bootstrap=args.bootstrap)

@@ -248,11 +248,11 @@ def raw_server(stack: str, workers: int, log_file: Path) -> Iterator[tuple[str, 
 def service_server(case: Case, bootstrap: str, log_file: Path) -> Iterator[tuple[str, int]]:
     assert case.mode is not None
     env = {"INGEST_HOT_PATH": "true" if case.hot_path else "false"}
-    if case.source is not None:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [case.source,
-                                                          os.environ.get("PYTHONPATH")]))
+    # From the baseline's own directory: with PYTHONPATH alone, `python -m service` run
+    # from this checkout imported this checkout's service (the working directory comes first).
     service = ServiceProcess(case.mode, bootstrap, unique_topic("bench"), log_file,
-                             workers=case.workers, delivery_reports=case.reports, env=env)
+                             workers=case.workers, delivery_reports=case.reports, env=env,
+                             source=Path(case.source) if case.source else None)
     service.start()
     try:
         time.sleep(0.5 if case.workers == 1 else 2.0)
