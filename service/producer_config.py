@@ -38,10 +38,11 @@ SHOWN = frozenset({
     "enable.ssl.certificate.verification", "client.dns.lookup", "client.rack",
 })
 SET_MARK = "(set)"
-# Properties an AdminClient needs to reach the same cluster as the producer.
+# Properties an AdminClient needs to reach the same cluster as the producer (https.*: the
+# OIDC token endpoint's TLS, for SASL/OAUTHBEARER).
 _CONNECTION_PREFIXES = (
-    "bootstrap.", "security.", "sasl.", "ssl.", "client.", "socket.", "broker.",
-    "reconnect.", "metadata.", "api.", "enable.ssl", "retry.backoff",
+    "bootstrap.", "security.", "sasl.", "ssl.", "https.", "client.", "socket.", "broker.",
+    "reconnect.", "metadata.", "api.", "enable.ssl", "enable.sasl", "retry.backoff",
 )
 
 

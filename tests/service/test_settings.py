@@ -129,8 +129,11 @@ def test_secrets_are_masked_and_admin_gets_connection_settings() -> None:
     assert shown["sasl.password"] == "(set)" and shown["sasl.oauthbearer.client.secret"] == "(set)"
     # A user name is an API key's id on hosted Kafka: not shown either.
     assert shown["sasl.username"] == "(set)" and shown["linger.ms"] == 5
-    admin = admin_config(config)
+    admin = admin_config({**config, "https.ca.location": "/ca.pem",
+                          "enable.sasl.oauthbearer.unsecure.jwt": False})
     assert admin["sasl.password"] == "hunter2" and admin["security.protocol"] == "SASL_SSL"
+    assert admin["https.ca.location"] == "/ca.pem"  # the token endpoint's TLS, too
+    assert "enable.sasl.oauthbearer.unsecure.jwt" in admin
     assert "linger.ms" not in admin
 
 
