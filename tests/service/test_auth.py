@@ -204,3 +204,19 @@ def test_operational_routes_can_require_a_key_too(kafka_bootstrap: str, tmp_path
         assert client.get("/healthz").status_code == 200  # liveness probes need no key
     assert closed == dict.fromkeys(closed, 401)
     assert opened == dict.fromkeys(opened, 200)
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("hot_path", [True, False])
+def test_keys_guard_the_routes_whichever_path_serves_them(kafka_bootstrap: str, hot_path: bool,
+                                                          seed_event: dict[str, Any]) -> None:
+    settings = make_settings(kafka_bootstrap, hot_path=hot_path, require_api_key=True,
+                             api_keys={"loadgen": ENV_KEY})
+    with run_service(settings) as svc, svc.client() as client:
+        before = topic_size(kafka_bootstrap, settings.topic)
+        refused = client.post("/v1/events", content=orjson.dumps(seed_event), headers=JSON)
+        assert topic_size(kafka_bootstrap, settings.topic) == before
+        allowed = client.post("/v1/events", content=orjson.dumps(seed_event), headers=_bearer(ENV_KEY))
+    assert (refused.status_code, allowed.status_code) == (401, 200)
+    assert _headers_by_key(kafka_bootstrap, settings.topic)[allowed.json()["event_id"]] == {
+        KEY_ID_HEADER: b"loadgen"}
