@@ -23,7 +23,7 @@ ENDPOINT_PATHS: dict[str, str] = {
 MODELS = ("closed", "open")
 # aiohttp: the original client, a coroutine per request. raw: prebuilt request bytes on
 # asyncio Protocols over uvloop with httptools parsing (rawengine), ~10x less CPU per
-# request. raw is the default: it passes every test the aiohttp engine passes (tests/load
+# request. raw is the default: it passes every test the aiohttp engine passes (tests/experiments/load
 # runs each engine test with both) and takes far less CPU from the service it measures.
 ENGINES = ("aiohttp", "raw")
 DEFAULT_ENGINE: Engine = "raw"

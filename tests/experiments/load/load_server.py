@@ -1,4 +1,4 @@
-"""A test server with known behaviour, run in its own process by tests/load/conftest.py.
+"""A test server with known behaviour, run in its own process by tests/experiments/load/conftest.py.
 
 It speaks the service's HTTP contract (ids as text, JSON, batch results), counts every
 request and its arrival time, remembers every id it issued, and on demand stalls once

@@ -7,7 +7,7 @@ request, records its arrival time and answers a unique id as text, as `POST /` d
 Behaviour, set by `POST /_control/reset` with JSON: `status` (answer every event request
 with this status instead of 200; non-2xx issue no id), `close_every` (close the
 connection after every k-th answer, with `Connection: close`). `GET /_control/stats`
-reports {"count", "issued", "arrivals"}. Run by tests/load/conftest.py in its own process.
+reports {"count", "issued", "arrivals"}. Run by tests/experiments/load/conftest.py in its own process.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The bench's pure parts: its request bodies, the median of rounds, and CPU split by
 thread kind (wrk's script and output are tested with experiments/load/wrk.py, in
-tests/load/test_runs.py)."""
+tests/experiments/load/test_runs.py)."""
 
 from __future__ import annotations
 
