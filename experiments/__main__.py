@@ -16,12 +16,13 @@ from experiments.runner import build_report, run_plan
 from experiments.stats import METHOD, THRESHOLD
 
 
-def compare_command(a: Path, b: Path, threshold: float, out: Path | None) -> int:
+def compare_command(a: Path, b: Path, threshold: float, out: Path | None,
+                    ignore: list[str] | None = None) -> int:
     for path in (a, b):
         if not path.is_dir():
             raise LabError(f"{path} is not a results directory")
-    rows = compare_plans(a, b, threshold)
-    only_a, only_b = unmatched(a, b)
+    rows = compare_plans(a, b, threshold, ignore or ())
+    only_a, only_b = unmatched(a, b, ignore or ())
     if not rows:
         raise LabError(f"{a} and {b} share no configuration with finished runs")
     print(f"{b} against {a}\n")
@@ -60,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     versus.add_argument("--threshold", type=float, default=THRESHOLD,
                         help="the smallest relative change called a difference (default 0.05)")
     versus.add_argument("--json", type=Path, help="also write every comparison to this file")
+    versus.add_argument("--ignore", action="append", default=[], metavar="PARAM",
+                        help="a run parameter that does not tell configurations apart, so A's "
+                             "and B's values of it are compared (repeatable; e.g. connections)")
     cells = sub.add_parser("cells", help="list a plan's cells and their parameters")
     cells.add_argument("plan")
     cells.add_argument("--results", type=Path, default=Path("results"))
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(outcome.report)
             return 1 if outcome.failed else 0
         if args.command == "compare":
-            return compare_command(args.a, args.b, args.threshold, args.json)
+            return compare_command(args.a, args.b, args.threshold, args.json, args.ignore)
         if args.command == "report":
             if args.baseline is not None and not args.baseline.is_dir():
                 raise LabError(f"{args.baseline} is not a results directory")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from experiments.params import RunParams
+from experiments.params import RunParams, renamed
 from experiments.rundir import PlanDir
 from experiments.stats import THRESHOLD, Comparison, compare
 
@@ -68,13 +68,15 @@ class Trials:
         return [v for v in (read(s) for s in self.summaries) if v is not None and v > 0]
 
 
-def configuration(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The parameters that define a configuration (not which trial, where or which broker)."""
-    return {k: v for k, v in params.items() if k not in _NOT_A_FACTOR}
+def configuration(params: Mapping[str, Any], ignore: Iterable[str] = ()) -> dict[str, Any]:
+    """The parameters that define a configuration (not which trial, where or which broker,
+    nor the `ignore`d ones)."""
+    left_out = _NOT_A_FACTOR | set(ignore)
+    return {k: v for k, v in renamed(dict(params)).items() if k not in left_out}
 
 
-def _key(params: Mapping[str, Any]) -> str:
-    return json.dumps(configuration(params), sort_keys=True, default=str)
+def _key(params: Mapping[str, Any], ignore: Iterable[str] = ()) -> str:
+    return json.dumps(configuration(params, ignore), sort_keys=True, default=str)
 
 
 def finished_runs(plan_dir: Path) -> list[tuple[str, dict[str, Any]]]:
@@ -87,11 +89,13 @@ def finished_runs(plan_dir: Path) -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
-def group_trials(runs: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, Trials]:
-    """Runs grouped into configurations, keyed by their defining parameters."""
+def group_trials(runs: Iterable[tuple[str, dict[str, Any]]],
+                 ignore: Iterable[str] = ()) -> dict[str, Trials]:
+    """Runs grouped into configurations, keyed by their defining parameters (but `ignore`)."""
     grouped: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    ignore = tuple(ignore)
     for run_id, summary in runs:
-        grouped.setdefault(_key(summary.get("params") or {}), []).append((run_id, summary))
+        grouped.setdefault(_key(summary.get("params") or {}, ignore), []).append((run_id, summary))
     labels = _labels({key: configuration(group[0][1].get("params") or {})
                       for key, group in grouped.items()})
     return {key: Trials(labels[key], configuration(group[0][1].get("params") or {}),
@@ -134,9 +138,12 @@ class Row:
                 "b": list(self.b), **self.comparison.as_dict()}
 
 
-def compare_plans(a_dir: Path, b_dir: Path, threshold: float = THRESHOLD) -> list[Row]:
-    """Every configuration both plan directories hold, each figure, B against A."""
-    a, b = group_trials(finished_runs(a_dir)), group_trials(finished_runs(b_dir))
+def compare_plans(a_dir: Path, b_dir: Path, threshold: float = THRESHOLD,
+                  ignore: Iterable[str] = ()) -> list[Row]:
+    """Every configuration both plan directories hold, each figure, B against A. Parameters
+    in `ignore` do not tell configurations apart: the change between two values of one (10
+    connections in A, 50 in B) is then what is compared."""
+    a, b = group_trials(finished_runs(a_dir), ignore), group_trials(finished_runs(b_dir), ignore)
     rows = []
     for key in [k for k in a if k in b]:
         for figure, (_, higher) in FIGURES.items():
@@ -147,9 +154,9 @@ def compare_plans(a_dir: Path, b_dir: Path, threshold: float = THRESHOLD) -> lis
     return rows
 
 
-def unmatched(a_dir: Path, b_dir: Path) -> tuple[list[str], list[str]]:
+def unmatched(a_dir: Path, b_dir: Path, ignore: Iterable[str] = ()) -> tuple[list[str], list[str]]:
     """Configurations only A holds, and only B."""
-    a, b = group_trials(finished_runs(a_dir)), group_trials(finished_runs(b_dir))
+    a, b = group_trials(finished_runs(a_dir), ignore), group_trials(finished_runs(b_dir), ignore)
     return sorted(a[k].config for k in a if k not in b), sorted(b[k].config for k in b if k not in a)
 
 

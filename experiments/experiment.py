@@ -31,7 +31,7 @@ from experiments.kafka import (
     unique_topic,
 )
 from experiments.kafka.broker import listening_pid
-from experiments.load import LoadSpec, run_load
+from experiments.load import LoadSpec, apply_load
 from experiments.params import RunParams
 from experiments.rundir import ACKS, METRICS, SERVICE_LOG, RunDir, Summary
 from experiments.service_proc import ServiceProcess
@@ -85,7 +85,7 @@ def connect(params: RunParams) -> tuple[KafkaTarget, LocalKafka | None, BrokerSt
     Without an address the local cluster of `cluster_size` nodes is started (or healed, or
     resized); an address the runner hands over may still be that local cluster.
     """
-    explicit = params.kafka_bootstrap or os.environ.get(BOOTSTRAP_ENV, "")
+    explicit = params.bootstrap or os.environ.get(BOOTSTRAP_ENV, "")
     local = LocalKafka(nodes=params.cluster_size)
     kafka = ensure_kafka(explicit or None, local=local)
     state = local.status()
@@ -133,7 +133,7 @@ def run_experiment(params: RunParams) -> Summary:
     if params.fault in BROKER_FAULTS and local is None:
         raise FaultError(
             f"fault {params.fault} signals a broker process, so it needs the suite's own local cluster; "
-            f"{kafka.bootstrap} is an existing cluster ({BOOTSTRAP_ENV} or kafka_bootstrap): use a "
+            f"{kafka.bootstrap} is an existing cluster ({BOOTSTRAP_ENV} or bootstrap): use a "
             f"service fault there, or unset it"
         )
     run_dir.claim()
@@ -216,7 +216,7 @@ def run_experiment(params: RunParams) -> Summary:
             },
         }
         with clock.phase("load"):
-            summary = run_load(
+            summary = apply_load(
                 load_spec(params, target.url, api_key),
                 out_dir,
                 pids=pids,

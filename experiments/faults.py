@@ -164,7 +164,7 @@ class FaultInjector:
                 raise FaultError(
                     f"fault {self.kind} signals a broker process, so it needs the suite's own local "
                     f"cluster; {self.bootstrap or 'this cluster'} is not one (KAFKA_BOOTSTRAP_SERVERS "
-                    f"or kafka_bootstrap names an existing cluster): use a service fault, or unset it"
+                    f"or bootstrap names an existing cluster): use a service fault, or unset it"
                 )
             # Found now, so the signal leaves on time (a metadata request takes ~0.1 s).
             self._target_node = self._leader()

@@ -66,7 +66,7 @@ class RunParams:
     delivery_bridge: str = field(default=DEFAULT_BRIDGE, metadata=setting("delivery_bridge"))
     # all (a report per event: the delivery-latency histogram) | errors (fire-and-forget only)
     delivery_reports: str = field(default=DEFAULT_REPORTS, metadata=setting("delivery_reports"))
-    kafka_bootstrap: str = field(default="", metadata=BOOKKEEPING)  # empty: KAFKA_BOOTSTRAP_SERVERS or local
+    bootstrap: str = field(default="", metadata=BOOKKEEPING)  # empty: KAFKA_BOOTSTRAP_SERVERS or local
     topic: str = field(default="", metadata=BOOKKEEPING)  # empty: a fresh topic per run (audits apart)
     partitions: int = 1
     cluster_size: int = 1  # nodes of the local cluster: 1 | 3 (an existing cluster: its broker count)
@@ -186,6 +186,7 @@ class RunParams:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunParams:
+        values = renamed(values)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -195,6 +196,7 @@ class RunParams:
     @classmethod
     def from_namespace(cls, namespace: dict[str, Any]) -> RunParams:
         """The run parameters found in a notebook's namespace (after papermill injected them)."""
+        namespace = renamed(namespace)
         return cls(**{f.name: namespace[f.name] for f in fields(cls) if f.name in namespace})
 
     def as_dict(self) -> dict[str, Any]:
@@ -203,6 +205,19 @@ class RunParams:
     def effective_producer_config(self) -> dict[str, Any]:
         """The profile's librdkafka settings with this run's overrides on top."""
         return {**load_profile(self.producer_profile), **self.producer_config}
+
+
+# Old names of run parameters, still accepted from plans, papermill `-p` and scripts.
+RENAMED = {"kafka_bootstrap": "bootstrap"}
+
+
+def renamed(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with RENAMED parameters under their new names (a new name given wins)."""
+    old = {k: v for k, v in values.items() if k in RENAMED}
+    if not old:
+        return values
+    return {**{k: v for k, v in values.items() if k not in RENAMED},
+            **{RENAMED[k]: v for k, v in old.items() if RENAMED[k] not in values or not values[RENAMED[k]]}}
 
 
 def load_profile(name: str) -> dict[str, Any]:

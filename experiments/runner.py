@@ -202,7 +202,7 @@ class CellRunner:
         try:
             kafka = self.clusters.for_cell(cell.params)
             extra = {
-                "kafka_bootstrap": kafka.bootstrap,
+                "bootstrap": kafka.bootstrap,
                 "generator_ceiling_rps": generator_ceiling(self.plan, self.plan_dir, cell.params),
             }
             started = time.perf_counter()

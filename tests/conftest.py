@@ -13,7 +13,7 @@ from experiments.kafka.broker import free_port
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Bootstrap address of a real broker: `KAFKA_BOOTSTRAP_SERVERS` if set, else a local one.
 
     The local broker lives in a throw-away run directory (the jar cache is shared), dies
@@ -46,9 +46,9 @@ def own_broker(tmp_path: Path) -> Iterator[LocalKafka]:
 
 
 @pytest.fixture
-def kafka_topic(kafka_bootstrap: str) -> str:
+def kafka_topic(bootstrap: str) -> str:
     """A fresh single-partition topic on the session broker."""
-    return create_topic(kafka_bootstrap, unique_topic("test"), partitions=1)
+    return create_topic(bootstrap, unique_topic("test"), partitions=1)
 
 
 @pytest.fixture(scope="session")

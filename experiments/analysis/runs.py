@@ -24,6 +24,7 @@ from experiments.analysis.configs import (
     sort_key,
     varying_params,
 )
+from experiments.params import renamed
 from experiments.rundir import CPU, CPU_KEYS, ERRORS, SERIES, PlanDir, RunDir, Summary, overload
 
 # summary.json `results.latency_ms` keys -> column names that survive attribute access.
@@ -232,7 +233,8 @@ def _summary_row(name: str, summary: Mapping[str, Any]) -> dict[str, Any]:
     load = _mapping(summary.get("load"))
     service = _mapping(summary.get("service"))
     results = _mapping(summary.get("results"))
-    params = dict(_mapping(summary.get("params")))
+    # Runs written before a parameter was renamed read under its new name.
+    params = renamed(dict(_mapping(summary.get("params"))))
     # The trial number is an id column of its own, never a parameter of the configuration.
     param_trial = params.pop("trial", None)
     # The plan may leave core settings to notebook defaults; the envelope still has them.

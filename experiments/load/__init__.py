@@ -4,7 +4,7 @@ Two engines, chosen by `LoadSpec.engine`, record the same files: "aiohttp" (clie
 a coroutine per request through aiohttp) and "raw" (rawengine.py, prebuilt request bytes
 on uvloop Protocols with httptools parsing, several times cheaper per request).
 
-Library: `run_load(spec, out_dir, ...)` writes a run directory per experiments/RESULTS.md
+Library: `apply_load(spec, out_dir, ...)` writes a run directory per experiments/RESULTS.md
 and returns its summary; `measure_ceiling()` is the generator's own limit on this machine.
 Command: `python -m experiments.load --help`.
 """
@@ -12,7 +12,7 @@ Command: `python -m experiments.load --help`.
 from __future__ import annotations
 
 from experiments.load.ceiling import measure_ceiling, measure_ceiling_detail
-from experiments.load.driver import DuringLoad, execute_load, run_load
+from experiments.load.driver import DuringLoad, apply_load, execute_load
 from experiments.load.spec import ENDPOINT_PATHS, LoadSpec, LoadSpecError
 from experiments.load.worker import LoadRunError
 
@@ -28,9 +28,9 @@ __all__ = [
     "LoadSpec",
     "LoadSpecError",
     "RunDirError",
+    "apply_load",
     "execute_load",
     "generator_bound",
     "measure_ceiling",
     "measure_ceiling_detail",
-    "run_load",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 
 from experiments.errors import LabError
 from experiments.load.ceiling import measure_ceiling_detail
-from experiments.load.driver import run_load
+from experiments.load.driver import apply_load
 from experiments.load.spec import ENDPOINT_PATHS, ENGINES, MODELS, LoadSpec
 
 DEFAULTS = LoadSpec()
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     pids = {name: pid for name, pid in (("service", args.service_pid),
                                         ("broker", args.broker_pid)) if pid}
-    summary = run_load(spec_from_args(args), args.out, pids=pids or None,
+    summary = apply_load(spec_from_args(args), args.out, pids=pids or None,
                        ceiling_rps=args.ceiling)
     results = summary["results"]
     shown = ("sent", "throughput_rps", "events_per_s", "error_rate", "late", "latency_ms",

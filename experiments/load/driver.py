@@ -20,7 +20,7 @@ from experiments.load.merge import Merged, lag_summary_ms, merge_results
 from experiments.load.payloads import body_pool
 from experiments.load.recorder import NS_PER_S
 from experiments.load.spec import LoadSpec
-from experiments.load.worker import client_name, event_loop_name, run_workers
+from experiments.load.worker import client_name, drive_workers, event_loop_name
 from experiments.provenance import collect_provenance, usable_cores
 from experiments.rundir import (
     ACKS,
@@ -87,7 +87,7 @@ def execute_load(spec: LoadSpec, acks_dir: Path | None = None,
     started_at = _utc_now()
     faults: dict[str, Any] | None = None
     try:
-        results = run_workers(spec, acks_dir, on_start)
+        results = drive_workers(spec, acks_dir, on_start)
     finally:
         for running in sampler:
             running.stop()
@@ -100,7 +100,7 @@ def execute_load(spec: LoadSpec, acks_dir: Path | None = None,
                      started_at, ended_at, window_start_unix, faults)
 
 
-def run_load(spec: LoadSpec, out_dir: Path, pids: Mapping[str, Roots] | None = None,
+def apply_load(spec: LoadSpec, out_dir: Path, pids: Mapping[str, Roots] | None = None,
              metadata: dict[str, Any] | None = None,
              ceiling_rps: float | None = None,
              during: DuringLoad | None = None,

@@ -145,7 +145,7 @@ async def _run_worker(job: WorkerJob, messages: Any, start: Any, start_ns: Any) 
     return recorder.finish(job.index, os.getpid(), acks_file)
 
 
-def run_workers(spec: LoadSpec, acks_dir: Path | None,
+def drive_workers(spec: LoadSpec, acks_dir: Path | None,
                 on_start: Callable[[int, list[int]], None] | None = None) -> list[dict[str, Any]]:
     """Run `spec` in `spec.workers` processes and return their results, in worker order.
 

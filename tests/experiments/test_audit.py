@@ -42,11 +42,11 @@ def new_ids(n: int) -> list[str]:
 
 
 @pytest.mark.kafka
-def test_every_event_delivered_reports_zero_lost(kafka_bootstrap: str, kafka_topic: str,
+def test_every_event_delivered_reports_zero_lost(bootstrap: str, kafka_topic: str,
                                                   tmp_path: Path) -> None:
     ids = new_ids(500)
-    produce(kafka_bootstrap, kafka_topic, list(ids))
-    audit = audit_delivery(kafka_bootstrap, kafka_topic, write_acks(tmp_path / "acks.csv", ids),
+    produce(bootstrap, kafka_topic, list(ids))
+    audit = audit_delivery(bootstrap, kafka_topic, write_acks(tmp_path / "acks.csv", ids),
                            out_dir=tmp_path)
     counts = {k: audit[k] for k in ("acknowledged", "present", "lost", "unacknowledged",
                                     "duplicates")}
@@ -57,16 +57,16 @@ def test_every_event_delivered_reports_zero_lost(kafka_bootstrap: str, kafka_top
 
 @pytest.mark.kafka
 def test_withheld_unacknowledged_and_duplicated_events_are_counted_exactly(
-        kafka_bootstrap: str, kafka_topic: str, tmp_path: Path) -> None:
+        bootstrap: str, kafka_topic: str, tmp_path: Path) -> None:
     delivered = new_ids(300)
     withheld = new_ids(17)  # acknowledged, never produced: lost
     unacked = new_ids(9)  # produced, never acknowledged
     twice, thrice = delivered[:5], delivered[5:8]  # 5 + 2*3 = 11 extra copies
-    produce(kafka_bootstrap, kafka_topic,
+    produce(bootstrap, kafka_topic,
             [*delivered, *unacked, *twice, *thrice, *thrice, None, None])
     acks = write_acks(tmp_path / "acks.csv", [*delivered, *withheld, delivered[0]])
 
-    audit = audit_delivery(kafka_bootstrap, kafka_topic, acks)
+    audit = audit_delivery(bootstrap, kafka_topic, acks)
     assert audit["acknowledged"] == 317
     assert audit["present"] == 300
     assert audit["lost"] == 17
@@ -79,19 +79,19 @@ def test_withheld_unacknowledged_and_duplicated_events_are_counted_exactly(
 
 
 @pytest.mark.kafka
-def test_deleting_records_is_detected(kafka_bootstrap: str, kafka_topic: str,
+def test_deleting_records_is_detected(bootstrap: str, kafka_topic: str,
                                       tmp_path: Path) -> None:
     from confluent_kafka import TopicPartition
     from confluent_kafka.admin import AdminClient
 
     ids = new_ids(200)
-    produce(kafka_bootstrap, kafka_topic, ids)
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    produce(bootstrap, kafka_topic, ids)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
     # Delete the first 40 records of the only partition: acknowledged, now gone.
     done = admin.delete_records([TopicPartition(kafka_topic, 0, 40)])
     for future in done.values():
         future.result(timeout=30)
-    audit = audit_delivery(kafka_bootstrap, kafka_topic, write_acks(tmp_path / "a.csv", ids))
+    audit = audit_delivery(bootstrap, kafka_topic, write_acks(tmp_path / "a.csv", ids))
     assert (audit["lost"], audit["present"], audit["unacknowledged"]) == (40, 160, 0)
 
 

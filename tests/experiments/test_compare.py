@@ -73,3 +73,19 @@ def test_the_command_prints_the_table_and_writes_json(tmp_path: Path, capsys) ->
     assert "Welch" in out and "Only in" in out
     assert len(json.loads((tmp_path / "c.json").read_text())) == 6
     assert unmatched(a, b)[1] == ["fire-and-forget, connections=50"]
+
+
+def test_a_parameter_can_be_compared_across_plans(tmp_path: Path) -> None:
+    """10 connections in A, 50 in B: with `--ignore connections` they are one configuration
+    and the change between them is what the comparison names."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    rng = np.random.default_rng(4)
+    for t in range(1, 4):
+        for plan_dir, connections, events in ((a, 10, 3000.0), (b, 50, 5000.0)):
+            write_run(plan_dir, f"durable-t{t}", {"mode": "durable", "connections": connections,
+                                                 "trial": t}, events * float(np.exp(rng.normal(0, 0.02))),
+                      50.0, 20.0)
+    assert compare_plans(a, b) == []
+    (row, *_) = compare_plans(a, b, ignore=["connections"])
+    assert row.figure == "events/s" and row.comparison.verdict == "better"
+    assert row.comparison.low < 5 / 3 < row.comparison.high

@@ -282,7 +282,7 @@ def test_the_runner_gives_each_cell_its_cluster_size(tmp_path: Path, monkeypatch
     seen: list[str] = []
 
     def execute(cell: Any, cell_dir: Path, extra: dict[str, Any]) -> None:
-        seen.append(extra["kafka_bootstrap"])
+        seen.append(extra["bootstrap"])
 
     monkeypatch.setattr(runner, "execute_cell", execute)
     runner.run_plan(plan, tmp_path / "results", tmp_path / "reports", report=False)

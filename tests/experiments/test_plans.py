@@ -122,3 +122,11 @@ def test_run_notebook_parameters_mirror_run_params(repo_root: Path) -> None:
     expected = RunParams().as_dict()
     assert defaults == expected
     assert set(defaults) == {f.name for f in fields(RunParams)}
+
+
+def test_the_old_name_of_the_broker_address_is_still_accepted() -> None:
+    """`kafka_bootstrap` became `bootstrap` (one name for the broker address): plans, papermill
+    `-p` and scripts that use the old name keep working."""
+    assert RunParams.from_dict({"kafka_bootstrap": "b:9"}).bootstrap == "b:9"
+    assert RunParams.from_namespace({"bootstrap": "", "kafka_bootstrap": "b:9"}).bootstrap == "b:9"
+    assert RunParams.from_namespace({"bootstrap": "a:1", "kafka_bootstrap": "b:9"}).bootstrap == "a:1"

@@ -48,7 +48,7 @@ def test_resume_skips_finished_cells_and_records_failures(
     assert first.failed == {"001-mode=durable-t1": "RuntimeError: broker went away"}
     error = (tmp_path / "results" / "tiny" / "001-mode=durable-t1" / "error.txt").read_text()
     assert "broker went away" in error and "Traceback" in error
-    assert executed[0][1] == {"kafka_bootstrap": "127.0.0.1:1", "generator_ceiling_rps": 0.0}
+    assert executed[0][1] == {"bootstrap": "127.0.0.1:1", "generator_ceiling_rps": 0.0}
 
     executed.clear()
     second = runner.run_plan(plan_file, tmp_path / "results", tmp_path / "reports", report=False)

@@ -38,10 +38,10 @@ SECTIONS = [
 
 
 @pytest.fixture(scope="module")
-def smoke(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def smoke(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("smoke")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(BOOTSTRAP_ENV, kafka_bootstrap)
+        mp.setenv(BOOTSTRAP_ENV, bootstrap)
         outcome = run_plan("smoke", base / "results", base / "reports")
     assert outcome.failed == {}, outcome.failed
     assert outcome.report is not None
@@ -80,11 +80,11 @@ def test_report_has_every_section_and_the_numbers_of_the_files(smoke: dict[str, 
 
 
 def test_explore_notebook_runs_for_a_newcomer(
-    kafka_bootstrap: str, tmp_path: Path, repo_root: Path, monkeypatch: pytest.MonkeyPatch
+    bootstrap: str, tmp_path: Path, repo_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import papermill as pm
 
-    monkeypatch.setenv(BOOTSTRAP_ENV, kafka_bootstrap)
+    monkeypatch.setenv(BOOTSTRAP_ENV, bootstrap)
     out = tmp_path / "explore.ipynb"
     pm.execute_notebook(
         str(repo_root / "notebooks" / "explore.ipynb"),

@@ -74,20 +74,20 @@ def test_a_remote_target_needs_allow_remote() -> None:
 
 
 @pytest.mark.kafka
-def test_the_suite_drives_and_audits_a_service_it_did_not_start(kafka_bootstrap: str,
+def test_the_suite_drives_and_audits_a_service_it_did_not_start(bootstrap: str,
                                                                  tmp_path: Path) -> None:
     """A service someone else runs, on a topic that already held records: the run drives it
     by URL, starts and stops nothing, and audits only its own share of the topic."""
-    topic = create_topic(kafka_bootstrap, unique_topic("external"))
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    topic = create_topic(bootstrap, unique_topic("external"))
+    producer = Producer({"bootstrap.servers": bootstrap})
     for i in range(25):  # earlier traffic: neither acknowledged by this run nor lost by it
         producer.produce(topic, key=f"before-{i}", value=b"{}")
     assert producer.flush(10) == 0
-    service = ServiceProcess(mode="durable", bootstrap=kafka_bootstrap, topic=topic,
+    service = ServiceProcess(mode="durable", bootstrap=bootstrap, topic=topic,
                              log_file=tmp_path / "theirs.log")
     service.start()
     try:
-        params = RunParams(target_url=service.url, topic=topic, kafka_bootstrap=kafka_bootstrap,
+        params = RunParams(target_url=service.url, topic=topic, bootstrap=bootstrap,
                            connections=4, duration_s=1.0, warmup_s=0.5,
                            output_dir=str(tmp_path / "run"))
         summary = run_experiment(params)
@@ -108,9 +108,9 @@ def test_the_suite_drives_and_audits_a_service_it_did_not_start(kafka_bootstrap:
 
 @pytest.mark.kafka
 def test_a_run_against_a_target_that_refuses_connections_fails_before_any_load(
-        kafka_bootstrap: str, tmp_path: Path) -> None:
+        bootstrap: str, tmp_path: Path) -> None:
     params = RunParams(target_url=f"http://127.0.0.1:{free_port()}", topic="lab.nobody",
-                       kafka_bootstrap=kafka_bootstrap, output_dir=str(tmp_path / "run"))
+                       bootstrap=bootstrap, output_dir=str(tmp_path / "run"))
     with pytest.raises(TargetError, match="does not answer HTTP"):
         run_experiment(params)
     assert not (tmp_path / "run" / "summary.json").exists()
@@ -131,17 +131,17 @@ def test_bad_target_parameters_are_refused_before_anything_starts(values: dict, 
 
 @pytest.mark.kafka
 def test_a_run_with_access_control_sends_a_key_the_service_requires_and_records_none(
-        kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     key = "per-run-key-0123456789abcdefXYZ-abcdefgh"
     monkeypatch.setattr("experiments.experiment.secrets.token_urlsafe", lambda _: key)
-    params = RunParams(access_control=True, mode="durable", kafka_bootstrap=kafka_bootstrap,
+    params = RunParams(access_control=True, mode="durable", bootstrap=bootstrap,
                        connections=4, duration_s=1.0, warmup_s=0.5, output_dir=str(tmp_path / "run"))
     summary = run_experiment(params)
     results = summary["results"]
     assert results["ok"] > 0 and results["client_errors"] == 0  # no 401: the key was sent
     assert summary["audit"]["acknowledged"] == summary["audit"]["present"] > 0
     # Each event names the key's id in a header; the key itself is in no result file.
-    records = list(read_topic(kafka_bootstrap, summary["service"]["topic"]))
+    records = list(read_topic(bootstrap, summary["service"]["topic"]))
     assert records and all(dict(r.headers() or [])["ingest-key-id"] == b"loadgen" for r in records)
     assert summary["load"]["api_key"] == "(set, not recorded)"
     files = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]

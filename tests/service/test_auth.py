@@ -34,14 +34,14 @@ def _bearer(key: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def secured(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str]]:
+def secured(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str]]:
     log_dir = tmp_path_factory.mktemp("auth")
     keys_file = log_dir / "keys"
     keys_file.write_text(f"# id:key\nops-client:{FILE_KEY}\n")
     topic = unique_topic("auth")
     env = {"INGEST_API_KEYS_FILE": str(keys_file),
            "INGEST_LOG_LEVEL": "DEBUG", "INGEST_ACCESS_LOG": "true"}
-    with ServiceProcess(mode="durable", bootstrap=kafka_bootstrap, topic=topic,
+    with ServiceProcess(mode="durable", bootstrap=bootstrap, topic=topic,
                         log_file=log_dir / "service.log", require_api_key=True, api_keys={"loadgen": ENV_KEY},
                         env=env) as svc:
         yield svc, topic
@@ -62,25 +62,25 @@ def _headers_by_key(bootstrap: str, topic: str) -> dict[str, dict[str, bytes]]:
 ])
 @pytest.mark.parametrize("route", ["/", "/v1/events", "/v1/events/batch"])
 def test_without_a_valid_key_401_and_nothing_published(secured: tuple[Any, str],
-                                                        kafka_bootstrap: str, route: str,
+                                                        bootstrap: str, route: str,
                                                         headers: dict[str, str],
                                                         challenge: str,
                                                         seed_event: dict[str, Any]) -> None:
     svc, topic = secured
     body = [seed_event] if route.endswith("batch") else seed_event
-    before = topic_size(kafka_bootstrap, topic)
+    before = topic_size(bootstrap, topic)
     response = httpx.post(svc.url + route, content=orjson.dumps(body), headers=headers,
                           timeout=30)
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == challenge
     assert response.json()["error"] == "unauthorized"
     assert not any(secret in response.text for secret in SECRETS)
-    assert topic_size(kafka_bootstrap, topic) == before
+    assert topic_size(bootstrap, topic) == before
 
 
 @pytest.mark.kafka
 def test_a_valid_key_publishes_with_its_id_as_a_kafka_header(secured: tuple[Any, str],
-                                                             kafka_bootstrap: str,
+                                                             bootstrap: str,
                                                              seed_event: dict[str, Any]) -> None:
     svc, topic = secured
     with httpx.Client(base_url=svc.url, timeout=30) as client:
@@ -92,7 +92,7 @@ def test_a_valid_key_publishes_with_its_id_as_a_kafka_header(secured: tuple[Any,
         assert client.get("/readyz").status_code == 200
         metrics = client.get("/metrics")
     assert (single.status_code, batch.status_code, metrics.status_code) == (200, 200, 200)
-    found = _headers_by_key(kafka_bootstrap, topic)
+    found = _headers_by_key(bootstrap, topic)
     assert found[single.text] == {KEY_ID_HEADER: b"loadgen"}
     for result in batch.json()["results"]:
         assert found[result["event_id"]] == {KEY_ID_HEADER: b"ops-client"}
@@ -112,13 +112,13 @@ def test_keys_never_reach_the_logs(secured: tuple[Any, str], seed_event: dict[st
 
 
 @pytest.mark.kafka
-def test_access_control_is_off_by_default(kafka_bootstrap: str, seed_event: dict[str, Any]) -> None:
-    settings = make_settings(kafka_bootstrap)
+def test_access_control_is_off_by_default(bootstrap: str, seed_event: dict[str, Any]) -> None:
+    settings = make_settings(bootstrap)
     assert settings.require_api_key is False
     with run_service(settings) as svc, svc.client() as client:
         response = client.post("/", content=orjson.dumps(seed_event), headers=JSON)
     assert response.status_code == 200
-    assert _headers_by_key(kafka_bootstrap, settings.topic)[response.text] == {}
+    assert _headers_by_key(bootstrap, settings.topic)[response.text] == {}
 
 
 def test_keys_are_masked_where_settings_are_logged() -> None:
@@ -173,10 +173,10 @@ def _failures(metrics: str) -> dict[str, float]:
 
 @pytest.mark.kafka
 def test_refused_keys_are_counted_by_reason_and_logged_with_the_client(
-        kafka_bootstrap: str, tmp_path: Path, seed_event: dict[str, Any]) -> None:
+        bootstrap: str, tmp_path: Path, seed_event: dict[str, Any]) -> None:
     """Three reasons, each refused three times within the log interval: three counts each,
     one log line each (with the client's address), and the keys never in either."""
-    with ServiceProcess("durable", kafka_bootstrap, unique_topic("auth"), tmp_path / "svc.log",
+    with ServiceProcess("durable", bootstrap, unique_topic("auth"), tmp_path / "svc.log",
                         require_api_key=True, api_keys={"loadgen": ENV_KEY},
                         auth_failure_log_interval_s=60) as svc, \
             httpx.Client(base_url=svc.url, timeout=30) as client:
@@ -192,8 +192,8 @@ def test_refused_keys_are_counted_by_reason_and_logged_with_the_client(
 
 
 @pytest.mark.kafka
-def test_operational_routes_can_require_a_key_too(kafka_bootstrap: str, tmp_path: Path) -> None:
-    with ServiceProcess("durable", kafka_bootstrap, unique_topic("auth"), tmp_path / "svc.log",
+def test_operational_routes_can_require_a_key_too(bootstrap: str, tmp_path: Path) -> None:
+    with ServiceProcess("durable", bootstrap, unique_topic("auth"), tmp_path / "svc.log",
                         require_api_key=True, api_keys={"loadgen": ENV_KEY},
                         protect_ops_routes=True) as svc, \
             httpx.Client(base_url=svc.url, timeout=30) as client:
@@ -208,15 +208,15 @@ def test_operational_routes_can_require_a_key_too(kafka_bootstrap: str, tmp_path
 
 @pytest.mark.kafka
 @pytest.mark.parametrize("hot_path", [True, False])
-def test_keys_guard_the_routes_whichever_path_serves_them(kafka_bootstrap: str, hot_path: bool,
+def test_keys_guard_the_routes_whichever_path_serves_them(bootstrap: str, hot_path: bool,
                                                           seed_event: dict[str, Any]) -> None:
-    settings = make_settings(kafka_bootstrap, hot_path=hot_path, require_api_key=True,
+    settings = make_settings(bootstrap, hot_path=hot_path, require_api_key=True,
                              api_keys={"loadgen": ENV_KEY})
     with run_service(settings) as svc, svc.client() as client:
-        before = topic_size(kafka_bootstrap, settings.topic)
+        before = topic_size(bootstrap, settings.topic)
         refused = client.post("/v1/events", content=orjson.dumps(seed_event), headers=JSON)
-        assert topic_size(kafka_bootstrap, settings.topic) == before
+        assert topic_size(bootstrap, settings.topic) == before
         allowed = client.post("/v1/events", content=orjson.dumps(seed_event), headers=_bearer(ENV_KEY))
     assert (refused.status_code, allowed.status_code) == (401, 200)
-    assert _headers_by_key(kafka_bootstrap, settings.topic)[allowed.json()["event_id"]] == {
+    assert _headers_by_key(bootstrap, settings.topic)[allowed.json()["event_id"]] == {
         KEY_ID_HEADER: b"loadgen"}

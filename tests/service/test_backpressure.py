@@ -22,8 +22,8 @@ def _overloaded(response: Any, reason: str) -> None:
     assert (body["error"], body["reason"]) == ("overloaded", reason)
 
 
-def test_full_buffer_in_fire_and_forget(kafka_bootstrap: str, seed_event: dict[str, Any]) -> None:
-    settings = make_settings(kafka_bootstrap, mode="fire-and-forget", producer_config={
+def test_full_buffer_in_fire_and_forget(bootstrap: str, seed_event: dict[str, Any]) -> None:
+    settings = make_settings(bootstrap, mode="fire-and-forget", producer_config={
         "queue.buffering.max.messages": 5, "linger.ms": LINGER_MS})
     with run_service(settings) as service, service.client() as c:
         answers = [c.post("/", json=seed_event) for _ in range(8)]
@@ -40,7 +40,7 @@ def test_full_buffer_in_fire_and_forget(kafka_bootstrap: str, seed_event: dict[s
             later = c.post("/", json=seed_event)
         assert later.status_code == 202
         accepted = {a.text for a in answers[:5]} | {later.text}
-        found = wait_for_keys(kafka_bootstrap, settings.topic, accepted)
+        found = wait_for_keys(bootstrap, settings.topic, accepted)
         assert accepted <= found.keys()
         assert len(found) == len(accepted)
         metrics = c.get("/metrics").text
@@ -49,9 +49,9 @@ def test_full_buffer_in_fire_and_forget(kafka_bootstrap: str, seed_event: dict[s
 
 
 @pytest.mark.parametrize("mode", ["fire-and-forget", "durable"])
-def test_in_flight_bound(kafka_bootstrap: str, seed_event: dict[str, Any],
+def test_in_flight_bound(bootstrap: str, seed_event: dict[str, Any],
                          mode: str) -> None:
-    settings = make_settings(kafka_bootstrap, mode=mode, max_in_flight=3, max_batch_events=3,
+    settings = make_settings(bootstrap, mode=mode, max_in_flight=3, max_batch_events=3,
                             producer_config={"linger.ms": LINGER_MS})
     with run_service(settings) as service:
         publisher = service.app.state.ingest.publisher
@@ -81,5 +81,5 @@ def test_in_flight_bound(kafka_bootstrap: str, seed_event: dict[str, Any],
             while publisher.in_flight and time.monotonic() < deadline:
                 time.sleep(0.05)
             # What reached Kafka: the three admitted events, none of the refused requests.
-            assert topic_size(kafka_bootstrap, settings.topic) == 3
+            assert topic_size(bootstrap, settings.topic) == 3
             assert c.post("/v1/events/batch", json=[seed_event] * 3).status_code in (200, 202)

@@ -21,9 +21,9 @@ pytestmark = pytest.mark.kafka
 
 
 @pytest.mark.parametrize("parser", ["httptools", "h11"])
-def test_no_banner_no_host_redirect_and_bounded_method_labels(kafka_bootstrap: str, tmp_path: Path,
+def test_no_banner_no_host_redirect_and_bounded_method_labels(bootstrap: str, tmp_path: Path,
                                                                parser: str) -> None:
-    with ServiceProcess("durable", kafka_bootstrap, unique_topic("exposure"), tmp_path / "svc.log",
+    with ServiceProcess("durable", bootstrap, unique_topic("exposure"), tmp_path / "svc.log",
                         http_parser=parser) as svc, httpx.Client(base_url=svc.url, timeout=10) as client:
         answer = client.get("/healthz")
         slash = client.get("/healthz/", headers={"host": "attacker.example"})
@@ -38,8 +38,8 @@ def test_no_banner_no_host_redirect_and_bounded_method_labels(kafka_bootstrap: s
     assert "X3GET" not in metrics
 
 
-def test_the_openapi_pages_can_be_switched_off(kafka_bootstrap: str, tmp_path: Path) -> None:
-    with ServiceProcess("durable", kafka_bootstrap, unique_topic("exposure"), tmp_path / "svc.log",
+def test_the_openapi_pages_can_be_switched_off(bootstrap: str, tmp_path: Path) -> None:
+    with ServiceProcess("durable", bootstrap, unique_topic("exposure"), tmp_path / "svc.log",
                         docs=False) as svc, httpx.Client(base_url=svc.url, timeout=10) as client:
         found = {path: client.get(path).status_code for path in ("/docs", "/redoc", "/openapi.json")}
         assert client.post("/", json={"client_id": "c", "name": "n", "data": {}}).status_code == 200
@@ -50,9 +50,9 @@ def test_the_openapi_pages_can_be_switched_off(kafka_bootstrap: str, tmp_path: P
     ("0.0.0.0", False, True), ("10.1.2.3", False, True), ("127.0.0.1", False, False),
     ("0.0.0.0", True, False)])
 def test_a_warning_when_listening_beyond_loopback_without_keys(
-        kafka_bootstrap: str, caplog: pytest.LogCaptureFixture, host: str, keys: bool,
+        bootstrap: str, caplog: pytest.LogCaptureFixture, host: str, keys: bool,
         warned: bool) -> None:
-    settings = Settings(bootstrap_servers=kafka_bootstrap, topic=unique_topic("exposure"), host=host,
+    settings = Settings(bootstrap_servers=bootstrap, topic=unique_topic("exposure"), host=host,
                         require_api_key=keys, api_keys={"k": "0123456789abcdefghijklmnopqrstuvwxyz"})
     app = create_app(settings)
 

@@ -59,10 +59,10 @@ def _service(bootstrap: str, parser: str, log_dir: Path, **settings: Any) -> Ite
 
 
 @pytest.fixture(scope="module", params=PARSERS)
-def guarded(request: pytest.FixtureRequest, kafka_bootstrap: str,
+def guarded(request: pytest.FixtureRequest, bootstrap: str,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guarded]:
     """One service per parser with the default limits, shared by the refusal tests."""
-    with _service(kafka_bootstrap, request.param, tmp_path_factory.mktemp("guard")) as svc:
+    with _service(bootstrap, request.param, tmp_path_factory.mktemp("guard")) as svc:
         yield svc
 
 
@@ -214,8 +214,8 @@ def test_identity_content_encoding_is_accepted(guarded: Guarded) -> None:
 
 
 @pytest.fixture(params=PARSERS)
-def impatient(request: pytest.FixtureRequest, kafka_bootstrap: str, tmp_path: Path) -> Iterator[Guarded]:
-    with _service(kafka_bootstrap, request.param, tmp_path,
+def impatient(request: pytest.FixtureRequest, bootstrap: str, tmp_path: Path) -> Iterator[Guarded]:
+    with _service(bootstrap, request.param, tmp_path,
                   header_timeout_s=2, body_timeout_s=2) as svc:
         yield svc
 
@@ -248,11 +248,11 @@ def _raise_open_files(wanted: int) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("parser", PARSERS)
 def test_a_normal_client_is_served_while_1000_stalled_connections_are_open(
-        kafka_bootstrap: str, tmp_path: Path, parser: str) -> None:
+        bootstrap: str, tmp_path: Path, parser: str) -> None:
     stalled_count = 1000
     # The sockets of both ends (the service inherits the limit) plus the broker's and ours.
     _raise_open_files(2 * stalled_count + 1024)
-    with _service(kafka_bootstrap, parser, tmp_path,
+    with _service(bootstrap, parser, tmp_path,
                   header_timeout_s=300, body_timeout_s=300) as svc:
         body_stall = _request(f"POST /\nContent-Type: application/json\n"
                               f"Content-Length: {len(EVENT)}", EVENT[:5])
@@ -279,15 +279,15 @@ def test_a_normal_client_is_served_while_1000_stalled_connections_are_open(
                 sock.setblocking(False)
                 with pytest.raises(BlockingIOError):
                     sock.recv(1)
-        found = wait_for_keys(kafka_bootstrap, svc.topic, {response.text})
+        found = wait_for_keys(bootstrap, svc.topic, {response.text})
         assert response.text in found
 
 
 @pytest.mark.parametrize("parser", PARSERS)
-def test_connections_past_the_cap_get_503_and_are_closed(kafka_bootstrap: str, tmp_path: Path,
+def test_connections_past_the_cap_get_503_and_are_closed(bootstrap: str, tmp_path: Path,
                                                          parser: str) -> None:
     cap = 5
-    with _service(kafka_bootstrap, parser, tmp_path, max_connections=cap,
+    with _service(bootstrap, parser, tmp_path, max_connections=cap,
                   header_timeout_s=120) as svc, contextlib.ExitStack() as stack:
         idle = [stack.enter_context(_held_connection(svc.port)) for _ in range(cap)]
         assert_refused(svc, _with_event() + SMUGGLED, 503)

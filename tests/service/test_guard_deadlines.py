@@ -47,12 +47,12 @@ def closed_by_peer(sock: socket.socket, within_s: float) -> float | None:
 
 
 @pytest.mark.parametrize("parser", ["httptools", "h11"])
-def test_a_dripping_body_is_cut_off_by_one_deadline(kafka_bootstrap: str, tmp_path: Path,
+def test_a_dripping_body_is_cut_off_by_one_deadline(bootstrap: str, tmp_path: Path,
                                                      parser: str) -> None:
     """1 byte every 0.25 s of a 200-byte body: 50 s to send, every read re-arming a per-read
     timer; the whole body is due 2 s after the head."""
     body = EVENT.ljust(200)
-    with service(kafka_bootstrap, tmp_path, parser, body_timeout_s=2.0) as svc, \
+    with service(bootstrap, tmp_path, parser, body_timeout_s=2.0) as svc, \
             socket.create_connection(("127.0.0.1", svc.port)) as sock:
         sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 200\r\n\r\n")
@@ -75,12 +75,12 @@ def test_a_dripping_body_is_cut_off_by_one_deadline(kafka_bootstrap: str, tmp_pa
 
 
 @pytest.mark.parametrize("parser", ["httptools", "h11"])
-def test_a_client_that_never_reads_is_dropped(kafka_bootstrap: str, tmp_path: Path, parser: str) -> None:
+def test_a_client_that_never_reads_is_dropped(bootstrap: str, tmp_path: Path, parser: str) -> None:
     """Pipelined requests for the OpenAPI document (~20 KB each, 10 MB in all: more than the
     kernel buffers of both ends hold) into a tiny receive window, nothing read: the answers
     back up until the transport stops writing, and 1 s later the connection is dropped
     (uvicorn alone waits for the transport to drain, for ever)."""
-    with service(kafka_bootstrap, tmp_path, parser, write_timeout_s=1.0,
+    with service(bootstrap, tmp_path, parser, write_timeout_s=1.0,
                  max_pipelined_requests=1000) as svc:
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -95,10 +95,10 @@ def test_a_client_that_never_reads_is_dropped(kafka_bootstrap: str, tmp_path: Pa
             assert closed_by_peer(sock, within_s=10) is not None
 
 
-def test_a_pipelining_flood_is_dropped_before_it_queues(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_a_pipelining_flood_is_dropped_before_it_queues(bootstrap: str, tmp_path: Path) -> None:
     """2,000 pipelined requests in a few writes, answers never read: httptools parses every
     request of a read, so past max_pipelined_requests queued the connection is dropped."""
-    with service(kafka_bootstrap, tmp_path, "httptools", max_pipelined_requests=8) as svc, \
+    with service(bootstrap, tmp_path, "httptools", max_pipelined_requests=8) as svc, \
             socket.create_connection(("127.0.0.1", svc.port)) as sock:
         with contextlib.suppress(OSError):
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n" * 2000)
@@ -107,12 +107,12 @@ def test_a_pipelining_flood_is_dropped_before_it_queues(kafka_bootstrap: str, tm
                    for e in svc.logs())
 
 
-def test_hostile_connections_hold_bounded_memory(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_hostile_connections_hold_bounded_memory(bootstrap: str, tmp_path: Path) -> None:
     """100 connections, each pipelining 8 requests for the OpenAPI document and reading none:
     the service grows by a bounded amount (~40 MiB for 10 such connections before), and none
     is left after the write deadline and uvicorn's keep-alive timeout (5 s; a connection
     whose answers all fit in the kernel's buffers is idle, not paused)."""
-    with service(kafka_bootstrap, tmp_path, "httptools", write_timeout_s=2.0) as svc:
+    with service(bootstrap, tmp_path, "httptools", write_timeout_s=2.0) as svc:
         process = psutil.Process(svc.pid)
         before = process.memory_info().rss
         socks = []

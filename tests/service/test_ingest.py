@@ -34,8 +34,8 @@ class _Stamp:
 
 
 @pytest.fixture(scope="module", params=["durable", "fire-and-forget"])
-def stamped(request: pytest.FixtureRequest, kafka_bootstrap: str) -> Iterator[Any]:
-    settings = make_settings(kafka_bootstrap, mode=request.param)
+def stamped(request: pytest.FixtureRequest, bootstrap: str) -> Iterator[Any]:
+    settings = make_settings(bootstrap, mode=request.param)
     app = create_app(settings)
     app.add_middleware(_Stamp)
     with run_service(settings, app=app) as running:
@@ -43,7 +43,7 @@ def stamped(request: pytest.FixtureRequest, kafka_bootstrap: str) -> Iterator[An
 
 
 @pytest.mark.kafka
-def test_an_outer_middleware_adds_record_headers(stamped: Any, kafka_bootstrap: str,
+def test_an_outer_middleware_adds_record_headers(stamped: Any, bootstrap: str,
                                                  seed_event: dict[str, Any]) -> None:
     with stamped.client() as c:
         # A busy machine can take longer than the start-up wait to create the topic.
@@ -54,16 +54,16 @@ def test_an_outer_middleware_adds_record_headers(stamped: Any, kafka_bootstrap: 
         batch = c.post("/v1/events/batch", json=[seed_event] * 3)
     assert single.status_code in (200, 202) and batch.status_code in (200, 202)
     ids = {single.text} | {r["event_id"] for r in batch.json()["results"]}
-    wait_for_keys(kafka_bootstrap, stamped.settings.topic, ids)
+    wait_for_keys(bootstrap, stamped.settings.topic, ids)
     headers = {msg.key().decode(): msg.headers()
-               for msg in read_topic(kafka_bootstrap, stamped.settings.topic)}
+               for msg in read_topic(bootstrap, stamped.settings.topic)}
     assert {k: headers[k] for k in ids} == {k: [("publisher-key", b"key-7")] for k in ids}
 
 
 @pytest.mark.kafka
 def test_an_unexpected_error_on_the_hot_path_is_a_counted_500(
-        kafka_bootstrap: str, seed_event: dict[str, Any]) -> None:
-    settings = make_settings(kafka_bootstrap, mode="fire-and-forget")
+        bootstrap: str, seed_event: dict[str, Any]) -> None:
+    settings = make_settings(bootstrap, mode="fire-and-forget")
     app = create_app(settings)
 
     def explode(*_: Any, **__: Any) -> None:

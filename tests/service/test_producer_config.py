@@ -58,13 +58,13 @@ def test_the_allow_list_names_no_credential_or_identity() -> None:
 
 
 @pytest.mark.kafka
-def test_no_secret_in_readyz_or_the_start_up_log(kafka_bootstrap: str,
+def test_no_secret_in_readyz_or_the_start_up_log(bootstrap: str,
                                                  caplog: pytest.LogCaptureFixture) -> None:
     from tests.service.harness import make_settings, run_service
 
     secrets = {"sasl.oauthbearer.assertion.private.key.passphrase": SENTINEL + "-1",
                "sasl.username": SENTINEL + "-2", "ssl.key.password": SENTINEL + "-3"}
-    settings = make_settings(kafka_bootstrap, producer_config={**secrets, "linger.ms": 7})
+    settings = make_settings(bootstrap, producer_config={**secrets, "linger.ms": 7})
     with caplog.at_level("INFO"), run_service(settings) as running, running.client() as c:
         ready = c.get("/readyz")
     assert ready.json()["producer_config"]["linger.ms"] == 7

@@ -52,12 +52,12 @@ async def _load(url: str, on_signal: Any, seconds_before: float,
 
 
 @pytest.mark.parametrize("bridge", ["thread", "loop"])
-def test_sigterm_during_fire_and_forget_load_loses_nothing(kafka_bootstrap: str, tmp_path: Path, bridge: str,
+def test_sigterm_during_fire_and_forget_load_loses_nothing(bootstrap: str, tmp_path: Path, bridge: str,
                                                            seed_event: dict[str, Any]) -> None:
     topic = unique_topic("svc-sigterm")
     # Events linger longer than the load lasts, so SIGTERM finds them all still in the
     # buffer: only the shutdown flush can deliver them.
-    with ServiceProcess(mode="fire-and-forget", bootstrap=kafka_bootstrap, topic=topic,
+    with ServiceProcess(mode="fire-and-forget", bootstrap=bootstrap, topic=topic,
                         log_file=tmp_path / "service.log", delivery_bridge=bridge,
                         producer_config={"linger.ms": 2500},
                         env={"INGEST_SHUTDOWN_FLUSH_S": "10"}) as service:
@@ -75,6 +75,6 @@ def test_sigterm_during_fire_and_forget_load_loses_nothing(kafka_bootstrap: str,
     assert closed and closed[0]["undelivered"] == 0
     flushing = [entry for entry in logs if entry["msg"] == "flushing the producer"]
     assert flushing and flushing[0]["in_flight"] > 0, "nothing was left to flush: weak test"
-    found = records_by_key(kafka_bootstrap, topic)
+    found = records_by_key(bootstrap, topic)
     missing = set(accepted) - found.keys()
     assert not missing, f"{len(missing)} of {len(accepted)} accepted events were lost"

@@ -175,9 +175,9 @@ ROUTES = ("/", "/v1/events", "/v1/events/batch", "/v1/events/batch ndjson")
 @pytest.fixture(scope="module", params=[("durable", "loop"), ("fire-and-forget", "loop"),
                                         ("durable", "thread"), ("fire-and-forget", "thread")],
                 ids=lambda p: "-".join(p))
-def service(request: pytest.FixtureRequest, kafka_bootstrap: str) -> Iterator[Any]:
+def service(request: pytest.FixtureRequest, bootstrap: str) -> Iterator[Any]:
     mode, bridge = request.param
-    settings = make_settings(kafka_bootstrap, mode=mode, delivery_bridge=bridge)
+    settings = make_settings(bootstrap, mode=mode, delivery_bridge=bridge)
     with run_service(settings) as running:
         with running.client() as c:
             wait_ready(c)
@@ -223,32 +223,32 @@ def _stored_data(bootstrap: str, topic: str, ids: list[str]) -> dict[str, bytes]
 
 @pytest.mark.kafka
 @pytest.mark.parametrize("route", ROUTES)
-def test_every_route_stores_data_as_sent(service: Any, kafka_bootstrap: str, route: str) -> None:
+def test_every_route_stores_data_as_sent(service: Any, bootstrap: str, route: str) -> None:
     names = list(KEPT)
     with service.client() as c:
         status, ids = _post(c, route, [body_of(KEPT[n]) for n in names])
     assert status in (200, 202)
     assert len(ids) == len(names)
-    found = _stored_data(kafka_bootstrap, service.settings.topic, ids)
+    found = _stored_data(bootstrap, service.settings.topic, ids)
     assert {n: found.get(i) for n, i in zip(names, ids, strict=True)} == KEPT
 
 
 @pytest.mark.kafka
 @pytest.mark.parametrize("route", ROUTES)
-def test_every_route_refuses_what_it_cannot_keep(service: Any, kafka_bootstrap: str, route: str) -> None:
-    before = topic_size(kafka_bootstrap, service.settings.topic)
+def test_every_route_refuses_what_it_cannot_keep(service: Any, bootstrap: str, route: str) -> None:
+    before = topic_size(bootstrap, service.settings.topic)
     with service.client() as c:
         for name, data in REFUSED.items():
             # A batch holds a good event beside the bad one: nothing of it is published.
             bodies = [body_of(data)] if route in ("/", "/v1/events") else [body_of(b"{}"), body_of(data)]
             status, ids = _post(c, route, bodies)
             assert (name, status, ids) == (name, 400, [])
-    assert topic_size(kafka_bootstrap, service.settings.topic) == before
+    assert topic_size(bootstrap, service.settings.topic) == before
 
 
 @pytest.mark.kafka
-def test_the_corpus_check_reads_this_service_as_exact(service: Any, kafka_bootstrap: str) -> None:
+def test_the_corpus_check_reads_this_service_as_exact(service: Any, bootstrap: str) -> None:
     """The check `python -m experiments.native fidelity` runs against both implementations."""
-    outcomes = check(service.url, kafka_bootstrap, service.settings.topic)
+    outcomes = check(service.url, bootstrap, service.settings.topic)
     assert {o.name: o.outcome for o in outcomes} == {
         **dict.fromkeys(KEPT, "kept"), **dict.fromkeys(REFUSED, "refused")}

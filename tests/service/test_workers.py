@@ -25,12 +25,12 @@ def _count(text: str, pattern: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def test_two_workers_share_a_port_and_their_metrics(kafka_bootstrap: str, tmp_path: Path,
+def test_two_workers_share_a_port_and_their_metrics(bootstrap: str, tmp_path: Path,
                                                     seed_event: dict[str, Any]) -> None:
     metrics_dir = tmp_path / "prom"
     metrics_dir.mkdir()
     topic = unique_topic("svc-workers")
-    with ServiceProcess(mode="fire-and-forget", bootstrap=kafka_bootstrap, topic=topic,
+    with ServiceProcess(mode="fire-and-forget", bootstrap=bootstrap, topic=topic,
                         log_file=tmp_path / "service.log", workers=2,
                         env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}) as service:
         def post(_: int) -> httpx.Response:
@@ -59,7 +59,7 @@ def test_two_workers_share_a_port_and_their_metrics(kafka_bootstrap: str, tmp_pa
                 spent.append(time.monotonic() - started)
             # The fastest of 21: Nagle stalls every keep-alive answer by ~40 ms, a busy box some.
             assert min(spent) < 0.03, spent
-        found = wait_for_keys(kafka_bootstrap, topic, {a.text for a in answers})
+        found = wait_for_keys(bootstrap, topic, {a.text for a in answers})
         assert {a.text for a in answers} <= found.keys()
         service.proc.send_signal(signal.SIGTERM)
         assert service.proc.wait(30) in (0, -signal.SIGTERM)

@@ -174,7 +174,7 @@ def run_params(plan: str, cell: str, trial: int, **values: Any) -> dict[str, Any
         "producer_config": {},
         "service_workers": 2,
         "delivery_bridge": "loop",
-        "kafka_bootstrap": "127.0.0.1:39092",
+        "bootstrap": "127.0.0.1:39092",
         "topic": "",
         "partitions": 3,
         "trial": trial,

@@ -65,7 +65,7 @@ def test_summary_values_are_the_files_values(runs: Runs, summaries_json: dict[st
 def test_varying_params_exclude_trial_and_output_dir(runs: Runs) -> None:
     assert runs.varying == ("mode", "producer.linger.ms")
     # Per-run values that are not experimental factors do not split configurations.
-    for column in ("seed", "topic", "kafka_bootstrap", "plan", "cell", "output_dir"):
+    for column in ("seed", "topic", "bootstrap", "plan", "cell", "output_dir"):
         assert column not in runs.varying
 
 

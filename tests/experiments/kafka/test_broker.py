@@ -33,15 +33,15 @@ def all_brokers() -> set[int]:
     return {p.pid for p in psutil.process_iter(["cmdline"]) if "kafka.Kafka" in (p.info["cmdline"] or [])}
 
 
-def test_round_trip_is_byte_exact(kafka_bootstrap: str) -> None:
-    topic = create_topic(kafka_bootstrap, unique_topic("roundtrip"), partitions=1)
+def test_round_trip_is_byte_exact(bootstrap: str) -> None:
+    topic = create_topic(bootstrap, unique_topic("roundtrip"), partitions=1)
     key = b"\x00key-\xff"
     value = bytes(range(256)) * 40 + '{"ü": "€"}'.encode()
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "acks": "all"})
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
     producer.produce(topic, key=key, value=value, headers=[("h", b"\x01\x02")])
     assert producer.flush(15) == 0
 
-    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": unique_topic("g")})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_topic("g")})
     consumer.assign([TopicPartition(topic, 0, 0)])
     try:
         msg = consumer.poll(15)
@@ -54,13 +54,13 @@ def test_round_trip_is_byte_exact(kafka_bootstrap: str) -> None:
 
 
 def test_existing_cluster_is_used_and_nothing_started(
-    kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(BOOTSTRAP_ENV, kafka_bootstrap)
+    monkeypatch.setenv(BOOTSTRAP_ENV, bootstrap)
     before = all_brokers()
     local = LocalKafka(run_dir=tmp_path / "unused")
     target = ensure_kafka(local=local)
-    assert target.bootstrap == kafka_bootstrap
+    assert target.bootstrap == bootstrap
     assert target.external and not target.started_here
     assert local.status() is None
     # The command-line entry point honours the same variable.
@@ -71,7 +71,7 @@ def test_existing_cluster_is_used_and_nothing_started(
         check=True,
         env={**os.environ, "LAB_KAFKA_HOME": str(tmp_path)},
     )
-    assert out.stdout.strip() == kafka_bootstrap
+    assert out.stdout.strip() == bootstrap
     assert all_brokers() == before
     assert not (tmp_path / "run" / "state.json").exists()
 
@@ -103,8 +103,8 @@ def test_missing_java_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "17" in str(err.value)
 
 
-def test_the_broker_process_is_found_by_its_port(kafka_bootstrap: str) -> None:
-    pid = listening_pid(kafka_bootstrap)
+def test_the_broker_process_is_found_by_its_port(bootstrap: str) -> None:
+    pid = listening_pid(bootstrap)
     assert pid is not None
     assert "kafka.Kafka" in psutil.Process(pid).cmdline()
     assert listening_pid("broker.example.net:9092") is None

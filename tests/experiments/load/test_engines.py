@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import uvloop
 
-from experiments.load import LoadSpec, measure_ceiling, run_load
+from experiments.load import LoadSpec, apply_load, measure_ceiling
 from experiments.load.rawengine import WakeUp, build_requests
 
 from .server_client import TestServer, skip_if_the_box_was_busy
@@ -32,7 +32,7 @@ def test_every_request_and_id_is_counted_at_high_load(fast_server: TestServer, t
     # every id the server issued reaches acks.csv.
     spec = LoadSpec(url=fast_server.url, engine=engine, model=model, rate=6000.0,
                     connections=64, workers=2, duration_s=1.0, warmup_s=0.5, drain_limit_s=60)
-    results = run_load(spec, tmp_path)["results"]
+    results = apply_load(spec, tmp_path)["results"]
     stats = fast_server.stats()
     print(f"{engine} {model}: {stats['count']} requests, "
           f"{results['throughput_rps']} req/s in the window")
@@ -50,7 +50,7 @@ def test_non_2xx_answers_are_reported_and_never_throughput(fast_server: TestServ
     fast_server.reset(status=status)
     spec = LoadSpec(url=fast_server.url, engine=engine, connections=4, duration_s=0.5,
                     warmup_s=0)
-    results = run_load(spec, tmp_path)["results"]
+    results = apply_load(spec, tmp_path)["results"]
     errors = results["server_errors"] if status >= 500 else results["client_errors"]
     assert errors == fast_server.stats()["count"] > 0
     assert results["status_counts"] == {str(status): errors}
@@ -61,7 +61,7 @@ def test_non_2xx_answers_are_reported_and_never_throughput(fast_server: TestServ
 def test_unreachable_target_is_reported_by_kind(tmp_path: Path, engine: str) -> None:
     spec = LoadSpec(url="http://127.0.0.1:9", engine=engine, model="open", rate=200,
                     connections=2, duration_s=0.3, warmup_s=0)
-    results = run_load(spec, tmp_path)["results"]
+    results = apply_load(spec, tmp_path)["results"]
     assert results["transport_errors"] == results["sent"] == 60
     assert results["status_counts"] == {"transport": 60}
     assert results["ok"] == results["throughput_rps"] == 0
@@ -73,7 +73,7 @@ def test_connections_the_server_closes_are_reopened(fast_server: TestServer, tmp
     fast_server.reset(close_every=3)
     spec = LoadSpec(url=fast_server.url, engine=engine, connections=4, duration_s=0.5,
                     warmup_s=0)
-    results = run_load(spec, tmp_path)["results"]
+    results = apply_load(spec, tmp_path)["results"]
     stats = fast_server.stats()
     assert results["sent_including_warmup"] == stats["count"] > 30
     assert results["transport_errors"] == 0
@@ -86,7 +86,7 @@ def test_answers_slower_than_the_timeout_are_transport_errors(server: TestServer
     server.reset(stall_after_s=0, stall_ms=2500)
     spec = LoadSpec(url=server.url, engine=engine, connections=3, duration_s=0.6, warmup_s=0,
                     timeout_s=0.25, drain_limit_s=1.0)
-    results = run_load(spec, tmp_path)["results"]
+    results = apply_load(spec, tmp_path)["results"]
     assert results["ok"] == 0
     assert results["transport_errors"] >= 3  # every connection timed out at least once
     assert all("Timeout" in kind for kind in results["transport_error_kinds"])
@@ -97,7 +97,7 @@ def test_closed_loop_cuts_off_what_the_drain_limit_leaves(server: TestServer, tm
     server.reset(stall_after_s=0, stall_ms=3000)
     spec = LoadSpec(url=server.url, engine=engine, connections=5, duration_s=0.5, warmup_s=0,
                     timeout_s=10, drain_limit_s=0.5)
-    results = run_load(spec, tmp_path)["results"]
+    results = apply_load(spec, tmp_path)["results"]
     assert results["sent"] == results["in_flight_at_end"] == results["unfinished"] == 5
     assert results["ok"] == results["transport_errors"] == 0
 
@@ -110,7 +110,7 @@ def test_raw_open_loop_holds_a_rate_above_the_aiohttp_engines_ceiling(
     rate, duration = max(round(1.25 * aiohttp_ceiling, -2), 2000.0), 3.0
     spec = LoadSpec(url=fast_server.url, engine="raw", model="open", rate=rate,
                     connections=100, duration_s=duration, warmup_s=0.5)
-    results = run_load(spec, tmp_path)["results"]
+    results = apply_load(spec, tmp_path)["results"]
     arrivals = sorted(fast_server.stats()["arrivals"])
     window = arrivals[-int(rate * duration):]
     server_rate = (len(window) - 1) / ((window[-1] - window[0]) / 1e9)

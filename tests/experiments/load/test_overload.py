@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from experiments import search
-from experiments.load import LoadSpec, run_load
+from experiments.load import LoadSpec, apply_load
 
 from .server_client import TestServer, skip_if_the_box_was_busy
 
@@ -33,7 +33,7 @@ def test_open_loop_past_capacity_reports_the_completed_rate_and_the_unfinished(
         server: TestServer, tmp_path: Path, engine: str) -> None:
     server.reset(cap_rps=CAP)
     rate = 3 * CAP
-    results = run_load(open_spec(server, rate, engine), tmp_path)["results"]
+    results = apply_load(open_spec(server, rate, engine), tmp_path)["results"]
     print({k: results[k] for k in ("offered_rps", "throughput_rps", "sent", "never_sent",
                                    "completed_in_window", "completed_after_window",
                                    "in_flight_at_end", "unfinished_fraction", "overload_reasons")})
@@ -66,7 +66,7 @@ def test_open_loop_below_capacity_reports_the_offered_rate_without_a_mark(
         server: TestServer, tmp_path: Path, engine: str) -> None:
     server.reset(cap_rps=CAP)
     rate = 0.5 * CAP
-    results = run_load(open_spec(server, rate, engine), tmp_path)["results"]
+    results = apply_load(open_spec(server, rate, engine), tmp_path)["results"]
     assert results["offered"] == results["sent"]
     skip_if_the_box_was_busy(results)
     assert results["throughput_rps"] == pytest.approx(rate, rel=0.02 + results["late_fraction"])
@@ -79,7 +79,7 @@ def test_closed_loop_reads_the_same_completion_clock(server: TestServer, tmp_pat
     server.reset(cap_rps=CAP)
     spec = LoadSpec(url=server.url, engine=engine, model="closed", connections=20, duration_s=3.0,
                     warmup_s=0.5, drain_limit_s=1.0)
-    results = run_load(spec, tmp_path)["results"]
+    results = apply_load(spec, tmp_path)["results"]
     # Never above what the server can answer (how close depends on the box; not asserted).
     assert 0 < results["throughput_rps"] <= CAP * 1.02
     assert results["throughput_rps"] == pytest.approx(results["ok"] / spec.duration_s, abs=1e-3)
@@ -104,7 +104,7 @@ def test_capacity_search_finds_a_known_rate_within_its_resolution(
             spec = LoadSpec(url=server.url, model="open", rate=value, connections=200,
                             duration_s=2.0, warmup_s=1.0, drain_limit_s=1.0)
             names.append(out.name)
-            results.append(run_load(spec, out)["results"])
+            results.append(apply_load(spec, out)["results"])
         return names, results
 
     plan = search.Search(param="rate", low=60, high=500, resolution=resolution)

@@ -14,7 +14,7 @@ import pytest
 from hdrh.log import HistogramLogReader
 
 from experiments.histograms import decode_histogram, encode_histogram, merge_histograms, new_histogram
-from experiments.load import LoadSpec, RunDirError, measure_ceiling, run_load
+from experiments.load import LoadSpec, RunDirError, apply_load, measure_ceiling
 from experiments.rundir import SCHEMA, SERIES_COLUMNS
 
 from .server_client import TestServer, skip_if_the_box_was_busy
@@ -38,7 +38,7 @@ def test_request_count_equals_server_count_exactly(server: TestServer, tmp_path:
         engine: str) -> None:
     spec = LoadSpec(url=server.url, engine=engine, endpoint="seed", model="closed", connections=8, workers=2,
                     duration_s=1.0, warmup_s=0.5)
-    summary = run_load(spec, tmp_path, metadata={"run": {"plan": "t", "cell": "c", "trial": 1}})
+    summary = apply_load(spec, tmp_path, metadata={"run": {"plan": "t", "cell": "c", "trial": 1}})
     stats = server.stats()
     results = summary["results"]
 
@@ -80,7 +80,7 @@ def test_request_count_equals_server_count_exactly(server: TestServer, tmp_path:
     assert on_disk["provenance"]["machine"]["cpu_count"] >= 1
     assert on_disk["load"]["workers"] == 2
     with pytest.raises(RunDirError):
-        run_load(spec, tmp_path)
+        apply_load(spec, tmp_path)
 
 
 def test_open_loop_holds_the_rate(server: TestServer, tmp_path: Path,
@@ -88,7 +88,7 @@ def test_open_loop_holds_the_rate(server: TestServer, tmp_path: Path,
     rate, duration = 500.0, 3.0
     spec = LoadSpec(url=server.url, engine=engine, model="open", rate=rate, connections=20,
                     duration_s=duration, warmup_s=0.5)
-    summary = run_load(spec, tmp_path)
+    summary = apply_load(spec, tmp_path)
     results = summary["results"]
     arrivals = sorted(server.stats()["arrivals"])
     window = arrivals[-int(rate * duration):]
@@ -133,9 +133,9 @@ def test_stall_shows_in_open_loop_and_hides_in_closed_loop(server: TestServer, t
     spec = LoadSpec(url=server.url, engine=engine, model="open", rate=rate,
                     connections=connections, duration_s=duration, warmup_s=warmup)
     server.reset(stall_after_s=stall_after_s, stall_ms=stall_ms)
-    open_results = run_load(spec, tmp_path / "open")["results"]
+    open_results = apply_load(spec, tmp_path / "open")["results"]
     server.reset(stall_after_s=stall_after_s, stall_ms=stall_ms)
-    closed = run_load(replace(spec, model="closed"), tmp_path / "closed")["results"]
+    closed = apply_load(replace(spec, model="closed"), tmp_path / "closed")["results"]
     open_slow = slower_than(tmp_path / "open", stall_ms / 2)
     closed_slow = slower_than(tmp_path / "closed", stall_ms / 2)
     open_loop = open_results["latency_ms"]
@@ -163,7 +163,7 @@ def test_errors_are_counted_by_class_and_never_as_latency(server: TestServer,
     server.reset(fail_every=4)
     spec = LoadSpec(url=server.url, engine=engine, endpoint="single", connections=4, duration_s=0.6,
                     warmup_s=0)
-    results = run_load(spec, tmp_path)["results"]
+    results = apply_load(spec, tmp_path)["results"]
     total = server.stats()["count"]
     assert results["sent"] == total
     assert results["server_errors"] == total // 4
@@ -175,7 +175,7 @@ def test_errors_are_counted_by_class_and_never_as_latency(server: TestServer,
 def test_unreachable_server_counts_transport_errors(tmp_path: Path, engine: str) -> None:
     spec = LoadSpec(url="http://127.0.0.1:9", engine=engine, connections=2, duration_s=0.3,
                     warmup_s=0)
-    results = run_load(spec, tmp_path)["results"]
+    results = apply_load(spec, tmp_path)["results"]
     assert results["sent"] == results["transport_errors"] > 0
     assert results["ok"] == 0 and results["latency_ms"]["p50"] is None
 
@@ -184,7 +184,7 @@ def test_batch_endpoint_counts_events_and_ids(server: TestServer, tmp_path: Path
         engine: str) -> None:
     spec = LoadSpec(url=server.url, engine=engine, endpoint="batch", batch_size=7, connections=4,
                     duration_s=0.5, warmup_s=0)
-    results = run_load(spec, tmp_path)["results"]
+    results = apply_load(spec, tmp_path)["results"]
     assert results["events_accepted"] == 7 * results["ok"] > 0
     assert sorted(row[0] for row in read_acks(tmp_path)) == sorted(server.stats()["issued"])
 
@@ -196,7 +196,7 @@ def test_ceiling_and_generator_bound_flag(server: TestServer, tmp_path: Path,
     assert ceiling > 100
     spec = LoadSpec(url=server.url, engine=engine, connections=4, duration_s=0.5, warmup_s=0)
     # Any achieved rate is >= 80% of a ceiling of 1 req/s: the run must be flagged.
-    results = run_load(spec, tmp_path / "bound", ceiling_rps=1.0)["results"]
+    results = apply_load(spec, tmp_path / "bound", ceiling_rps=1.0)["results"]
     assert results["generator_bound"] is True
     assert results["generator_ceiling_rps"] == 1.0
     assert any("ceiling" in reason for reason in results["generator_bound_reasons"])
@@ -223,7 +223,7 @@ def test_a_server_that_never_recovers_is_bounded_by_the_drain_limit(server: Test
     server.reset(stall_after_s=0, stall_ms=3000)
     spec = LoadSpec(url=server.url, engine=engine, model="open", rate=200, connections=5, duration_s=0.5,
                     warmup_s=0, timeout_s=10, drain_limit_s=0.5)
-    results = run_load(spec, tmp_path)["results"]
+    results = apply_load(spec, tmp_path)["results"]
     # It did not wait for the stall (3 s) to end: no answer came, every sent request was cut off.
     # Every slot of the schedule is accounted for: never sent, or sent and cut off unanswered.
     assert results["offered"] == results["sent"] + results["never_sent"] == 100

@@ -125,7 +125,7 @@ def test_cli_maps_arguments_onto_the_spec(monkeypatch: pytest.MonkeyPatch,
                                           "error_rate", "late", "latency_ms", "cpu_percent",
                                           "generator_bound", "overloaded", "unfinished"])}
 
-    monkeypatch.setattr(cli, "run_load", fake_run_load)
+    monkeypatch.setattr(cli, "apply_load", fake_run_load)
     code = cli.main(["--url", "http://127.0.0.1:8123", "--endpoint", "batch", "--model", "open",
                      "--rate", "250", "--connections", "8", "--duration", "3", "--warmup", "1",
                      "--batch-size", "5", "--data-fields", "2", "--field-size", "9",

@@ -52,13 +52,13 @@ def seed_rs_binary() -> Path:
 
 
 @pytest.fixture
-def start(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Any]:
+def start(bootstrap: str, tmp_path: Path) -> Iterator[Any]:
     """start(mode, topic=None, **producer_config) -> a running RustService; all stopped after."""
     started: list[RustService] = []
 
     def _start(mode: str, topic: str | None = None, env: dict[str, str] | None = None,
                **producer_config: Any) -> RustService:
-        service = RustService(mode, kafka_bootstrap, topic or unique_topic("seedrs"),
+        service = RustService(mode, bootstrap, topic or unique_topic("seedrs"),
                               tmp_path / f"seed-rs-{len(started)}.log", producer_config=producer_config)
         service.env.update(env or {})
         started.append(service)
@@ -84,7 +84,7 @@ def records(bootstrap: str, topic: str) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.parametrize(("mode", "status"), [("durable", 200), ("fire-and-forget", 202)])
 def test_each_mode_publishes_the_event_keyed_by_the_id_it_answers(
-    start: Any, kafka_bootstrap: str, mode: str, status: int
+    start: Any, bootstrap: str, mode: str, status: int
 ) -> None:
     service = start(mode)
     ids = []
@@ -98,7 +98,7 @@ def test_each_mode_publishes_the_event_keyed_by_the_id_it_answers(
     # Fire-and-forget answered before delivery: the SIGTERM flush is what puts them in Kafka.
     assert service.stop() == 0
 
-    published = records(kafka_bootstrap, service.topic)
+    published = records(bootstrap, service.topic)
     assert sorted(published) == sorted(ids)
     for i, event_id in enumerate(ids):
         value = published[event_id]
@@ -108,7 +108,7 @@ def test_each_mode_publishes_the_event_keyed_by_the_id_it_answers(
         assert value["received_at"].endswith("+00:00")
 
 
-def test_bad_input_is_refused_and_nothing_is_published(start: Any, kafka_bootstrap: str) -> None:
+def test_bad_input_is_refused_and_nothing_is_published(start: Any, bootstrap: str) -> None:
     service = start("durable")
 
     malformed = post(service, b'{"client_id": "test", "name": ')
@@ -137,12 +137,12 @@ def test_bad_input_is_refused_and_nothing_is_published(start: Any, kafka_bootstr
     # A durable 200 means the record is in the topic, so after it the topic holds exactly it.
     accepted = post(service, SEED_EVENT)
     assert accepted.status_code == 200
-    assert sum(end_offsets(kafka_bootstrap, service.topic).values()) == 1
-    assert list(records(kafka_bootstrap, service.topic)) == [accepted.text]
+    assert sum(end_offsets(bootstrap, service.topic).values()) == 1
+    assert list(records(bootstrap, service.topic)) == [accepted.text]
 
 
 def test_fire_and_forget_answers_503_when_the_producer_queue_is_full(
-    start: Any, kafka_bootstrap: str
+    start: Any, bootstrap: str
 ) -> None:
     # A one-message queue that linger holds for 10 s: the second event finds it full.
     # The shutdown flush may wait out the linger (librdkafka did not always send at once
@@ -158,13 +158,13 @@ def test_fire_and_forget_answers_503_when_the_producer_queue_is_full(
     assert refused.headers["retry-after"] == "1"
 
     assert service.stop(timeout=180) == 0  # exit 0: the flush delivered the queued event
-    assert list(records(kafka_bootstrap, service.topic)) == [first.text]
+    assert list(records(bootstrap, service.topic)) == [first.text]
 
 
-def test_durable_answers_503_when_the_broker_refuses_the_record(start: Any, kafka_bootstrap: str) -> None:
+def test_durable_answers_503_when_the_broker_refuses_the_record(start: Any, bootstrap: str) -> None:
     """The article's durable handler answered 200 here; a failed delivery must be a 503."""
     topic = unique_topic("seedrs-small")
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1,
                                   config={"max.message.bytes": "200"})])[topic].result(timeout=60)
     service = start("durable", topic=topic)
@@ -175,7 +175,7 @@ def test_durable_answers_503_when_the_broker_refuses_the_record(start: Any, kafk
     assert body["error"] == "delivery_failed"
     assert "MessageSizeTooLarge" in body["reason"]
     assert response.headers["retry-after"] == "1"
-    assert sum(end_offsets(kafka_bootstrap, service.topic).values()) == 0
+    assert sum(end_offsets(bootstrap, service.topic).values()) == 0
 
 
 def test_durable_answers_503_when_the_broker_is_down(own_broker: LocalKafka, tmp_path: Path) -> None:
@@ -197,11 +197,11 @@ def test_durable_answers_503_when_the_broker_is_down(own_broker: LocalKafka, tmp
         service.stop()
 
 
-def test_the_articles_design_alters_numbers_a_double_cannot_hold(start: Any, kafka_bootstrap: str) -> None:
+def test_the_articles_design_alters_numbers_a_double_cannot_hold(start: Any, bootstrap: str) -> None:
     """serde_json's default number handling, measured: what README.md states of the article's
     design (every refusal of this service is a refusal there too; numbers are not kept)."""
     service = start("durable")
-    outcomes = {o.name: o for o in check(service.url, kafka_bootstrap, service.topic)}
+    outcomes = {o.name: o for o in check(service.url, bootstrap, service.topic)}
     assert {o.outcome for n, o in outcomes.items() if n in REFUSED} == {"refused"}
     assert outcomes["integer beyond 64 bits"].outcome == "altered"
     assert outcomes["integer beyond 64 bits"].stored == '{"id":1.2345678901234568e+29}'

@@ -19,23 +19,23 @@ GOOD = {"client_id": "c", "name": "n", "data": {"k": "v"}}
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["hot-path", "fastapi-routing"])
-def service(request: pytest.FixtureRequest, kafka_bootstrap: str) -> Iterator[Any]:
-    settings = make_settings(kafka_bootstrap, max_body_bytes=LIMIT, max_batch_events=MAX_EVENTS,
+def service(request: pytest.FixtureRequest, bootstrap: str) -> Iterator[Any]:
+    settings = make_settings(bootstrap, max_body_bytes=LIMIT, max_batch_events=MAX_EVENTS,
                             hot_path=request.param)
     with run_service(settings) as running:
         yield running
 
 
 @pytest.fixture
-def client(service: Any, kafka_bootstrap: str) -> Iterator[httpx.Client]:
+def client(service: Any, bootstrap: str) -> Iterator[httpx.Client]:
     """A client, and afterwards proof that the request published nothing."""
     publisher = service.app.state.ingest.publisher
     produced_before = publisher._produced
-    size_before = topic_size(kafka_bootstrap, service.settings.topic)
+    size_before = topic_size(bootstrap, service.settings.topic)
     with service.client() as c:
         yield c
     assert publisher._produced == produced_before, "a rejected request reached the producer"
-    assert topic_size(kafka_bootstrap, service.settings.topic) == size_before
+    assert topic_size(bootstrap, service.settings.topic) == size_before
 
 
 def _error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -142,10 +142,10 @@ def test_wrong_method_is_405(client: httpx.Client, method: str, route: str) -> N
     assert "allow" in response.headers
 
 
-def test_unexpected_errors_are_500_without_a_trace(kafka_bootstrap: str) -> None:
+def test_unexpected_errors_are_500_without_a_trace(bootstrap: str) -> None:
     from service import create_app
 
-    settings = make_settings(kafka_bootstrap)
+    settings = make_settings(bootstrap)
     app = create_app(settings)
 
     async def explode() -> None:
@@ -159,17 +159,17 @@ def test_unexpected_errors_are_500_without_a_trace(kafka_bootstrap: str) -> None
     assert body == {"error": "internal_error", "message": "internal server error"}
 
 
-def test_hopeless_input_gets_a_short_refusal_and_publishes_nothing(kafka_bootstrap: str) -> None:
+def test_hopeless_input_gets_a_short_refusal_and_publishes_nothing(bootstrap: str) -> None:
     """A 30 KB batch of 10,000 `{}` once got a 2.7 MB 422, an event with 95,000 unknown
     keys a 9.5 MB one: every refusal now lists at most 100 errors, with their total."""
-    settings = make_settings(kafka_bootstrap, max_body_bytes=2 * 2**20, max_batch_events=10_000)
+    settings = make_settings(bootstrap, max_body_bytes=2 * 2**20, max_batch_events=10_000)
     hopeless = b"[" + b",".join([b"{}"] * 10_000) + b"]"
     crowded = orjson.dumps({**GOOD, **{f"key-{i}": 1 for i in range(95_000)}})
     with run_service(settings) as running, running.client() as c:
-        before = topic_size(kafka_bootstrap, settings.topic)
+        before = topic_size(bootstrap, settings.topic)
         batch = c.post("/v1/events/batch", content=hopeless, headers={"content-type": "application/json"})
         single = c.post("/v1/events", content=crowded, headers={"content-type": "application/json"})
-        assert topic_size(kafka_bootstrap, settings.topic) == before
+        assert topic_size(bootstrap, settings.topic) == before
     assert batch.status_code == single.status_code == 422
     assert len(batch.content) < 20_000 and len(single.content) < 20_000
     assert len(batch.json()["errors"]) == 100 and batch.json()["errors_truncated"] is True

@@ -17,9 +17,9 @@ pytestmark = pytest.mark.kafka
 
 @pytest.fixture(scope="module", params=[(m.value, b.value) for b in DeliveryBridge
                                         for m in ProducerMode], ids="-".join)
-def service(request: pytest.FixtureRequest, kafka_bootstrap: str) -> Iterator[Any]:
+def service(request: pytest.FixtureRequest, bootstrap: str) -> Iterator[Any]:
     mode, bridge = request.param
-    settings = make_settings(kafka_bootstrap, mode=mode, delivery_bridge=bridge)
+    settings = make_settings(bootstrap, mode=mode, delivery_bridge=bridge)
     with run_service(settings) as running:
         yield running
 
@@ -39,7 +39,7 @@ def _assert_in_topic(bootstrap: str, topic: str, sent: dict[str, dict[str, Any]]
         assert value["received_at"].endswith("+00:00")
 
 
-def test_seed_route_answers_the_id_as_text(service: Any, kafka_bootstrap: str,
+def test_seed_route_answers_the_id_as_text(service: Any, bootstrap: str,
                                            seed_event: dict[str, Any]) -> None:
     with service.client() as client:
         response = client.post("/", json=seed_event)
@@ -48,20 +48,20 @@ def test_seed_route_answers_the_id_as_text(service: Any, kafka_bootstrap: str,
     assert response.headers["content-type"].startswith("text/plain")
     event_id = response.text
     assert len(event_id) == 36
-    _assert_in_topic(kafka_bootstrap, service.settings.topic, {event_id: seed_event})
+    _assert_in_topic(bootstrap, service.settings.topic, {event_id: seed_event})
 
 
-def test_single_event_route_answers_json(service: Any, kafka_bootstrap: str,
+def test_single_event_route_answers_json(service: Any, bootstrap: str,
                                          seed_event: dict[str, Any]) -> None:
     with service.client() as client:
         response = client.post("/v1/events", json=seed_event)
     body = response.json()
     event_id = body["event_id"]
-    _assert_in_topic(kafka_bootstrap, service.settings.topic, {event_id: seed_event})
+    _assert_in_topic(bootstrap, service.settings.topic, {event_id: seed_event})
     if service.settings.mode is ProducerMode.DURABLE:
         assert response.status_code == 200
         assert body["status"] == "delivered"
-        record = records_by_key(kafka_bootstrap, service.settings.topic)[event_id]
+        record = records_by_key(bootstrap, service.settings.topic)[event_id]
         assert (body["partition"], body["offset"]) == (record["partition"], record["offset"])
     else:
         assert response.status_code == 202
@@ -69,7 +69,7 @@ def test_single_event_route_answers_json(service: Any, kafka_bootstrap: str,
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "application/x-ndjson"])
-def test_batch_answers_per_event_results_in_order(service: Any, kafka_bootstrap: str,
+def test_batch_answers_per_event_results_in_order(service: Any, bootstrap: str,
                                                   content_type: str) -> None:
     events = _events(25)
     if content_type == "application/json":
@@ -84,8 +84,8 @@ def test_batch_answers_per_event_results_in_order(service: Any, kafka_bootstrap:
     assert len(results) == len(events)
     assert len({r["event_id"] for r in results}) == len(events)
     sent = {r["event_id"]: e for r, e in zip(results, events, strict=True)}
-    _assert_in_topic(kafka_bootstrap, service.settings.topic, sent)
-    found = records_by_key(kafka_bootstrap, service.settings.topic)
+    _assert_in_topic(bootstrap, service.settings.topic, sent)
+    found = records_by_key(bootstrap, service.settings.topic)
     if service.settings.mode is ProducerMode.DURABLE:
         assert response.status_code == 200
         assert payload["delivered"] == len(events)

@@ -15,8 +15,8 @@ pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture(scope="module")
-def service(kafka_bootstrap: str) -> Iterator[Any]:
-    settings = make_settings(kafka_bootstrap, mode="fire-and-forget", bench_endpoints=True,
+def service(bootstrap: str) -> Iterator[Any]:
+    settings = make_settings(bootstrap, mode="fire-and-forget", bench_endpoints=True,
                             producer_config={"linger.ms": 2, "compression.type": "lz4",
                                              "sasl.password": "hunter2"})
     with run_service(settings) as running:
@@ -53,14 +53,14 @@ def test_readyz_shows_mode_topic_and_masked_effective_config(service: Any) -> No
     assert "hunter2" not in response.text
 
 
-def test_metrics_count_requests_and_events(service: Any, kafka_bootstrap: str,
+def test_metrics_count_requests_and_events(service: Any, bootstrap: str,
                                            seed_event: dict[str, Any]) -> None:
     with service.client() as c:
         before = c.get("/metrics").text
         ids = [c.post("/", json=seed_event).text for _ in range(3)]
         c.post("/", content=b"{", headers={"content-type": "application/json"})
         c.get("/no/such/route")
-        wait_for_keys(kafka_bootstrap, service.settings.topic, set(ids))
+        wait_for_keys(bootstrap, service.settings.topic, set(ids))
         # The record can be readable a moment before its delivery report is counted.
         deadline = time.monotonic() + 10
         while True:
@@ -109,7 +109,7 @@ def test_openapi_documents_every_route(service: Any) -> None:
 
 
 def test_bench_noop_validates_like_the_seed_route_but_never_produces(
-        service: Any, kafka_bootstrap: str, seed_event: dict[str, Any]) -> None:
+        service: Any, bootstrap: str, seed_event: dict[str, Any]) -> None:
     publisher = service.app.state.ingest.publisher
     produced = publisher._produced
     with service.client() as c:
@@ -119,7 +119,7 @@ def test_bench_noop_validates_like_the_seed_route_but_never_produces(
     assert ok.status_code == 200 and len(ok.text) == 36
     assert bad.status_code == 422 and wrong_type.status_code == 415
     assert publisher._produced == produced
-    assert ok.text not in records_by_key(kafka_bootstrap, service.settings.topic)
+    assert ok.text not in records_by_key(bootstrap, service.settings.topic)
 
 
 def test_bench_noop_batch_mirrors_the_batch_route(service: Any, seed_event: dict[str, Any]) -> None:
@@ -134,8 +134,8 @@ def test_bench_noop_batch_mirrors_the_batch_route(service: Any, seed_event: dict
     assert publisher._produced == produced
 
 
-def test_readyz_is_not_ready_without_the_topic(kafka_bootstrap: str) -> None:
-    settings = make_settings(kafka_bootstrap, create_topic=False)
+def test_readyz_is_not_ready_without_the_topic(bootstrap: str) -> None:
+    settings = make_settings(bootstrap, create_topic=False)
     with run_service(settings) as running, running.client() as c:
         response = c.get("/readyz")
     assert response.status_code == 503
@@ -143,7 +143,7 @@ def test_readyz_is_not_ready_without_the_topic(kafka_bootstrap: str) -> None:
     assert body["ready"] is False and settings.topic in body["reason"]
 
 
-def test_bench_endpoints_are_off_by_default(kafka_bootstrap: str, seed_event: dict[str, Any]) -> None:
-    with run_service(make_settings(kafka_bootstrap)) as running, running.client() as c:
+def test_bench_endpoints_are_off_by_default(bootstrap: str, seed_event: dict[str, Any]) -> None:
+    with run_service(make_settings(bootstrap)) as running, running.client() as c:
         assert c.post("/_bench/noop", json=seed_event).status_code == 404
         assert c.post("/_bench/noop/batch", json=[seed_event]).status_code == 404

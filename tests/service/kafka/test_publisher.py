@@ -24,25 +24,25 @@ def _sample(text: str, name: str, **labels: str) -> float:
 
 @pytest.mark.parametrize("mode", ["durable", "fire-and-forget"])
 def test_a_fatal_producer_error_makes_the_service_refuse_and_unready(
-        kafka_bootstrap: str, seed_event: dict[str, Any], mode: str) -> None:
+        bootstrap: str, seed_event: dict[str, Any], mode: str) -> None:
     """librdkafka reports a fatal error (an idempotent producer fenced, say) through its
     error callback; the service answers 503 `not_ready` from then on, publishing nothing,
     and /readyz says why."""
-    settings = make_settings(kafka_bootstrap, mode=mode)
+    settings = make_settings(bootstrap, mode=mode)
     with run_service(settings) as running, running.client() as c:
         wait_ready(c)
         first = c.post("/", json=seed_event)
         assert first.status_code in (200, 202)
         # Fire-and-forget answered before delivering: count the topic once the event is in.
-        wait_for_keys(kafka_bootstrap, settings.topic, {first.text})
+        wait_for_keys(bootstrap, settings.topic, {first.text})
         publisher = running.app.state.ingest.publisher
         publisher._on_error(KafkaError(KafkaError._FATAL, "fenced by a newer producer", fatal=True))
-        before = topic_size(kafka_bootstrap, settings.topic)
+        before = topic_size(bootstrap, settings.topic)
         single = c.post("/", json=seed_event)
         batch = c.post("/v1/events/batch", json=[seed_event] * 3)
         ready = c.get("/readyz")
         metrics = c.get("/metrics").text
-        assert topic_size(kafka_bootstrap, settings.topic) == before
+        assert topic_size(bootstrap, settings.topic) == before
     assert single.status_code == batch.status_code == 503
     assert single.json()["error"] == batch.json()["error"] == "not_ready"
     assert ready.status_code == 503 and "fenced by a newer producer" in ready.json()["reason"]
@@ -50,9 +50,9 @@ def test_a_fatal_producer_error_makes_the_service_refuse_and_unready(
 
 
 def test_fire_and_forget_failures_after_the_202_are_counted_and_logged(
-        kafka_bootstrap: str, seed_event: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+        bootstrap: str, seed_event: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
     # No such topic and none created: every accepted event expires after message.timeout.ms.
-    settings = make_settings(kafka_bootstrap, mode="fire-and-forget", create_topic=False,
+    settings = make_settings(bootstrap, mode="fire-and-forget", create_topic=False,
                              producer_config={"message.timeout.ms": 1000})
     with run_service(settings) as running, running.client() as c:
         ids = [c.post("/", json=seed_event) for _ in range(4)]

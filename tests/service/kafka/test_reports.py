@@ -56,16 +56,16 @@ def test_errors_only_sets_librdkafka_and_counts_in_flight_from_its_queue() -> No
 
 @pytest.mark.kafka
 @pytest.mark.parametrize("bridge", ["loop", "thread"])
-def test_errors_only_counts_every_delivery_once_drained(kafka_bootstrap: str, bridge: str,
+def test_errors_only_counts_every_delivery_once_drained(bootstrap: str, bridge: str,
                                                        seed_event: dict[str, Any]) -> None:
-    settings = make_settings(kafka_bootstrap, mode="fire-and-forget", delivery_reports="errors",
+    settings = make_settings(bootstrap, mode="fire-and-forget", delivery_reports="errors",
                              delivery_bridge=bridge)
     with run_service(settings) as running, running.client() as c:
         wait_ready(c)
         ids = {c.post("/", json=seed_event).text for _ in range(5)}
         batch = c.post("/v1/events/batch", json=[seed_event] * 20)
         ids |= {r["event_id"] for r in batch.json()["results"]}
-        assert wait_for_keys(kafka_bootstrap, settings.topic, ids).keys() >= ids
+        assert wait_for_keys(bootstrap, settings.topic, ids).keys() >= ids
         deadline = time.monotonic() + 20
         while True:
             text = c.get("/metrics").text
@@ -80,9 +80,9 @@ def test_errors_only_counts_every_delivery_once_drained(kafka_bootstrap: str, br
 
 
 @pytest.mark.kafka
-def test_errors_only_still_counts_failures(kafka_bootstrap: str, seed_event: dict[str, Any]) -> None:
+def test_errors_only_still_counts_failures(bootstrap: str, seed_event: dict[str, Any]) -> None:
     # No such topic and none created: every event expires after message.timeout.ms.
-    settings = make_settings(kafka_bootstrap, mode="fire-and-forget", delivery_reports="errors",
+    settings = make_settings(bootstrap, mode="fire-and-forget", delivery_reports="errors",
                              create_topic=False, producer_config={"message.timeout.ms": 1000})
     with run_service(settings) as running, running.client() as c:
         for _ in range(3):
