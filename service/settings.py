@@ -84,6 +84,17 @@ class Settings(BaseSettings):
     require_api_key: bool = False
     api_keys: dict[str, SecretStr] = Field(default_factory=dict)
     api_keys_file: Path | None = None
+    # -- Hardening, round 2 (issue 20; service/README.md "Hardening"): deadlines a slow
+    # client cannot reset by trickling bytes in or out, and a bound on pipelining.
+    # The whole request (head and body) from its first byte, or from the connection's
+    # opening for the first request; the head and body timeouts above fall within it.
+    request_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    # How long an answer may wait on a client that does not read it before the connection
+    # is dropped (counted from the moment the kernel stopped taking its bytes).
+    write_timeout_s: Annotated[float, Field(gt=0)] = 20.0
+    # Requests parsed and queued behind the one being served, per connection (httptools;
+    # h11 parses one at a time). Past it the connection closes after the queued answers.
+    max_pipelined_requests: Annotated[int, Field(ge=1)] = 16
 
     @model_validator(mode="after")
     def _batch_fits_in_flight(self) -> Settings:
