@@ -11,9 +11,10 @@ from confluent_kafka import KafkaException
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
+from service.auth import access_control
 from service.deps import Ingest
 from service.events import RecordMaker
-from service.guard import GuardMiddleware, guard_options
+from service.guard import GuardMiddleware, Limits
 from service.handlers import install_error_handlers
 from service.ingest import IngestRoutes
 from service.kafka import Publisher, ensure_topic
@@ -108,8 +109,8 @@ def create_app(settings: Settings) -> ServiceApp:
     """A fully wired app; the Publisher's producer is created in the lifespan, not here.
 
     From the outside in: middleware added to the returned app, the guard (framing,
-    limits, API keys), the ingest hot path (`IngestRoutes`, unless `hot_path` is off),
-    request metrics for every other route, then FastAPI's stack.
+    limits), API keys (when on), the ingest hot path (`IngestRoutes`, unless `hot_path`
+    is off), request metrics for every other route, then FastAPI's stack.
     """
     metrics = Metrics()
     config = effective_config(settings)
@@ -121,6 +122,8 @@ def create_app(settings: Settings) -> ServiceApp:
         # FastAPI's native OpenTelemetry looks up the global providers on every request
         # (a quarter of the ingest hot path's CPU, measured); the service configures none.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # INGEST_DOCS=false: no /docs, /redoc or /openapi.json (FastAPI's defaults otherwise).
+        **({} if settings.docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}),
     )
     publisher = Publisher(
         config, settings.topic, settings.mode, metrics,
@@ -135,13 +138,16 @@ def create_app(settings: Settings) -> ServiceApp:
     install_error_handlers(app)
     counter = RequestCounter(metrics)
     routes = [route for router in routers for route in router.routes]
-    guard = guard_options(settings)
+    limits = Limits.from_settings(settings)
+    behind_keys = access_control(settings, metrics)
 
     def entry(stack: ASGIApp) -> ASGIApp:
         stack = RequestMetricsMiddleware(stack, counter=counter)
         if settings.hot_path:
             stack = IngestRoutes(stack, ingest=ingest, routes=routes, counter=counter)
-        return GuardMiddleware(stack, **guard)
+        if behind_keys is not None:
+            stack = behind_keys(stack)
+        return GuardMiddleware(stack, limits)
 
     app.entry = entry
     return app

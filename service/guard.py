@@ -44,7 +44,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from service.auth import ApiKeyMiddleware, KeyRing, key_ring
 from service.settings import Settings
 
 log = logging.getLogger("service.guard")
@@ -162,10 +161,10 @@ def check_head(scope: Scope, limits: Limits) -> Refusal | None:
 
 
 class GuardMiddleware:
-    """Refuses bad request heads before anything below runs; then access control, if on."""
+    """Refuses bad request heads before anything below runs (access control included)."""
 
-    def __init__(self, app: ASGIApp, limits: Limits, keys: KeyRing | None) -> None:
-        self.app = app if keys is None else ApiKeyMiddleware(app, keys)
+    def __init__(self, app: ASGIApp, limits: Limits) -> None:
+        self.app = app
         self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -434,11 +433,6 @@ if httptools is not None:
         def send_400_response(self, msg: str) -> None:
             if not self._pipeline_closed:  # else the queued answers are still to be sent
                 super().send_400_response(msg)
-
-
-def guard_options(settings: Settings) -> dict[str, Any]:
-    """`GuardMiddleware`'s arguments, keys loaded now so a bad key file stops the start."""
-    return {"limits": Limits.from_settings(settings), "keys": key_ring(settings)}
 
 
 def protocol_class(settings: Settings) -> Any:

@@ -37,6 +37,11 @@ class Metrics:
             "ingest_http_requests", "HTTP requests by route template, method and status.",
             ["route", "method", "status"], registry=r,
         )
+        self.auth_failures = Counter(
+            "ingest_auth_failures",
+            "Requests refused 401, by reason: missing, malformed or unknown_key.",
+            ["reason"], registry=r,
+        )
         self.events_accepted = Counter(
             "ingest_events_accepted", "Events the producer accepted into its buffer.",
             ["mode"], registry=r,

@@ -84,8 +84,9 @@ class Settings(BaseSettings):
     require_api_key: bool = False
     api_keys: dict[str, SecretStr] = Field(default_factory=dict)
     api_keys_file: Path | None = None
-    # -- Hardening, round 2 (issue 20; service/README.md "Hardening"): deadlines a slow
-    # client cannot reset by trickling bytes in or out, and a bound on pipelining.
+    # -- Hardening, round 2 (issue 20; service/README.md "Hardening" and "Access control"):
+    # deadlines a slow client cannot reset by trickling bytes in or out, a bound on
+    # pipelining, keys for the operational routes, and less said about the server.
     # The whole request (head and body) from its first byte, or from the connection's
     # opening for the first request; the head and body timeouts above fall within it.
     request_timeout_s: Annotated[float, Field(gt=0)] = 30.0
@@ -95,6 +96,13 @@ class Settings(BaseSettings):
     # Requests parsed and queued behind the one being served, per connection (httptools;
     # h11 parses one at a time). Past it the connection closes after the queued answers.
     max_pipelined_requests: Annotated[int, Field(ge=1)] = 16
+    # Keys on /readyz, /metrics and the OpenAPI pages (/healthz stays open): the ops keys
+    # when any is configured (they open nothing else), else the ingest keys.
+    require_ops_key: bool = False
+    ops_api_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    ops_api_keys_file: Path | None = None
+    # /docs, /redoc and /openapi.json; off, they are not routes at all (404).
+    docs: bool = True
 
     @model_validator(mode="after")
     def _batch_fits_in_flight(self) -> Settings:

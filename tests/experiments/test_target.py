@@ -132,7 +132,7 @@ def test_bad_target_parameters_are_refused_before_anything_starts(values: dict, 
 @pytest.mark.kafka
 def test_a_run_with_access_control_sends_a_key_the_service_requires_and_records_none(
         kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    key = "per-run-key-0123456789abcdefXYZ"
+    key = "per-run-key-0123456789abcdefXYZ-32"  # the service refuses keys under 32 chars
     monkeypatch.setattr("experiments.experiment.secrets.token_urlsafe", lambda _: key)
     params = RunParams(access_control=True, mode="durable", kafka_bootstrap=kafka_bootstrap,
                        connections=4, duration_s=1.0, warmup_s=0.5, output_dir=str(tmp_path / "run"))
