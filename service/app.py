@@ -11,7 +11,7 @@ from confluent_kafka import KafkaException
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from service.auth import access_control
+from service.auth import access_control, open_beyond_loopback
 from service.deps import Ingest
 from service.events import RecordMaker
 from service.guard import GuardMiddleware, Limits
@@ -60,6 +60,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                                 "producer_config": app.state.producer_config_masked})
     for warning in weaker_than_mode(settings.mode, publisher.config):
         log.warning("producer override weakens the mode", extra={"detail": warning})
+    if open_beyond_loopback(settings):
+        log.warning("listening beyond loopback with API keys off: anyone who reaches the port "
+                    "can publish (INGEST_REQUIRE_API_KEY=true closes it)",
+                    extra={"host": settings.host})
     publisher.start(asyncio.get_running_loop())
     topic_task: asyncio.Task[None] | None = None
     if settings.create_topic and not await _create_topic(settings, publisher.config):
@@ -122,6 +126,9 @@ def create_app(settings: Settings) -> ServiceApp:
         # FastAPI's native OpenTelemetry looks up the global providers on every request
         # (a quarter of the ingest hot path's CPU, measured); the service configures none.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # A redirect to the path with(out) a trailing slash builds its absolute Location
+        # from the client's Host header; such a path is a 404 instead.
+        redirect_slashes=False,
         # INGEST_DOCS=false: no /docs, /redoc or /openapi.json (FastAPI's defaults otherwise).
         **({} if settings.docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}),
     )

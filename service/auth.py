@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import ipaddress
 import logging
 import re
 import time
@@ -258,3 +259,17 @@ def access_control(settings: Settings, metrics: Metrics) -> Callable[[ASGIApp], 
     return functools.partial(ApiKeyMiddleware, ingest=ingest, ops=ops,
                              failures=AuthFailures(metrics))
 
+
+def open_beyond_loopback(settings: Settings) -> bool:
+    """True when the service listens on more than loopback with the ingest routes open:
+    anyone who reaches the port can publish. A host name other than localhost counts as
+    beyond (it is not resolved here)."""
+    if settings.require_api_key:
+        return False
+    host = settings.host.strip("[]")
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True

@@ -451,7 +451,8 @@ def protocol_class(settings: Settings) -> Any:
 
 
 def uvicorn_limits(settings: Settings) -> dict[str, Any]:
-    """uvicorn options of the guard: protocol, connection cap, forwarded-header trust."""
+    """uvicorn options of the guard: protocol, connection cap, forwarded-header trust, and
+    no `server` header unless asked for (it names the stack to whoever probes it)."""
     return {
         "http": protocol_class(settings),
         # uvicorn counts the connection asking too: +1 serves exactly max_connections.
@@ -459,6 +460,7 @@ def uvicorn_limits(settings: Settings) -> dict[str, Any]:
         "h11_max_incomplete_event_size": Limits.from_settings(settings).max_head_bytes,
         "proxy_headers": True,
         "forwarded_allow_ips": settings.forwarded_allow_ips,
+        "server_header": settings.server_header,
     } | _worker_healthcheck()
 
 

@@ -8,9 +8,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.metrics import Metrics
 
+# The methods a label may name. Any other becomes "other": h11 passes every token a
+# client sends as the method, and each would otherwise be a new series (and a new
+# cached child below) for as long as the process lives.
+LABELLED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in LABELLED_METHODS else "other"
+
 
 class RequestCounter:
-    """`ingest_http_requests_total` by route template, method and status.
+    """`ingest_http_requests_total` by route template, method and status, each from a fixed
+    set (the callers pass a template or "unmatched", and a `method_label`).
 
     labels() takes a lock and builds a key each call; the label sets are few, so their
     children are kept. Shared by this middleware and the ingest hot path, which counts
@@ -51,4 +61,5 @@ class RequestMetricsMiddleware:
         finally:
             # The route template, never the raw path: unknown paths must not grow labels.
             route = scope.get("route")
-            self.counter.count(getattr(route, "path", None) or "unmatched", scope["method"], status)
+            self.counter.count(getattr(route, "path", None) or "unmatched",
+                               method_label(scope["method"]), status)

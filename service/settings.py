@@ -93,8 +93,9 @@ class Settings(BaseSettings):
     # How long an answer may wait on a client that does not read it before the connection
     # is dropped (counted from the moment the kernel stopped taking its bytes).
     write_timeout_s: Annotated[float, Field(gt=0)] = 20.0
-    # Requests parsed and queued behind the one being served, per connection (httptools;
-    # h11 parses one at a time). Past it the connection closes after the queued answers.
+    # Requests queued behind the one being served, per connection (httptools parses
+    # ahead; h11 counts those served from bytes already received). Past it the
+    # connection closes after their answers.
     max_pipelined_requests: Annotated[int, Field(ge=1)] = 16
     # Keys on /readyz, /metrics and the OpenAPI pages (/healthz stays open): the ops keys
     # when any is configured (they open nothing else), else the ingest keys.
@@ -103,6 +104,8 @@ class Settings(BaseSettings):
     ops_api_keys_file: Path | None = None
     # /docs, /redoc and /openapi.json; off, they are not routes at all (404).
     docs: bool = True
+    # uvicorn's `server: uvicorn` on every answer; off by default (it names the stack).
+    server_header: bool = False
 
     @model_validator(mode="after")
     def _batch_fits_in_flight(self) -> Settings:
