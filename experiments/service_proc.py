@@ -144,8 +144,9 @@ class ServiceProcess:
 
     def _auth(self) -> dict[str, str]:
         """A key of the service's own, for operational routes it may protect."""
-        keys = self.settings.get("api_keys") or {}
-        if not self.settings.get("require_api_key") or not keys:
+        keys = self.settings.get("ops_api_keys") or self.settings.get("api_keys") or {}
+        if not (self.settings.get("require_api_key") or self.settings.get("require_ops_key")) \
+                or not keys:
             return {}
         key = next(iter(keys.values()))
         return {"Authorization": f"Bearer {getattr(key, 'get_secret_value', lambda: key)()}"}

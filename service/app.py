@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
@@ -12,10 +11,10 @@ from confluent_kafka import KafkaException
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from service.auth import access_control
+from service.auth import access_control, open_beyond_loopback
 from service.deps import Ingest
 from service.events import RecordMaker
-from service.guard import GuardMiddleware, guard_options
+from service.guard import GuardMiddleware, Limits
 from service.handlers import install_error_handlers
 from service.ingest import IngestRoutes
 from service.kafka import Publisher, ensure_topic
@@ -52,15 +51,6 @@ async def _keep_creating_topic(settings: Settings, config: dict[str, object]) ->
         await asyncio.sleep(_TOPIC_RETRY_S)
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything
-
-
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     ingest: Ingest = app.state.ingest
@@ -68,11 +58,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     metrics: Metrics = app.state.metrics
     log.info("starting", extra={"settings": settings.public(),
                                 "producer_config": app.state.producer_config_masked})
-    if not settings.require_api_key and not _loopback(settings.host):
-        log.warning("listening beyond loopback with API keys off: anyone who reaches "
-                    f"{settings.host}:{settings.port} can publish (INGEST_REQUIRE_API_KEY=true)")
     for warning in weaker_than_mode(settings.mode, publisher.config):
         log.warning("producer override weakens the mode", extra={"detail": warning})
+    if open_beyond_loopback(settings):
+        log.warning("listening beyond loopback with API keys off: anyone who reaches the port "
+                    "can publish (INGEST_REQUIRE_API_KEY=true closes it)",
+                    extra={"host": settings.host})
     publisher.start(asyncio.get_running_loop())
     topic_task: asyncio.Task[None] | None = None
     if settings.create_topic and not await _create_topic(settings, publisher.config):
@@ -122,8 +113,8 @@ def create_app(settings: Settings) -> ServiceApp:
     """A fully wired app; the Publisher's producer is created in the lifespan, not here.
 
     From the outside in: middleware added to the returned app, the guard (framing,
-    limits, API keys), the ingest hot path (`IngestRoutes`, unless `hot_path` is off),
-    request metrics for every other route, then FastAPI's stack.
+    limits), API keys (when on), the ingest hot path (`IngestRoutes`, unless `hot_path`
+    is off), request metrics for every other route, then FastAPI's stack.
     """
     metrics = Metrics()
     config = effective_config(settings)
@@ -135,8 +126,10 @@ def create_app(settings: Settings) -> ServiceApp:
         # FastAPI's native OpenTelemetry looks up the global providers on every request
         # (a quarter of the ingest hot path's CPU, measured); the service configures none.
         telemetry={"tracing": False, "metrics": False, "logs": False},
-        # A trailing-slash redirect would build its Location from the Host header.
+        # A redirect to the path with(out) a trailing slash builds its absolute Location
+        # from the client's Host header; such a path is a 404 instead.
         redirect_slashes=False,
+        # INGEST_DOCS=false: no /docs, /redoc or /openapi.json (FastAPI's defaults otherwise).
         **({} if settings.docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}),
     )
     publisher = Publisher(
@@ -153,14 +146,16 @@ def create_app(settings: Settings) -> ServiceApp:
     install_error_handlers(app)
     counter = RequestCounter(metrics)
     routes = [route for router in routers for route in router.routes]
-    guard = guard_options(settings)
+    limits = Limits.from_settings(settings)
+    behind_keys = access_control(settings, metrics)
 
     def entry(stack: ASGIApp) -> ASGIApp:
         stack = RequestMetricsMiddleware(stack, counter=counter)
         if settings.hot_path:
             stack = IngestRoutes(stack, ingest=ingest, routes=routes, counter=counter)
-        stack = access_control(stack, settings, guard["keys"], metrics.auth_failures)
-        return GuardMiddleware(stack, guard["limits"])
+        if behind_keys is not None:
+            stack = behind_keys(stack)
+        return GuardMiddleware(stack, limits)
 
     app.entry = entry
     return app

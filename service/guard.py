@@ -9,12 +9,18 @@ Two layers, because neither sees everything:
   refused head are never served as another request (request smuggling).
 - `GuardedHttpToolsProtocol` / `GuardedH11Protocol`, uvicorn's two HTTP protocols with the
   checks an ASGI app cannot make: a head still arriving (cut off at a bound instead of
-  buffered without end), clients stalling in the head or the body (timeouts from the
-  moment a connection opens), and TCP_NODELAY (`set_nodelay` below).
+  buffered without end), clients stalling in the head or the body, requests pipelined
+  past a bound, answers a client does not read, and TCP_NODELAY (`set_nodelay` below).
+
+No client can hold a connection by being slow: a request has a deadline for the whole of
+it (head and body) that no read moves, and an answer the kernel will not take is given
+`write_timeout_s` before the connection is dropped. Per connection the service then
+holds at most a head, a body within its limit, `max_pipelined_requests` queued requests
+and one answer, each for a bounded time (service/README.md "Hardening" has the figures).
 
 The connection cap is uvicorn's own `limit_concurrency` (see `uvicorn_limits`): past it a
-request is answered 503 with `Connection: close`, and the header timeout frees the slots
-of clients that never send one.
+request is answered 503 with `Connection: close`, and the deadlines free the slots of
+clients that never finish a request or never read an answer.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import math
 import resource
 import socket
 from dataclasses import dataclass
@@ -37,7 +44,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from service.auth import ApiKeyMiddleware, KeyRing, key_ring
 from service.settings import Settings
 
 log = logging.getLogger("service.guard")
@@ -55,14 +61,16 @@ class Limits:
     max_header_count: int
     header_timeout_s: float
     body_timeout_s: float
-    write_timeout_s: float = 30.0
-    max_pipelined_requests: int = 16
+    request_timeout_s: float
+    write_timeout_s: float
+    max_pipelined_requests: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
         return cls(settings.max_request_line_bytes, settings.max_header_bytes,
                    settings.max_header_count, settings.header_timeout_s, settings.body_timeout_s,
-                   settings.write_timeout_s, settings.max_pipelined_requests)
+                   settings.request_timeout_s, settings.write_timeout_s,
+                   settings.max_pipelined_requests)
 
     @property
     def max_head_bytes(self) -> int:
@@ -153,10 +161,10 @@ def check_head(scope: Scope, limits: Limits) -> Refusal | None:
 
 
 class GuardMiddleware:
-    """Refuses bad request heads before anything below runs; then access control, if on."""
+    """Refuses bad request heads before anything below runs (access control included)."""
 
-    def __init__(self, app: ASGIApp, limits: Limits, keys: KeyRing | None = None) -> None:
-        self.app = app if keys is None else ApiKeyMiddleware(app, keys)
+    def __init__(self, app: ASGIApp, limits: Limits) -> None:
+        self.app = app
         self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -173,14 +181,19 @@ class _Refused(Exception):
 
 
 class _GuardedProtocol:
-    """Mixed into uvicorn's protocols: deadlines a client cannot reset, a bounded head.
+    """Mixed into uvicorn's protocols: deadlines for a request and for its answer, a bounded head.
 
-    The head must be in within `header_timeout_s` of its first byte (of the connection's
-    opening, for the first request), the whole body within `body_timeout_s` after the head
-    (one deadline, not re-armed by each read: a body dripping a byte a second is cut off),
-    and an answer the client does not read may wait `write_timeout_s` for it before the
-    connection is dropped. One timer per connection, re-armed lazily: a request only moves
-    `_deadline`, and the timer, when it fires early, sleeps on until the current deadline.
+    Reading: one timer per connection, re-armed lazily: a request only moves `_deadline`,
+    and the timer, when it fires early, sleeps on until the current deadline. A request's
+    clocks start at its first byte (the first request's at the connection's opening):
+    its head is due within `header_timeout_s`, each read of its body within
+    `body_timeout_s` of the last, and all of it by `_request_deadline`, which nothing the
+    client sends moves.
+
+    Writing: the transport's high-water mark is zero, so it pauses the protocol whenever
+    the kernel has not taken everything written (a client that does not read); from that
+    moment the client has `write_timeout_s` to take it all, else the connection is
+    aborted (closing would wait for the buffer to drain, forever).
     """
 
     # Set by uvicorn's protocol __init__, which this class wraps.
@@ -192,14 +205,16 @@ class _GuardedProtocol:
         super().__init__(*args, **kwargs)
         self.limits = limits
         self._deadline: float | None = None
+        self._request_deadline = math.inf
         self._timer: asyncio.TimerHandle | None = None
-        self._refusal: Refusal | None = None
         self._write_timer: asyncio.TimerHandle | None = None
+        self._refusal: Refusal | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         set_nodelay(transport)
+        transport.set_write_buffer_limits(high=0)
         super().connection_made(transport)  # type: ignore[misc]
-        self._expect(self.limits.header_timeout_s)
+        self._begin_request()
 
     def connection_lost(self, exc: Exception | None) -> None:
         for timer in (self._timer, self._write_timer):
@@ -208,34 +223,19 @@ class _GuardedProtocol:
         self._timer = self._write_timer = None
         super().connection_lost(exc)  # type: ignore[misc]
 
-    def pause_writing(self) -> None:
-        """The client stopped reading (the transport's buffer is above its high mark): it
-        has `write_timeout_s` to read again before the connection is dropped."""
-        super().pause_writing()  # type: ignore[misc]
-        if self._write_timer is None:
-            self._write_timer = self.loop.call_later(self.limits.write_timeout_s, self._write_expired)
+    # -- reading: the request's deadlines -------------------------------------------------
+    def _begin_request(self) -> None:
+        """A request's first byte (or the connection's opening): both its clocks start."""
+        now = self.loop.time()
+        self._request_deadline = now + self.limits.request_timeout_s
+        self._arm(min(now + self.limits.header_timeout_s, self._request_deadline))
 
-    def resume_writing(self) -> None:
-        if self._write_timer is not None:
-            self._write_timer.cancel()
-            self._write_timer = None
-        super().resume_writing()  # type: ignore[misc]
+    def _expect_within(self, seconds: float) -> None:
+        """More of this request is due within `seconds`, and all of it by its deadline."""
+        self._arm(min(self.loop.time() + seconds, self._request_deadline))
 
-    def _write_expired(self) -> None:
-        self._write_timer = None
-        log.info("dropping a client that does not read its answers",
-                 extra={"client": _peer(self.transport), "write_timeout_s": self.limits.write_timeout_s})
-        self.transport.abort()  # its buffer holds answers nobody reads: nothing to flush
-
-    def _drop_pipeliner(self) -> None:
-        log.info("dropping a client that pipelines too many requests",
-                 extra={"client": _peer(self.transport),
-                        "max_pipelined_requests": self.limits.max_pipelined_requests})
-        self._deadline = None
-        self.transport.abort()
-
-    def _expect(self, seconds: float) -> None:
-        deadline = self._deadline = self.loop.time() + seconds
+    def _arm(self, deadline: float) -> None:
+        self._deadline = deadline
         if self._timer is not None and self._timer.when() > deadline:
             self._timer.cancel()
             self._timer = None
@@ -252,6 +252,27 @@ class _GuardedProtocol:
         log.debug("closing a stalled connection", extra={"client": _peer(self.transport)})
         self._refuse(Refusal(408, "request_timeout", "the request was not received in time"))
 
+    # -- writing: the answer's deadline ---------------------------------------------------
+    def pause_writing(self) -> None:
+        super().pause_writing()  # type: ignore[misc]
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(self.limits.write_timeout_s,
+                                                     self._on_write_timeout)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()  # type: ignore[misc]
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _on_write_timeout(self) -> None:
+        self._write_timer = None
+        log.debug("dropping a connection whose client does not read",
+                  extra={"client": _peer(self.transport),
+                         "unsent_bytes": self.transport.get_write_buffer_size()})
+        self.transport.abort()
+
+    # -- refusing ---------------------------------------------------------------------------
     def _refuse(self, refusal: Refusal) -> None:
         """Answer (unless a response is already under way) and close the connection."""
         self._deadline = None
@@ -264,8 +285,6 @@ class _GuardedProtocol:
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a parser error; ours when a limit stopped the parser."""
-        if self.transport.is_closing():
-            return  # dropped by a limit (a pipelining flood): nobody to answer
         refusal, self._refusal = self._refusal, None
         if refusal is None:
             refusal = self._head_overflow()
@@ -284,26 +303,47 @@ def _peer(transport: asyncio.Transport) -> str | None:
 
 
 class GuardedH11Protocol(_GuardedProtocol, H11Protocol):
-    """h11 bounds an incomplete head itself (`h11_max_incomplete_event_size`)."""
+    """h11 bounds an incomplete head itself (`h11_max_incomplete_event_size`), and parses
+    one request at a time: bytes pipelined behind it wait unparsed (uvicorn stops reading
+    meanwhile), and each is served once the answer before it is out. What is bounded
+    here is how many are served from bytes that were already waiting (unbounded, one
+    256 KiB read of small requests kept it answering 7,000 of them to a client reading
+    none): past `max_pipelined_requests`, the connection closes after the current
+    answer, as with httptools."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pipelined = 0  # requests started from buffered bytes since the last read
 
     def data_received(self, data: bytes) -> None:
-        before = self.conn.their_state
-        if self._deadline is None and before is h11.IDLE:
-            self._expect(self.limits.header_timeout_s)  # the next request's first bytes
+        self._pipelined = 0
+        if self._deadline is None and self.conn.their_state is h11.IDLE:
+            self._begin_request()  # the next request's first bytes
         super().data_received(data)
         state = self.conn.their_state
         if state is h11.SEND_BODY:
-            if before is not h11.SEND_BODY:  # the head just completed: one deadline for the body
-                self._expect(self.limits.body_timeout_s)
+            self._expect_within(self.limits.body_timeout_s)
         elif state is not h11.IDLE:
             self._deadline = None
 
     def on_response_complete(self) -> None:
+        answered = self.cycle
         super().on_response_complete()
-        # A pipelined request's first bytes arrived with the previous one: its clock runs now.
-        if (not self.transport.is_closing() and self.conn.their_state is h11.IDLE
-                and self.conn.trailing_data[0]):
-            self._expect(self.limits.header_timeout_s)
+        if self.transport.is_closing():
+            return
+        if self.cycle is not answered:  # started from bytes that were already here
+            self._pipelined += 1
+            if self._pipelined >= self.limits.max_pipelined_requests:
+                self.cycle.keep_alive = False
+                log.debug("closing a connection past the pipelining bound",
+                          extra={"client": _peer(self.transport), "served": self._pipelined})
+        # A pipelined request's bytes arrived with the previous one: its clocks run now.
+        state = self.conn.their_state
+        if state is h11.SEND_BODY:
+            self._begin_request()
+            self._expect_within(self.limits.body_timeout_s)
+        elif state is h11.IDLE and self.conn.trailing_data[0]:
+            self._begin_request()
 
     def _head_overflow(self) -> Refusal | None:
         buffered, _ = self.conn.trailing_data
@@ -324,14 +364,22 @@ if httptools is not None:
         answer; checking them here as well, in a Python callback per header, cost about
         1 of this protocol's ~5 us per request (in-process, uvicorn driven with request
         bytes; `make bench` writes the figure).
+
+        httptools parses every request in a read, and uvicorn queues each behind the one
+        being served: past `max_pipelined_requests` queued, parsing stops, the queued ones
+        are answered (the last with `Connection: close`) and nothing after them is read.
         """
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._in_head = False
             self._head_bytes = 0
+            self._pipeline_closed = False
 
         def data_received(self, data: bytes) -> None:
+            if self._pipeline_closed:  # bytes after a request that was not queued
+                self.transport.pause_reading()
+                return
             # Only a chunk that starts inside a head and ends inside it is all head bytes;
             # the chunk a head starts in is not counted (bounded by the read size).
             counted = self._in_head
@@ -346,7 +394,8 @@ if httptools is not None:
             super().on_message_begin()
             self._in_head = True
             self._head_bytes = 0
-            self._expect(self.limits.header_timeout_s)
+            if self._deadline is None:  # else the clocks started when the connection opened
+                self._begin_request()
 
         def on_url(self, url: bytes) -> None:
             super().on_url(url)
@@ -356,23 +405,34 @@ if httptools is not None:
 
         def on_headers_complete(self) -> None:
             self._in_head = False
-            self._expect(self.limits.body_timeout_s)  # the whole body, not per read
-            super().on_headers_complete()
-            # Every pipelined request one read brought is parsed and queued (httptools parses
-            # the whole chunk): 2,000 in a few reads held megabytes for a client that never
-            # read an answer.
-            if len(self.pipeline) > self.limits.max_pipelined_requests:
-                self._drop_pipeliner()
+            if len(self.pipeline) >= self.limits.max_pipelined_requests:
+                self._close_pipeline()
                 raise _Refused
+            self._expect_within(self.limits.body_timeout_s)
+            super().on_headers_complete()
+
+        def on_body(self, body: bytes) -> None:
+            self._expect_within(self.limits.body_timeout_s)
+            super().on_body(body)
 
         def on_message_complete(self) -> None:
             self._deadline = None
             super().on_message_complete()
 
+        def _close_pipeline(self) -> None:
+            """Answer what is queued, the last with `Connection: close`; drop this request
+            and every byte after it (RFC 9112 9.3.2: a client that pipelines resends what
+            was not answered, on a new connection)."""
+            newest, _ = self.pipeline[0]  # uvicorn queues with appendleft
+            newest.keep_alive = False
+            self._pipeline_closed = True
+            self._deadline = None
+            log.debug("closing a connection past the pipelining bound",
+                      extra={"client": _peer(self.transport), "queued": len(self.pipeline)})
 
-def guard_options(settings: Settings) -> dict[str, Any]:
-    """`GuardMiddleware`'s arguments, keys loaded now so a bad key file stops the start."""
-    return {"limits": Limits.from_settings(settings), "keys": key_ring(settings)}
+        def send_400_response(self, msg: str) -> None:
+            if not self._pipeline_closed:  # else the queued answers are still to be sent
+                super().send_400_response(msg)
 
 
 def protocol_class(settings: Settings) -> Any:
@@ -391,7 +451,8 @@ def protocol_class(settings: Settings) -> Any:
 
 
 def uvicorn_limits(settings: Settings) -> dict[str, Any]:
-    """uvicorn options of the guard: protocol, connection cap, forwarded-header trust."""
+    """uvicorn options of the guard: protocol, connection cap, forwarded-header trust, and
+    no `server` header unless asked for (it names the stack to whoever probes it)."""
     return {
         "http": protocol_class(settings),
         # uvicorn counts the connection asking too: +1 serves exactly max_connections.
@@ -399,6 +460,7 @@ def uvicorn_limits(settings: Settings) -> dict[str, Any]:
         "h11_max_incomplete_event_size": Limits.from_settings(settings).max_head_bytes,
         "proxy_headers": True,
         "forwarded_allow_ips": settings.forwarded_allow_ips,
+        "server_header": settings.server_header,
     } | _worker_healthcheck()
 
 

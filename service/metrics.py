@@ -37,6 +37,11 @@ class Metrics:
             "ingest_http_requests", "HTTP requests by route template, method and status.",
             ["route", "method", "status"], registry=r,
         )
+        self.auth_failures = Counter(
+            "ingest_auth_failures",
+            "Requests refused 401, by reason: missing, malformed or unknown_key.",
+            ["reason"], registry=r,
+        )
         self.events_accepted = Counter(
             "ingest_events_accepted", "Events the producer accepted into its buffer.",
             ["mode"], registry=r,
@@ -60,10 +65,6 @@ class Metrics:
         self.in_flight = Gauge(
             "ingest_in_flight_deliveries", "Events produced whose delivery report is pending.",
             registry=r, multiprocess_mode="livesum",
-        )
-        self.auth_failures = Counter(
-            "ingest_auth_failures", "Requests refused for their API key, by reason "
-            "(missing, malformed, unknown).", ["reason"], registry=r,
         )
         self.delivery_latency = Histogram(
             "ingest_delivery_latency_seconds", "From produce() to the broker's acknowledgement.",

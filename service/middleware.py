@@ -8,13 +8,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.metrics import Metrics
 
-# Methods a label may name; any other (h11 passes a client's raw method on) is "other", so a
-# client cannot grow the metric's label set (3,000 random methods made 3,000 series).
-METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
+# The methods a label may name. Any other becomes "other": h11 passes every token a
+# client sends as the method, and each would otherwise be a new series (and a new
+# cached child below) for as long as the process lives.
+LABELLED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in LABELLED_METHODS else "other"
 
 
 class RequestCounter:
-    """`ingest_http_requests_total` by route template, method and status.
+    """`ingest_http_requests_total` by route template, method and status, each from a fixed
+    set (the callers pass a template or "unmatched", and a `method_label`).
 
     labels() takes a lock and builds a key each call; the label sets are few, so their
     children are kept. Shared by this middleware and the ingest hot path, which counts
@@ -26,8 +32,6 @@ class RequestCounter:
         self._children: dict[tuple[str, str, int], Any] = {}
 
     def count(self, template: str, method: str, status: int) -> None:
-        if method not in METHODS:
-            method = "other"
         key = (template, method, status)
         child = self._children.get(key)
         if child is None:
@@ -57,4 +61,5 @@ class RequestMetricsMiddleware:
         finally:
             # The route template, never the raw path: unknown paths must not grow labels.
             route = scope.get("route")
-            self.counter.count(getattr(route, "path", None) or "unmatched", scope["method"], status)
+            self.counter.count(getattr(route, "path", None) or "unmatched",
+                               method_label(scope["method"]), status)

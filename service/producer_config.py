@@ -11,38 +11,49 @@ from service.errors import ConfigError
 from service.modes import ProducerMode, mode_defaults
 from service.settings import Settings
 
-# The librdkafka properties whose values may be logged at start-up and served by /readyz:
-# tuning and behaviour, never identity or credentials. Every other property (passwords,
-# key passphrases and PEMs, SASL user names, token endpoints, file locations, callbacks,
-# and whatever a future librdkafka adds) shows as SET_MARK, never its value: masking by
-# name pattern missed sasl.oauthbearer.assertion.private.key.passphrase (issue 20).
-# tests/service/test_producer_config.py walks every property the bundled librdkafka
-# documents against this list.
-SHOWN = frozenset({
-    "bootstrap.servers", "client.id", "acks", "request.required.acks", "enable.idempotence",
-    "enable.gapless.guarantee", "linger.ms", "queue.buffering.max.ms", "batch.size",
-    "batch.num.messages", "compression.type", "compression.codec", "compression.level",
-    "message.timeout.ms", "delivery.timeout.ms", "request.timeout.ms", "retries",
-    "message.send.max.retries", "retry.backoff.ms", "retry.backoff.max.ms",
-    "queue.buffering.max.messages", "queue.buffering.max.kbytes", "message.max.bytes",
-    "message.copy.max.bytes", "max.in.flight.requests.per.connection", "max.in.flight",
+# librdkafka properties whose values may be shown (in /readyz and the start-up log):
+# addresses, delivery semantics, batching, sizes, timeouts and the names of protocols and
+# algorithms. Every other property present is shown as WITHHELD, never its value:
+# credentials, key material, the paths and URLs that lead to them, user and principal
+# names, and whatever librdkafka adds later until someone decides it is safe to show.
+# tests/service/test_producer_config.py walks every property librdkafka documents.
+SHOWN_PROPERTIES = frozenset({
+    # where and who
+    "bootstrap.servers", "metadata.broker.list", "client.id", "client.rack",
+    "client.dns.lookup", "broker.address.family", "broker.address.ttl",
+    # delivery semantics
+    "acks", "request.required.acks", "enable.idempotence", "enable.gapless.guarantee",
+    "message.timeout.ms", "delivery.timeout.ms", "request.timeout.ms",
+    "transaction.timeout.ms", "message.send.max.retries", "retries", "retry.backoff.ms",
+    "retry.backoff.max.ms", "max.in.flight.requests.per.connection", "max.in.flight",
     "partitioner", "sticky.partitioning.linger.ms", "delivery.report.only.error",
-    "socket.timeout.ms", "socket.keepalive.enable", "socket.nagle.disable",
-    "socket.send.buffer.bytes", "socket.receive.buffer.bytes", "socket.connection.setup.timeout.ms",
-    "connections.max.idle.ms", "reconnect.backoff.ms", "reconnect.backoff.max.ms",
-    "metadata.max.age.ms", "topic.metadata.refresh.interval.ms", "topic.metadata.refresh.sparse",
-    "topic.metadata.refresh.fast.interval.ms", "statistics.interval.ms", "log_level", "debug",
-    "api.version.request", "api.version.request.timeout.ms", "broker.version.fallback",
-    "broker.address.family", "broker.address.ttl", "security.protocol", "sasl.mechanism",
-    "sasl.mechanisms", "ssl.endpoint.identification.algorithm",
-    "enable.ssl.certificate.verification", "client.dns.lookup", "client.rack",
+    # batching, buffers, sizes
+    "linger.ms", "queue.buffering.max.ms", "queue.buffering.max.messages",
+    "queue.buffering.max.kbytes", "queue.buffering.backpressure.threshold",
+    "batch.num.messages", "batch.size", "compression.type", "compression.codec",
+    "compression.level", "message.max.bytes", "message.copy.max.bytes",
+    "receive.message.max.bytes",
+    # connections and metadata
+    "socket.timeout.ms", "socket.send.buffer.bytes", "socket.receive.buffer.bytes",
+    "socket.keepalive.enable", "socket.nagle.disable", "socket.max.fails",
+    "socket.connection.setup.timeout.ms", "connections.max.idle.ms", "reconnect.backoff.ms",
+    "reconnect.backoff.max.ms", "topic.metadata.refresh.interval.ms", "metadata.max.age.ms",
+    "topic.metadata.refresh.fast.interval.ms", "topic.metadata.refresh.sparse",
+    "topic.metadata.propagation.max.ms", "api.version.request.timeout.ms",
+    "enable.metrics.push", "statistics.interval.ms",
+    # logging
+    "debug", "log_level", "log.queue", "log.thread.name", "log.connection.close",
+    # security: which protocol and mechanism, never the credentials or where they are
+    "security.protocol", "sasl.mechanism", "sasl.mechanisms", "sasl.oauthbearer.method",
+    "ssl.endpoint.identification.algorithm", "enable.ssl.certificate.verification",
+    "ssl.cipher.suites", "ssl.curves.list", "ssl.sigalgs.list",
 })
-SET_MARK = "(set)"
-# Properties an AdminClient needs to reach the same cluster as the producer (https.*: the
-# OIDC token endpoint's TLS, for SASL/OAUTHBEARER).
+WITHHELD = "***"
+# Properties an AdminClient needs to reach the same cluster as the producer: the address,
+# and every TLS, SASL and HTTPS (OAUTHBEARER/OIDC token endpoint) setting.
 _CONNECTION_PREFIXES = (
     "bootstrap.", "security.", "sasl.", "ssl.", "https.", "client.", "socket.", "broker.",
-    "reconnect.", "metadata.", "api.", "enable.ssl", "enable.sasl", "retry.backoff",
+    "reconnect.", "metadata.", "api.", "enable.ssl", "enable.sasl.", "retry.backoff",
 )
 
 
@@ -50,8 +61,14 @@ def load_config_file(path: Path) -> dict[str, Any]:
     """A YAML mapping of librdkafka property -> scalar value."""
     try:
         loaded = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read producer config file {path}: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read producer config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        # The parser's message quotes the offending line, which may hold a secret: say
+        # only where it is, and drop the cause so no traceback prints it either.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"producer config file {path} is not valid YAML{where}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict) or not all(isinstance(k, str) for k in loaded):
@@ -72,9 +89,8 @@ def effective_config(settings: Settings) -> dict[str, Any]:
 
 
 def masked(config: dict[str, Any]) -> dict[str, Any]:
-    """The configuration as it may leave the process: values of SHOWN properties, SET_MARK
-    for every other property that is set."""
-    return {k: v if k in SHOWN else SET_MARK for k, v in sorted(config.items())}
+    """The config as it may be shown: values of `SHOWN_PROPERTIES`, WITHHELD for the rest."""
+    return {k: v if k in SHOWN_PROPERTIES else WITHHELD for k, v in sorted(config.items())}
 
 
 def admin_config(config: dict[str, Any]) -> dict[str, Any]:

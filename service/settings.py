@@ -81,15 +81,7 @@ class Settings(BaseSettings):
     max_header_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024
     max_header_count: Annotated[int, Field(ge=8)] = 100
     header_timeout_s: Annotated[float, Field(gt=0)] = 10.0
-    # For the whole body once the head is in (not between reads: a body dripping a byte a
-    # second would otherwise never time out).
     body_timeout_s: Annotated[float, Field(gt=0)] = 20.0
-    # How long an answer may wait for a client that does not read it (the transport's buffer
-    # full) before the connection is dropped.
-    write_timeout_s: Annotated[float, Field(gt=0)] = 30.0
-    # Requests a connection may have parsed and waiting behind the one being answered
-    # (HTTP/1.1 pipelining); a client that sends more is dropped.
-    max_pipelined_requests: Annotated[int, Field(ge=1)] = 16
     max_connections: Annotated[int, Field(ge=1)] = 2048
     # Proxies whose X-Forwarded-For/-Proto are believed (uvicorn's forwarded_allow_ips).
     forwarded_allow_ips: str = "127.0.0.1"
@@ -97,14 +89,28 @@ class Settings(BaseSettings):
     require_api_key: bool = False
     api_keys: dict[str, SecretStr] = Field(default_factory=dict)
     api_keys_file: Path | None = None
-    # With keys on: also require one on /readyz, /metrics and the OpenAPI pages (their
-    # in-flight counts and queue depth tell an attacker how an overload attack goes);
-    # /healthz stays open for liveness probes.
-    protect_ops_routes: bool = False
-    # The OpenAPI document and its pages (/docs, /redoc, /openapi.json); off: 404.
+    # -- Hardening, round 2 (issue 20; service/README.md "Hardening" and "Access control"):
+    # deadlines a slow client cannot reset by trickling bytes in or out, a bound on
+    # pipelining, keys for the operational routes, and less said about the server.
+    # The whole request (head and body) from its first byte, or from the connection's
+    # opening for the first request; the head and body timeouts above fall within it.
+    request_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    # How long an answer may wait on a client that does not read it before the connection
+    # is dropped (counted from the moment the kernel stopped taking its bytes).
+    write_timeout_s: Annotated[float, Field(gt=0)] = 20.0
+    # Requests queued behind the one being served, per connection (httptools parses
+    # ahead; h11 counts those served from bytes already received). Past it the
+    # connection closes after their answers.
+    max_pipelined_requests: Annotated[int, Field(ge=1)] = 16
+    # Keys on /readyz, /metrics and the OpenAPI pages (/healthz stays open): the ops keys
+    # when any is configured (they open nothing else), else the ingest keys.
+    require_ops_key: bool = False
+    ops_api_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    ops_api_keys_file: Path | None = None
+    # /docs, /redoc and /openapi.json; off, they are not routes at all (404).
     docs: bool = True
-    # Seconds between two log lines about failed API keys of one reason (the rest counted).
-    auth_failure_log_interval_s: Annotated[float, Field(ge=0)] = 10.0
+    # uvicorn's `server: uvicorn` on every answer; off by default (it names the stack).
+    server_header: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -1,5 +1,5 @@
 """`python -m experiments.bench service|memory|hostile`: CPU per request beside the raw-ASGI
-ceiling; service RSS over 10M events; RSS and hold time under hostile connections."""
+ceiling; service RSS over 10M events; what hostile connections cost the service."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 
 import orjson
 
-from experiments.bench.hostile import run_hostile
+from experiments.bench.hostile import KINDS, run_hostile
+from experiments.bench.hostile import table as hostile_table
 from experiments.bench.memory import run_memory
 from experiments.bench.profile import default_cases, run_profile, select, table, with_baseline
 from experiments.errors import LabError
@@ -40,24 +41,34 @@ def main(argv: list[str] | None = None) -> int:
     memory.add_argument("--checkpoint", type=int, default=1_000_000)
     memory.add_argument("--max-seconds", type=float, default=1800)
     memory.add_argument("--bootstrap", help="an existing cluster instead of the local broker")
-    hostile = sub.add_parser("hostile", help="service RSS with N hostile connections of each kind")
+    hostile = sub.add_parser("hostile", help="service RSS and hold time under N hostile "
+                             "connections of each kind (slow body, non-reading, pipelining)")
     hostile.add_argument("--out", type=Path, default=Path("results/bench/hostile.json"))
-    hostile.add_argument("--connections", type=int, default=100)
-    hostile.add_argument("--hold", type=float, default=40.0, help="seconds watched per kind")
-    hostile.add_argument("--baseline", type=Path, metavar="CHECKOUT",
-                         help="also each kind against this checkout's service (before/after)")
+    hostile.add_argument("--connections", type=int, default=100, help="per kind")
+    hostile.add_argument("--kind", action="append", dest="kinds", choices=KINDS,
+                         help="only this kind (repeatable); default: all")
+    hostile.add_argument("--set", action="append", dest="overrides", default=[],
+                         metavar="NAME=VALUE", help="a service setting, e.g. "
+                         "request_timeout_s=5 (repeatable)")
+    hostile.add_argument("--max-seconds", type=float, default=120,
+                         help="per kind: stop waiting for the service to drop them")
+    hostile.add_argument("--bootstrap", help="an existing cluster instead of the local broker")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        if args.command == "hostile":
-            for row in run_hostile(args.out, args.connections, args.hold, args.baseline):
-                print(orjson.dumps(row).decode())
-            return 0
         if args.command == "memory":
             result = run_memory(args.out, events=args.events, checkpoint=args.checkpoint,
                                 max_s=args.max_seconds, bootstrap=args.bootstrap)
             print(orjson.dumps({k: v for k, v in result.items() if k != "provenance"},
                                option=orjson.OPT_INDENT_2).decode())
+            return 0
+        if args.command == "hostile":
+            overrides = dict(item.split("=", 1) for item in args.overrides)
+            document = run_hostile(args.out, connections=args.connections,
+                                   kinds=tuple(args.kinds or KINDS), overrides=overrides,
+                                   max_s=args.max_seconds, bootstrap=args.bootstrap)
+            print(hostile_table(document))
+            print(f"\nwritten: {args.out}", file=sys.stderr)
             return 0
         cases = select(default_cases(args.batch), args.cases)
         if args.baseline is not None:

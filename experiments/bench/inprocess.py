@@ -86,6 +86,12 @@ class _NullTransport(asyncio.Transport):
     def close(self) -> None:
         self._closing = True
 
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass  # nothing is ever buffered, so the protocol is never paused
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
     def pause_reading(self) -> None:
         pass
 

@@ -42,7 +42,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 # middleware and the guarded httptools protocol, service/guard.py): the difference to the
 # plain ceiling is what the guard costs per request, measured rather than guessed.
 _LIMITS = Limits.from_settings(Settings())
-guarded_app = GuardMiddleware(app, _LIMITS, None)
+guarded_app = GuardMiddleware(app, _LIMITS)
 
 
 class GuardedProtocol(GuardedHttpToolsProtocol):

@@ -6,6 +6,9 @@ The service runs as `python -m service` with debug logging and the access log on
 
 from __future__ import annotations
 
+import logging
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,14 +20,15 @@ import pytest
 from experiments.kafka import read_topic, unique_topic
 from experiments.service_proc import ServiceProcess
 from service.app import create_app
-from service.auth import KEY_ID_HEADER, KeyRing, read_keys_file
+from service.auth import KEY_ID_HEADER, AuthFailures, KeyRing, read_keys_file
 from service.errors import ConfigError
 from service.settings import Settings
 from tests.service.harness import make_settings, run_service, topic_size
 
-ENV_KEY = "env-key-0123456789abcdef-ghijklmnopqrstuv"
-FILE_KEY = "file-key-fedcba9876543210-vutsrqponmlkjihg"
-WRONG_KEY = "wrong-key-0000000000000000-1111111111111111"
+# At least 32 characters of at least 8 different ones (service.auth.check_key_strength).
+ENV_KEY = "env-key-0123456789abcdefghijklmnop"
+FILE_KEY = "file-key-fedcba9876543210zyxwvuts"
+WRONG_KEY = "wrong-key-00000000000000000000000"
 SECRETS = (ENV_KEY, FILE_KEY, WRONG_KEY)
 JSON = {"content-type": "application/json"}
 
@@ -42,8 +46,8 @@ def secured(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     env = {"INGEST_API_KEYS_FILE": str(keys_file),
            "INGEST_LOG_LEVEL": "DEBUG", "INGEST_ACCESS_LOG": "true"}
     with ServiceProcess(mode="durable", bootstrap=bootstrap, topic=topic,
-                        log_file=log_dir / "service.log", require_api_key=True, api_keys={"loadgen": ENV_KEY},
-                        env=env) as svc:
+                        log_file=log_dir / "service.log", require_api_key=True,
+                        api_keys={"loadgen": ENV_KEY}, env=env) as svc:
         yield svc, topic
 
 
@@ -129,9 +133,10 @@ def test_keys_are_masked_where_settings_are_logged() -> None:
 
 @pytest.mark.parametrize(("keys", "problem"), [
     ({}, "no key is configured"),
-    ({"short": "0123456789abcdefghijklmnopqrstu"}, "shorter than 32"),  # 31 characters
-    ({"weak": "a" * 40}, "fewer than 8 different characters"),
-    ({"weak": "abcabcabcabcabcabcabcabcabcabcabcabc"}, "fewer than 8 different characters"),
+    ({"short": "0123456789"}, "shorter than"),
+    ({"short": ENV_KEY[:31]}, "shorter than 32"),
+    ({"repeated": "a" * 64}, "fewer than 8 different"),
+    ({"patterned": "abcdefg" * 8}, "fewer than 8 different"),
     ({"bad id!": ENV_KEY}, "must match"),
 ])
 def test_bad_key_configuration_stops_the_start_without_echoing_keys(
@@ -162,48 +167,129 @@ def test_a_bad_keys_file_stops_the_service_at_start(tmp_path: Path) -> None:
         create_app(Settings(require_api_key=True, api_keys_file=tmp_path / "missing"))
 
 
-def _failures(metrics: str) -> dict[str, float]:
-    found = {}
-    for line in metrics.splitlines():
-        if line.startswith("ingest_auth_failures_total{"):
-            reason = line.split('reason="', 1)[1].split('"', 1)[0]
-            found[reason] = float(line.rsplit(" ", 1)[1])
-    return found
+# -- failures are visible ------------------------------------------------------------------
+def _count(metrics: str, reason: str) -> float:
+    found = re.search(rf'^ingest_auth_failures_total{{reason="{reason}"}} (\S+)$', metrics, re.M)
+    return float(found[1]) if found else 0.0
+
+
+def _failure_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "service.auth"
+            and r.getMessage() == "authentication failed"]
+
+
+@pytest.fixture
+def keyed(bootstrap: str) -> Iterator[Any]:
+    """A service of this test's own: its failure log's rate limit starts full."""
+    settings = make_settings(bootstrap, require_api_key=True, api_keys={"loadgen": ENV_KEY})
+    with run_service(settings) as svc:
+        yield svc
 
 
 @pytest.mark.kafka
-def test_refused_keys_are_counted_by_reason_and_logged_with_the_client(
-        bootstrap: str, tmp_path: Path, seed_event: dict[str, Any]) -> None:
-    """Three reasons, each refused three times within the log interval: three counts each,
-    one log line each (with the client's address), and the keys never in either."""
-    with ServiceProcess("durable", bootstrap, unique_topic("auth"), tmp_path / "svc.log",
-                        require_api_key=True, api_keys={"loadgen": ENV_KEY},
-                        auth_failure_log_interval_s=60) as svc, \
-            httpx.Client(base_url=svc.url, timeout=30) as client:
-        for headers in (JSON, {**JSON, "authorization": f"Basic {ENV_KEY}"}, _bearer(WRONG_KEY)):
-            for _ in range(3):
-                assert client.post("/", content=orjson.dumps(seed_event), headers=headers).status_code == 401
+def test_failed_keys_are_counted_by_reason_and_logged_with_the_client_address(
+        keyed: Any, seed_event: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    sent = {"missing": [JSON], "malformed": [{**JSON, "authorization": f"Basic {ENV_KEY}"},
+                                             {**JSON, "authorization": "Bearer"}],
+            "unknown_key": [_bearer(WRONG_KEY)]}
+    caplog.set_level(logging.WARNING, logger="service.auth")
+    with keyed.client() as client:
+        before = client.get("/metrics").text
+        for headers in (h for hs in sent.values() for h in hs):
+            assert client.post("/", content=orjson.dumps(seed_event), headers=headers).status_code == 401
+        assert client.post("/", content=orjson.dumps(seed_event), headers=_bearer(ENV_KEY)).status_code == 200
+        after = client.get("/metrics").text
+    assert {r: _count(after, r) - _count(before, r) for r in sent} == {
+        r: len(headers) for r, headers in sent.items()}
+    lines = _failure_lines(caplog)
+    assert sorted(r.reason for r in lines) == sorted(  # type: ignore[attr-defined]
+        r for r, headers in sent.items() for _ in headers)
+    for line in lines:
+        assert re.fullmatch(r"127\.0\.0\.1:\d+", line.client)  # type: ignore[attr-defined]
+        assert line.path == "/"  # type: ignore[attr-defined]
+    assert not any(secret in caplog.text for secret in SECRETS)
+
+
+@pytest.mark.kafka
+def test_the_failure_log_is_rate_limited_and_says_what_it_left_out(
+        keyed: Any, seed_event: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    """A flood of bad keys costs a burst of lines and then one a second, not one per request;
+    every failure is still counted, and each line says how many went unlogged before it."""
+    caplog.set_level(logging.WARNING, logger="service.auth")
+    flood = 3 * AuthFailures.BURST
+    with keyed.client() as client:
+        started = time.monotonic()
+        for _ in range(flood):
+            client.post("/", content=b"{}", headers=_bearer(WRONG_KEY))
+        elapsed = time.monotonic() - started
+        time.sleep(1.0 / AuthFailures.PER_SECOND + 0.2)  # a token is back: the next is logged
+        client.post("/", content=b"{}", headers=_bearer(WRONG_KEY))
         metrics = client.get("/metrics").text
-    assert _failures(metrics) == {"missing": 3.0, "malformed": 3.0, "unknown": 3.0}
-    lines = [entry for entry in svc.logs() if entry.get("msg") == "API key refused"]
-    assert sorted(line["reason"] for line in lines) == ["malformed", "missing", "unknown"]
-    assert all(line["client"].startswith("127.0.0.1:") for line in lines)
-    assert not any(secret in svc.log_file.read_text() for secret in SECRETS)
+    lines = _failure_lines(caplog)
+    assert _count(metrics, "unknown_key") == flood + 1
+    assert len(lines) <= AuthFailures.BURST + elapsed * AuthFailures.PER_SECOND + 2
+    # The last request was logged, so the lines account for every failure before it.
+    assert sum(1 + r.not_logged_since_last for r in lines) == flood + 1  # type: ignore[attr-defined]
+    assert lines[-1].not_logged_since_last > 0  # type: ignore[attr-defined]
+
+
+# -- the operational routes ------------------------------------------------------------------
+OPS_KEY = "ops-key-AbCdEfGhIjKlMnOpQrStUvWxYz0123"
+OPS_PATHS = ("/readyz", "/metrics", "/docs", "/openapi.json")
+
+
+@pytest.fixture(scope="module")
+def ops_secured(bootstrap: str) -> Iterator[Any]:
+    settings = make_settings(bootstrap, require_api_key=True, api_keys={"loadgen": ENV_KEY},
+                             require_ops_key=True, ops_api_keys={"scraper": OPS_KEY})
+    with run_service(settings) as svc:
+        yield svc
 
 
 @pytest.mark.kafka
-def test_operational_routes_can_require_a_key_too(bootstrap: str, tmp_path: Path) -> None:
-    with ServiceProcess("durable", bootstrap, unique_topic("auth"), tmp_path / "svc.log",
-                        require_api_key=True, api_keys={"loadgen": ENV_KEY},
-                        protect_ops_routes=True) as svc, \
-            httpx.Client(base_url=svc.url, timeout=30) as client:
-        closed = {path: client.get(path).status_code
-                  for path in ("/readyz", "/metrics", "/docs", "/openapi.json")}
-        opened = {path: client.get(path, headers=_bearer(ENV_KEY)).status_code
-                  for path in ("/readyz", "/metrics", "/docs", "/openapi.json")}
+def test_ops_routes_need_an_ops_key_and_an_ops_key_publishes_nothing(
+        ops_secured: Any, seed_event: dict[str, Any]) -> None:
+    with ops_secured.client() as client:
+        for path in OPS_PATHS:
+            answers = [client.get(path, headers=h).status_code
+                       for h in ({}, _bearer(ENV_KEY), _bearer(WRONG_KEY), _bearer(OPS_KEY))]
+            assert answers == [401, 401, 401, 200], path
         assert client.get("/healthz").status_code == 200  # liveness probes need no key
-    assert closed == dict.fromkeys(closed, 401)
-    assert opened == dict.fromkeys(opened, 200)
+        event = orjson.dumps(seed_event)
+        assert client.post("/", content=event, headers=_bearer(OPS_KEY)).status_code == 401
+        assert client.post("/", content=event, headers=_bearer(ENV_KEY)).status_code == 200
+
+
+@pytest.mark.kafka
+def test_without_ops_keys_the_ingest_keys_open_the_ops_routes(bootstrap: str,
+                                                               seed_event: dict[str, Any]) -> None:
+    """Ingest open, operations closed: the configured (ingest) keys open /metrics and the rest."""
+    settings = make_settings(bootstrap, api_keys={"loadgen": ENV_KEY}, require_ops_key=True)
+    with run_service(settings) as svc, svc.client() as client:
+        assert [client.get("/metrics", headers=h).status_code
+                for h in ({}, _bearer(ENV_KEY))] == [401, 200]
+        assert client.post("/", content=orjson.dumps(seed_event), headers=JSON).status_code == 200
+
+
+@pytest.mark.parametrize(("settings", "problem"), [
+    ({"require_ops_key": True}, "INGEST_REQUIRE_OPS_KEY is on but no key is configured"),
+    ({"require_ops_key": True, "ops_api_keys": {"weak": "x" * 40}}, "fewer than 8 different"),
+    ({"require_ops_key": True, "require_api_key": True, "api_keys": {"a": ENV_KEY},
+      "ops_api_keys": {"b": ENV_KEY}}, r"ops keys \['b'\] are also ingest keys"),
+    ({"require_api_key": True, "api_keys": {"short": "0123456789abcdef"}}, "shorter than 32"),
+])
+def test_ops_key_misconfiguration_stops_the_start(settings: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem) as raised:
+        create_app(Settings(create_topic=False, **settings))
+    assert ENV_KEY not in str(raised.value)
+
+
+@pytest.mark.kafka
+def test_the_docs_can_be_switched_off(bootstrap: str) -> None:
+    with run_service(make_settings(bootstrap, docs=False)) as svc, svc.client() as client:
+        assert [client.get(p).status_code for p in
+                ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect")] == [404] * 4
+        assert client.get("/healthz").status_code == 200
 
 
 @pytest.mark.kafka

@@ -62,6 +62,9 @@ class _Transport(asyncio.Transport):
     def close(self) -> None:
         pass
 
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
 
 @pytest.mark.parametrize("parser", ["httptools", "h11"])
 def test_the_protocol_uvicorn_gets_sets_tcp_nodelay_on_each_connection(parser: str) -> None:

@@ -41,6 +41,7 @@ class Guarded:
     parser: str
     bootstrap: str
     logs: Any
+    pid: int = 0
 
 
 def _settings_env(parser: str, **settings: Any) -> dict[str, str]:
@@ -55,7 +56,7 @@ def _service(bootstrap: str, parser: str, log_dir: Path, **settings: Any) -> Ite
     with ServiceProcess(mode="durable", bootstrap=bootstrap, topic=topic,
                         log_file=log_dir / f"service-{topic}.log",
                         env=_settings_env(parser, **settings)) as svc:
-        yield Guarded(svc.url, svc.port, topic, parser, bootstrap, svc.logs)
+        yield Guarded(svc.url, svc.port, topic, parser, bootstrap, svc.logs, svc.pid)
 
 
 @pytest.fixture(scope="module", params=PARSERS)
