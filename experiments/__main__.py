@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(
                 f"plan {outcome.plan}: {len(outcome.ran)} ran, {len(outcome.skipped)} already done, "
-                f"{len(outcome.failed)} failed; results in {outcome.plan_dir}",
+                f"{len(outcome.failed)} failed, {len(outcome.set_aside)} run again because other load "
+                f"disturbed them; results in {outcome.plan_dir}",
                 file=sys.stderr,
             )
             for cell, why in outcome.failed.items():

@@ -64,6 +64,10 @@ class Plan:
     search: Search | None = None
     slo_p99_ms: float | None = None  # the latency budget of "capacity at an SLO"
     include: tuple[dict[str, Any], ...] = ()  # combinations beyond the matrix's product
+    # How many times a run is run again when other load disturbed it (rundir.DISTURBED_RULE).
+    rerun_disturbed: int = 1
+    # Seconds of produce load on the local cluster before the plan's first cell (kafka.warm_up).
+    broker_warmup_s: float = 10.0
 
     def combinations(self) -> list[tuple[str, dict[str, Any]]]:
         """(configuration slug, matrix values) of every combination, in plan order."""
@@ -126,6 +130,8 @@ class Plan:
             "trials": self.trials,
             "kind": self.kind,
             "slo_p99_ms": self.slo_p99_ms,
+            "rerun_disturbed": self.rerun_disturbed,
+            "broker_warmup_s": self.broker_warmup_s,
             "search": None if self.search is None else vars(self.search),
             "base": self.base,
             "matrix": self.matrix,
@@ -161,7 +167,7 @@ def load_plan(name_or_path: str | Path) -> Plan:
     path = resolve_plan_path(str(name_or_path))
     data = yaml.safe_load(path.read_text()) or {}
     known = {"name", "description", "trials", "base", "matrix", "include", "ceiling", "kind", "search",
-             "slo_p99_ms"}
+             "slo_p99_ms", "rerun_disturbed", "broker_warmup_s"}
     unknown = set(data) - known
     if unknown:
         raise ParamsError(f"{path}: unknown plan keys {sorted(unknown)}")
@@ -184,6 +190,12 @@ def load_plan(name_or_path: str | Path) -> Plan:
     slo = data.get("slo_p99_ms")
     if slo is not None and (not isinstance(slo, int | float) or slo <= 0):
         raise ParamsError(f"{path}: slo_p99_ms must be a positive number of milliseconds")
+    rerun = data.get("rerun_disturbed", 1)
+    if not isinstance(rerun, int) or isinstance(rerun, bool) or rerun < 0:
+        raise ParamsError(f"{path}: rerun_disturbed must be a whole number >= 0")
+    warmup = data.get("broker_warmup_s", 10.0)
+    if not isinstance(warmup, int | float) or isinstance(warmup, bool) or warmup < 0:
+        raise ParamsError(f"{path}: broker_warmup_s must be a number of seconds >= 0")
     search = None
     if kind == "search":
         try:
@@ -210,4 +222,6 @@ def load_plan(name_or_path: str | Path) -> Plan:
         kind=kind,
         search=search,
         slo_p99_ms=float(slo) if slo is not None else None,
+        rerun_disturbed=rerun,
+        broker_warmup_s=float(warmup),
     )

@@ -49,6 +49,7 @@ SEARCH = "search.json"
 GENERATOR_CEILING = "generator_ceiling.json"
 ANALYSIS = "analysis.ipynb"
 TIMINGS = "timings.json"  # per cell: wall time, its load phase, the rest (the runner)
+DISTURBED_DIR = "_disturbed"  # runs set aside because other load shared the box (the runner)
 
 # series.csv: `sent`, `late` and the percentiles by key time (intended send time in the
 # open loop, send time in the closed loop); the outcomes by completion time.
@@ -67,6 +68,16 @@ TRANSPORT = "transport"  # the status of an outcome without an HTTP answer
 # whole box beside them.
 COMPONENTS = ("generator", "service", "broker")
 CPU_KEYS = (*COMPONENTS, MACHINE)
+
+# CPU of everything else on the box above this share of the machine makes a run suspect:
+# the service, broker and generator shared their cores with something the suite did not run.
+CPU_OTHER_SHARE = 0.10
+DISTURBED_RULE = (
+    f"A run is disturbed when processes the suite did not start (the machine's CPU less the "
+    f"generator's, the service's and the broker's) used more than {CPU_OTHER_SHARE:.0%} of "
+    f"the machine over its measured window. The rule reads the box, never the run's result, "
+    f"so setting such a run aside cannot pick the trials that agree."
+)
 
 OVERLOAD_FRACTION = 0.99
 UNFINISHED_FRACTION = 0.01
@@ -102,6 +113,15 @@ def overload(offered: int, ok: int, unfinished_fraction: float,
     if unfinished_fraction > UNFINISHED_FRACTION:
         reasons.append(f"{unfinished_fraction:.1%} of the offered requests were unfinished")
     return bool(reasons), reasons
+
+
+def disturbed(summary: Summary | dict[str, Any]) -> bool:
+    """Apply DISTURBED_RULE to a run's summary; unknown CPU or cores is not disturbed."""
+    other = (summary.get("results") or {}).get("cpu_other_percent")
+    cores = ((summary.get("provenance") or {}).get("machine") or {}).get("cpu_count")
+    if other is None or not cores:
+        return False
+    return float(other) > float(cores) * 100 * CPU_OTHER_SHARE
 
 
 def generator_bound(achieved_rps: float, ceiling_rps: float | None,
@@ -318,6 +338,20 @@ class PlanDir:
             return path.name[:1].isdigit() or any((path / name).exists() for name in RUN_MARKERS)
 
         return [RunDir(p) for p in sorted(self.path.iterdir()) if is_run(p)]
+
+    def set_aside(self, cell_id: str) -> Path:
+        """Move a cell's run into DISTURBED_DIR (kept, numbered by attempt) so it can run again."""
+        aside = self.path / DISTURBED_DIR
+        aside.mkdir(exist_ok=True)
+        attempt = 1 + sum(1 for p in aside.glob(f"{cell_id}.*"))
+        target = aside / f"{cell_id}.{attempt}"
+        (self.path / cell_id).rename(target)
+        return target
+
+    def set_aside_runs(self) -> list[RunDir]:
+        """The runs set aside by DISTURBED_RULE, by name."""
+        aside = self.path / DISTURBED_DIR
+        return [RunDir(p) for p in sorted(aside.iterdir()) if p.is_dir()] if aside.is_dir() else []
 
     def write_plan(self, described: dict[str, Any]) -> None:
         (self / PLAN).write_text(json.dumps(described, indent=2) + "\n")

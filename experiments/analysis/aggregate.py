@@ -18,16 +18,13 @@ from hdrh.histogram import HdrHistogram
 from experiments.analysis.configs import is_missing
 from experiments.analysis.runs import Runs
 from experiments.histograms import merge_histograms
-from experiments.rundir import CPU_KEYS
+from experiments.rundir import CPU_KEYS, CPU_OTHER_SHARE
 
 # A latency spectrum is read at these percentiles; 0 is the minimum and 100 the maximum.
 PERCENTILES = (0.0, 50.0, 75.0, 90.0, 99.0, 99.9, 99.99, 99.999, 100.0)
 SPREAD_METRICS = ("events_per_s", "throughput_rps", "p50_ms", "p99_ms", "p999_ms")
 # IQR and standard deviation of two numbers say nothing the min and max do not.
 MIN_TRIALS_FOR_DISPERSION = 3
-# CPU of everything else on the box above this share of the machine makes a run suspect:
-# the service, broker and generator shared their cores with something the suite did not run.
-CPU_OTHER_SHARE = 0.10
 
 
 def spread(values: Iterable[float]) -> dict[str, float]:

@@ -142,6 +142,7 @@ class Runs:
     plan_info: Mapping[str, Any] = field(default_factory=dict, repr=False)
     search: Mapping[str, Any] | None = field(default=None, repr=False)
     options: Options = field(default_factory=Options, repr=False)
+    set_aside: tuple[str, ...] = ()  # runs the runner set aside as disturbed and ran again
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -221,6 +222,7 @@ def load_runs(plan_dir: Path | str, options: Options | None = None) -> Runs:
         plan_info=plan_info,
         options=options or Options(),
         search=search,
+        set_aside=tuple(r.name for r in PlanDir(plan_dir).set_aside_runs()),
     )
 
 

@@ -157,3 +157,71 @@ def test_a_cells_kernel_writes_its_process_output_into_the_cell_log(
     captured = capfd.readouterr()
     assert "kernel-level line" not in captured.err + captured.out
     assert "without encryption" not in captured.err
+
+
+def finish_with_other_load(cell_dir: Path, other_percent: float, cores: int = 2) -> None:
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    (cell_dir / "summary.json").write_text(json.dumps({
+        "schema": "lab.run/2", "audit": {"lost": 0},
+        "results": {"cpu_other_percent": other_percent, "events_per_s": 1000.0},
+        "provenance": {"machine": {"cpu_count": cores}},
+    }))
+
+
+@pytest.mark.parametrize("rerun_limit", [0, 1, 2])
+def test_a_run_disturbed_by_other_load_is_set_aside_and_run_again_up_to_the_plans_limit(
+    tmp_path: Path, fake_kafka: None, monkeypatch: pytest.MonkeyPatch, rerun_limit: int
+) -> None:
+    """The durable cell's box is always busy (30% of 2 cores > 10%); fire-and-forget's is quiet."""
+    plan_file = tmp_path / "tiny.yaml"
+    plan_file.write_text("name: tiny\nceiling: false\ntrials: 1\n"
+                         f"rerun_disturbed: {rerun_limit}\nmatrix: {{mode: [durable, fire-and-forget]}}\n")
+    executed: list[str] = []
+
+    def execute(cell: Cell, cell_dir: Path, extra: dict[str, Any]) -> None:
+        executed.append(cell.id)
+        finish_with_other_load(cell_dir, 60.0 if cell.params["mode"] == "durable" else 19.0)
+
+    monkeypatch.setattr(runner, "execute_cell", execute)
+    outcome = runner.run_plan(plan_file, tmp_path / "results", tmp_path / "reports", report=False)
+    durable, ff = "001-mode=durable-t1", "002-mode=fire-and-forget-t1"
+    assert executed == [durable] * (rerun_limit + 1) + [ff]
+    assert outcome.ran == [durable, ff] and not outcome.failed
+    assert outcome.set_aside == [f"{durable}.{n}" for n in range(1, rerun_limit + 1)]
+    plan_dir = runner.PlanDir(tmp_path / "results" / "tiny")
+    # The last attempt is the run; the set-aside ones are kept, out of the analysis' way.
+    assert [r.name for r in plan_dir.runs()] == [durable, ff]
+    assert [r.name for r in plan_dir.set_aside_runs()] == outcome.set_aside
+    assert all((r / "summary.json").exists() for r in plan_dir.set_aside_runs())
+
+
+def test_the_disturbed_rule_reads_the_box_not_the_result() -> None:
+    from experiments.rundir import disturbed
+
+    def summary(other: float | None, cores: int | None, events: float) -> dict[str, Any]:
+        return {"results": {"cpu_other_percent": other, "events_per_s": events},
+                "provenance": {"machine": {"cpu_count": cores}}}
+
+    assert disturbed(summary(20.1, 2, 5000.0)) and not disturbed(summary(20.0, 2, 5000.0))
+    assert disturbed(summary(40.1, 4, 1.0)) and not disturbed(summary(39.0, 4, 1.0))
+    # However odd the result, a quiet box is not disturbed; unknown CPU or cores is not either.
+    assert not disturbed(summary(0.0, 2, 1.0)) and not disturbed(summary(0.0, 2, 1e9))
+    assert not disturbed(summary(None, 2, 1.0)) and not disturbed(summary(90.0, None, 1.0))
+
+
+def test_an_existing_cluster_is_never_warmed_and_zero_seconds_warms_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warmed: list[str] = []
+    monkeypatch.setattr(runner, "warm_up", lambda bootstrap, seconds: warmed.append(bootstrap) or 1)
+    monkeypatch.setattr(runner, "execute_cell", lambda cell, cell_dir, extra: finish(cell_dir))
+    for external, seconds, expected in ((True, 10, []), (False, 0, []), (False, 2, ["127.0.0.1:9"])):
+        target = KafkaTarget(bootstrap="127.0.0.1:9", started_here=False, external=external,
+                             kafka_version=None)
+        monkeypatch.setattr(runner, "ensure_kafka", lambda target=target, **_: target)
+        plan_file = tmp_path / f"w{external}{seconds}.yaml"
+        plan_file.write_text(f"name: w{external}{seconds}\nceiling: false\ntrials: 2\n"
+                             f"broker_warmup_s: {seconds}\nmatrix: {{mode: [durable]}}\n")
+        warmed.clear()
+        runner.run_plan(plan_file, tmp_path / "results", tmp_path / "reports", report=False)
+        assert warmed == expected, (external, seconds)

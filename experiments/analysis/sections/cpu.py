@@ -10,12 +10,12 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from experiments.analysis import aggregate
-from experiments.analysis._format import NO_RESULTS, fmt_cores, fmt_count, fmt_pct, fmt_rate
+from experiments.analysis._format import NO_RESULTS, fmt_cores, fmt_count, fmt_pct, fmt_rate, plural
 from experiments.analysis._style import COMPONENT_COLOURS, MACHINE_LABEL, new_figure, style
 from experiments.analysis.blocks import Block, Chart, Table, Takeaway
 from experiments.analysis.configs import is_missing
 from experiments.analysis.runs import Runs
-from experiments.rundir import COMPONENTS, CPU_KEYS, MACHINE
+from experiments.rundir import COMPONENTS, CPU_KEYS, DISTURBED_DIR, MACHINE
 
 TITLE = "CPU per component"
 INTRO = f"""
@@ -159,8 +159,16 @@ def _busy_box(runs: Runs) -> str:
     """Runs where everything else on the box took more than 10% of it: their CPU was shared."""
     s = runs.summaries
     busy = s[aggregate.busy_box(s)]
+    rerun = ""
+    if runs.set_aside:
+        rerun = (
+            f"; {plural(len(runs.set_aside), 'run')} ran again because other processes used more "
+            f"than {fmt_pct(aggregate.CPU_OTHER_SHARE)} of the box during them (the rule reads "
+            f"the box, not the result; the disturbed runs are kept in {DISTURBED_DIR}/: "
+            f"{', '.join(runs.set_aside)})"
+        )
     if busy.empty:
-        return ""
+        return rerun
     which = ", ".join(
         f"{r['run']}: {fmt_cores(r['cpu_other'])} of {fmt_count(r['cores'])} cores"
         for _, r in busy.iterrows()
@@ -169,7 +177,7 @@ def _busy_box(runs: Runs) -> str:
         f"; other processes on the box used more than {fmt_pct(aggregate.CPU_OTHER_SHARE)} of it in "
         f"{len(busy)} of {len(s)} runs ({which}): those runs shared the machine with work the "
         "suite did not start"
-    )
+    ) + rerun
 
 
 def _value(x: object) -> float:

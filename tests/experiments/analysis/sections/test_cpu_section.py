@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 from experiments.analysis import Runs, load_runs
 from experiments.analysis.sections import cpu
 
@@ -44,4 +46,19 @@ def test_cpu_of_everything_else_is_shown_and_flagged(saturation_runs: Runs) -> N
         "; other processes on the box used more than 10% of it in 1 of 16 runs "
         "(014-mode=fire-and-forget_rate=750-t2: 0.3 of 2 cores): those runs shared the machine "
         "with work the suite did not start"
+    )
+
+
+def test_runs_set_aside_as_disturbed_are_named_and_left_out(make_plan: MakePlan) -> None:
+    plan = make_plan(RUN_NAMES[:1])
+    aside = plan / "_disturbed" / f"{RUN_NAMES[0]}.1"
+    aside.parent.mkdir()
+    shutil.copytree(plan / RUN_NAMES[0], aside)
+    runs = load_runs(plan)
+    assert list(runs.summaries["run"]) == [RUN_NAMES[0]]
+    assert runs.set_aside == (f"{RUN_NAMES[0]}.1",)
+    assert cpu.takeaway(runs).endswith(
+        "; 1 run ran again because other processes used more than 10% of the box during them "
+        "(the rule reads the box, not the result; the disturbed runs are kept in _disturbed/: "
+        f"{RUN_NAMES[0]}.1)"
     )
