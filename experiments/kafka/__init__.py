@@ -19,6 +19,7 @@ from experiments.kafka.topics import (
     read_topic,
     topic_replication,
     unique_topic,
+    warm_up,
 )
 
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
@@ -43,6 +44,7 @@ __all__ = [
     "read_topic",
     "topic_replication",
     "unique_topic",
+    "warm_up",
 ]
 
 

@@ -285,11 +285,16 @@ def test_the_runner_gives_each_cell_its_cluster_size(tmp_path: Path, monkeypatch
         seen.append(extra["bootstrap"])
 
     monkeypatch.setattr(runner, "execute_cell", execute)
+    warmed: list[tuple[str, float]] = []
+    monkeypatch.setattr(runner, "warm_up",
+                        lambda bootstrap, seconds: warmed.append((bootstrap, seconds)) or 1)
     runner.run_plan(plan, tmp_path / "results", tmp_path / "reports", report=False)
     # Asked before every cell (so a node a fault left down is healed), stopped once at the end.
     assert asked == [1, 3, 3]
     assert seen == ["127.0.0.1:1", "127.0.0.1:3", "127.0.0.1:3"]
     assert stopped == [3]
+    # Each cluster the plan uses is warmed once, before its first cell (the default 10 s).
+    assert warmed == [("127.0.0.1:1", 10.0), ("127.0.0.1:3", 10.0)]
 
 
 def test_a_plan_with_an_impossible_fault_is_refused_before_any_cluster_starts(

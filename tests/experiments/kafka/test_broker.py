@@ -10,11 +10,21 @@ from pathlib import Path
 import psutil
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from experiments.errors import MissingToolError
-from experiments.kafka import BOOTSTRAP_ENV, LocalKafka, create_topic, ensure_kafka, unique_topic
+from experiments.kafka import (
+    BOOTSTRAP_ENV,
+    LocalKafka,
+    create_topic,
+    end_offsets,
+    ensure_kafka,
+    unique_topic,
+    warm_up,
+)
 from experiments.kafka.broker import listening_pid, port_open
 from experiments.kafka.jars import ensure_jars, find_java
+from experiments.kafka.topics import WARM_UP_PRODUCERS
 
 pytestmark = pytest.mark.kafka
 
@@ -116,3 +126,12 @@ def test_missing_maven_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyP
         ensure_jars(tmp_path)
     assert err.value.tool == "mvn"
     assert "Maven" in str(err.value)
+
+
+def test_warm_up_writes_acknowledged_records_to_a_topic_of_its_own(bootstrap: str) -> None:
+    acknowledged = warm_up(bootstrap, seconds=1.5)
+    assert acknowledged >= len(WARM_UP_PRODUCERS)
+    topics = [t for t in AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+              if t.startswith("lab-warmup")]
+    assert topics
+    assert sum(sum(end_offsets(bootstrap, t).values()) for t in topics) >= acknowledged
