@@ -26,7 +26,10 @@ def compare_command(a: Path, b: Path, threshold: float, out: Path | None,
     if not rows:
         raise LabError(f"{a} and {b} share no configuration with finished runs")
     print(f"{b} against {a}\n")
-    print(table(rows, a.name, b.name))
+    # Two runs of one plan share its directory name: then the parent tells them apart.
+    a_name, b_name = (a.name, b.name) if a.name != b.name else (
+        f"{a.parent.name}/{a.name}", f"{b.parent.name}/{b.name}")
+    print(table(rows, a_name, b_name))
     print(f"\nMethod: {METHOD.format(threshold=threshold)}.")
     for name, only in ((a, only_a), (b, only_b)):
         if only:

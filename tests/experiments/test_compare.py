@@ -89,3 +89,10 @@ def test_a_parameter_can_be_compared_across_plans(tmp_path: Path) -> None:
     (row, *_) = compare_plans(a, b, ignore=["connections"])
     assert row.figure == "events/s" and row.comparison.verdict == "better"
     assert row.comparison.low < 5 / 3 < row.comparison.high
+
+
+def test_two_runs_of_one_plan_are_told_apart_in_the_header(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    a = plan(tmp_path / "run1" / "default", np.random.default_rng(1), {})
+    b = plan(tmp_path / "run2" / "default", np.random.default_rng(2), {})
+    assert main(["compare", str(a), str(b)]) == 0
+    assert "| run1/default (trials) | run2/default (trials) |" in capsys.readouterr().out
