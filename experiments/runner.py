@@ -152,7 +152,8 @@ def write_plan_json(plan: Plan, plan_dir: Path, cells: list[Cell]) -> None:
 # --- cluster lifecycle per cell (issue 8: faults and replication) -------------------------
 class CellClusters:
     """The local cluster each cell needs: started at the cell's `cluster_size` (replaced when
-    it changes), warmed once per plan (the plan's `broker_warmup_s`), healed before every cell
+    it changes), warmed once per plan (the plan's `broker_warmup_s`) and again after a cell
+    with a broker fault, healed before every cell
     (a node a fault killed or paused is back), and stopped at the end when this plan started
     it. An existing cluster (KAFKA_BOOTSTRAP_SERVERS) is used as it is, never warmed."""
 
@@ -161,6 +162,7 @@ class CellClusters:
         self.started_here = False
         self.warmup_s = warmup_s
         self.warmed: dict[tuple[int, str], float] = {}  # (nodes, bootstrap) -> warm-up seconds
+        self.broker_fault_before = False  # the previous cell killed or paused a node
 
     def for_cell(self, params: dict[str, Any]) -> KafkaTarget:
         local = LocalKafka(nodes=int(params.get("cluster_size", 1)))
@@ -169,6 +171,9 @@ class CellClusters:
             self.local = local
             self.started_here = self.started_here or target.started_here
             cluster = (local.nodes, target.bootstrap)
+            if self.broker_fault_before:
+                self.warmed.pop(cluster, None)  # a killed and restarted node is a cold JVM
+            self.broker_fault_before = "broker" in str(params.get("fault") or "")
             if self.warmup_s > 0 and cluster not in self.warmed:
                 started = time.perf_counter()
                 acknowledged = warm_up(target.bootstrap, self.warmup_s)

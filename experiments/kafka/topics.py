@@ -99,8 +99,12 @@ def warm_up(bootstrap: str, seconds: float, value_size: int = 200) -> int:
     A broker started moments ago interprets its produce and replication paths before its JIT
     has compiled them: the first runs of a plan measured it using 3-5x its later CPU (0.17
     against 0.04 core, durable) and durable 8-10% slower. Warming it once per plan takes that
-    out of the first trials."""
-    topic = create_topic(bootstrap, unique_topic("lab-warmup"))
+    out of the first trials. A node a fault killed and restarted is cold again: the runner
+    warms the cluster again after every cell with a broker fault."""
+    # A partition per node: each node leads one, so every node's produce path is warmed, not
+    # only the one that happens to lead a single partition.
+    nodes = len(live_brokers(bootstrap)) or 1
+    topic = create_topic(bootstrap, unique_topic("lab-warmup"), partitions=nodes)
     value = b"w" * value_size
     acknowledged = 0
 

@@ -225,3 +225,20 @@ def test_an_existing_cluster_is_never_warmed_and_zero_seconds_warms_nothing(
         warmed.clear()
         runner.run_plan(plan_file, tmp_path / "results", tmp_path / "reports", report=False)
         assert warmed == expected, (external, seconds)
+
+
+def test_the_cluster_is_warmed_again_after_a_cell_that_killed_a_broker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warmed: list[str] = []
+    monkeypatch.setattr(runner, "warm_up", lambda bootstrap, seconds: warmed.append(bootstrap) or 1)
+    monkeypatch.setattr(runner, "execute_cell", lambda cell, cell_dir, extra: finish(cell_dir))
+    target = KafkaTarget(bootstrap="127.0.0.1:9", started_here=False, external=False, kafka_version=None)
+    monkeypatch.setattr(runner, "ensure_kafka", lambda **_: target)
+    plan_file = tmp_path / "f.yaml"
+    plan_file.write_text("name: f\nceiling: false\ntrials: 2\nbase: {cluster_size: 3}\n"
+                         "matrix: {fault: [none, service-kill, broker-kill]}\n")
+    runner.run_plan(plan_file, tmp_path / "results", tmp_path / "reports", report=False)
+    # Before the first cell, and after each broker-kill cell (trial 1's before trial 2's
+    # first cell); a service fault leaves the brokers warm.
+    assert warmed == ["127.0.0.1:9", "127.0.0.1:9"]
