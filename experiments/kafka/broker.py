@@ -31,6 +31,7 @@ import psutil
 from experiments.errors import KafkaStartError
 from experiments.kafka.jars import ensure_jars, find_java, kafka_version
 from experiments.kafka.topics import broker_ready, live_brokers
+from experiments.network.build import build as build_proxy
 from experiments.network.layout import LOOPBACK_LAYOUT, NetworkLayout
 from experiments.network.proxy import LISTENERS, ProxyState, Route, proxy_alive, start_proxies, stop_proxies
 
@@ -298,6 +299,10 @@ class LocalKafka:
         nodes started again on their own ports and data); one of another size is stopped
         and replaced.
         """
+        if self.network is not None and self.network.proxied:
+            # Before a running cluster is stopped to be moved: without the proxy (and no Go to
+            # build it) the start must fail while that cluster still runs, saying what to do.
+            build_proxy()
         running = self.status()
         stale = self._read_state() if running is None else None
         if stale is not None and stale.network is not None:

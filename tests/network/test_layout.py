@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from experiments.kafka.broker import BrokerState, NodeState, proxied_listeners, server_properties
+from experiments.kafka.broker import BrokerState, LocalKafka, NodeState, proxied_listeners, server_properties
 from experiments.network import build as proxy_build
 from experiments.network.calibrate import API_VERSIONS, Prober, api_versions_request
 from experiments.network.layout import (
@@ -228,6 +228,10 @@ def test_without_go_the_proxy_is_skipped_with_what_to_install(monkeypatch: pytes
     with pytest.raises(proxy_build.ProxyUnavailable, match="missing: go"):
         proxy_build.build()
     assert proxy_build.binary_path().name.endswith(proxy_build.VERSION)
+    # A cluster asked behind the proxy fails before it touches anything (a running one stays).
+    with pytest.raises(proxy_build.ProxyUnavailable, match="make proxy"):
+        LocalKafka(run_dir=tmp_path / "run", network=resolve("5ms")).start()
+    assert not (tmp_path / "run").exists()
 
 
 def test_layouts_survive_the_state_files_json() -> None:
