@@ -180,7 +180,7 @@ def test_a_cluster_started_without_a_network_is_moved_behind_the_asked_one(
     before = plain.start()
     try:
         assert before.network is None
-        kafka, local, state = connect(RunParams(network="1ms", kafka_bootstrap=before.bootstrap))
+        kafka, local, state = connect(RunParams(network="1ms", bootstrap=before.bootstrap))
         assert local is not None and state is not None and state.network is not None
         assert kafka.bootstrap == state.bootstrap != before.bootstrap
         assert state.layout.same_network(resolve("1ms"))

@@ -96,16 +96,19 @@ def test_a_network_the_proxy_cannot_make_is_refused_with_the_reason(kwargs: dict
 
 def test_run_params_refuse_a_network_outside_the_suites_cluster_and_service() -> None:
     assert RunParams().network_layout() == LOOPBACK_LAYOUT
-    assert RunParams(kafka_bootstrap="broker1:9092").network == "loopback"  # loopback asks nothing
+    assert RunParams(bootstrap="broker1:9092").network == "loopback"  # loopback asks nothing
     with pytest.raises(ParamsError, match="existing cluster whose listeners it cannot reach"):
-        RunParams(network="cross-zone", kafka_bootstrap="broker1:9092,broker2:9092")
+        RunParams(network="cross-zone", bootstrap="broker1:9092,broker2:9092")
+    # A plan or a papermill -p still giving the old name is refused the same way.
+    with pytest.raises(ParamsError, match=r"bootstrap='broker1:9092' is an existing cluster"):
+        RunParams.from_dict({"network": "5ms", "kafka_bootstrap": "broker1:9092"})
     with pytest.raises(ParamsError, match="a route of its own"):
         RunParams(network="5ms", target_url="http://127.0.0.1:8000", topic="t")
     with pytest.raises(ParamsError, match="whole number of milliseconds"):
         RunParams(network_client_rtt_ms=0.25)
     # An address on this machine may be the suite's own cluster (the runner hands it over):
     # experiments.experiment.connect decides, against the cluster's state.
-    assert RunParams(network="5ms", kafka_bootstrap="127.0.0.1:9092").network_layout().proxied
+    assert RunParams(network="5ms", bootstrap="127.0.0.1:9092").network_layout().proxied
     assert RunParams(network="5ms").network_layout().client.rtt_ms == 5
 
 

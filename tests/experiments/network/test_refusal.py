@@ -20,9 +20,9 @@ def proxy_processes() -> set[int]:
             if any("toxiproxy-server" in part for part in (p.info["cmdline"] or [])[:1])}
 
 
-@pytest.mark.parametrize("named_by", ["kafka_bootstrap", BOOTSTRAP_ENV])
+@pytest.mark.parametrize("named_by", ["bootstrap", BOOTSTRAP_ENV])
 def test_a_network_on_an_existing_cluster_is_refused_before_anything_starts(
-        named_by: str, kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        named_by: str, bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from experiments.experiment import run_experiment
 
     home = tmp_path / "home"
@@ -31,13 +31,13 @@ def test_a_network_on_an_existing_cluster_is_refused_before_anything_starts(
     before = proxy_processes()
     with pytest.raises(LabError, match=r"existing cluster.*use network: loopback") as refused:
         if named_by == BOOTSTRAP_ENV:
-            monkeypatch.setenv(BOOTSTRAP_ENV, kafka_bootstrap)
+            monkeypatch.setenv(BOOTSTRAP_ENV, bootstrap)
             run_experiment(RunParams(network="cross-zone", output_dir=str(out)))
         else:
             monkeypatch.delenv(BOOTSTRAP_ENV, raising=False)
-            run_experiment(RunParams(network="cross-zone", kafka_bootstrap=kafka_bootstrap,
+            run_experiment(RunParams(network="cross-zone", bootstrap=bootstrap,
                                      output_dir=str(out)))
-    assert kafka_bootstrap in str(refused.value)
+    assert bootstrap in str(refused.value)
     # Nothing started: no run directory, no local cluster, no proxy.
     assert not out.exists()
     assert not (home / "run" / "state.json").exists()
