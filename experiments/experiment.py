@@ -34,9 +34,9 @@ from experiments.kafka import (
 from experiments.kafka.broker import listening_pid
 from experiments.load import LoadSpec, apply_load
 from experiments.network import NetworkError
-from experiments.network.record import PROXY_COMPONENT, add_proxy_cpu, network_section
+from experiments.network.record import add_proxy_cpu, network_section
 from experiments.params import RunParams
-from experiments.rundir import ACKS, METRICS, SERVICE_LOG, RunDir, Summary
+from experiments.rundir import ACKS, METRICS, PROXY, SERVICE_LOG, RunDir, Summary
 from experiments.service_proc import ServiceProcess
 from experiments.target import ExternalTarget, LaunchedService, Target
 
@@ -237,7 +237,7 @@ def run_experiment(params: RunParams) -> Summary:
             with clock.phase("network"):
                 metadata["network"] = network_section(params.network_layout(), cluster.network)
             if cluster.network is not None:
-                pids[PROXY_COMPONENT] = cluster.network.pid
+                pids[PROXY] = cluster.network.pid
         with clock.phase("load"):
             summary = apply_load(
                 load_spec(params, target.url, api_key),
@@ -266,8 +266,8 @@ def run_experiment(params: RunParams) -> Summary:
         why = (faults or {}).get("error") or "no fault section"
         raise FaultError(f"fault {params.fault} was not injected ({why}); see {out_dir}")
     summary["audit"] = audit
-    if summary.get("network"):
-        add_proxy_cpu(summary["network"], out_dir, params.duration_s, summary["results"]["events_accepted"])
+    if "network" in summary:
+        add_proxy_cpu(summary["network"], summary["results"], params.duration_s)
     summary["service"]["exit_code"] = exit_code
     summary["run"]["ended_at"] = datetime.now(UTC).isoformat()
     summary["timings_s"] = clock.section()

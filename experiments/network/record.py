@@ -4,20 +4,16 @@ the proxy itself cost in CPU while the load ran."""
 
 from __future__ import annotations
 
-import csv
-import math
 import statistics
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 from experiments.network.calibrate import calibrate
 from experiments.network.layout import MISS_RULE, NetworkLayout, off_target
 from experiments.network.proxy import LISTENERS, ProxyState
-from experiments.rundir import CPU
-
-PROXY_COMPONENT = "proxy"  # its name in cpu.csv (the run passes the proxy's pid to the sampler)
+from experiments.rundir import PROXY, NetworkSection
 
 
 def measured_links(state: ProxyState, samples: int | None = None) -> list[dict[str, Any]]:
@@ -47,7 +43,7 @@ def measured_links(state: ProxyState, samples: int | None = None) -> list[dict[s
 
 
 def network_section(asked: NetworkLayout, state: ProxyState | None,
-                    samples: int | None = None) -> dict[str, Any]:
+                    samples: int | None = None) -> NetworkSection:
     """The section as written before the load (`add_proxy_cpu` completes it after).
 
     Without a proxy (loopback) nothing is measured: the section says so, with every
@@ -77,17 +73,12 @@ def network_section(asked: NetworkLayout, state: ProxyState | None,
     }
 
 
-def add_proxy_cpu(section: dict[str, Any], out_dir: Path, duration_s: float, events: int) -> None:
-    """The proxy's mean CPU over the measured window (100 = one core), and per event."""
-    cpu_csv = out_dir / CPU
-    if not section["proxied"] or not cpu_csv.exists():
+def add_proxy_cpu(section: NetworkSection, results: Mapping[str, Any], duration_s: float) -> None:
+    """The proxy's mean CPU over the measured window (100 = one core), as the run's sampler
+    measured it (`results.cpu_percent.proxy`), and that CPU per accepted event."""
+    mean = (results.get("cpu_percent") or {}).get(PROXY)
+    if not section.get("proxied") or mean is None:
         return
-    end = math.ceil(duration_s)
-    with cpu_csv.open(newline="") as rows:
-        values = [float(r["cpu_percent"]) for r in csv.DictReader(rows)
-                  if r["component"] == PROXY_COMPONENT and 0 <= int(r["second"]) < end]
-    if not values:
-        return
-    mean = sum(values) / len(values)
-    section["proxy_cpu_percent"] = round(mean, 1)
+    events = results.get("events_accepted") or 0
+    section["proxy_cpu_percent"] = mean
     section["proxy_cpu_us_per_event"] = round(mean / 100 * duration_s / events * 1e6, 2) if events else None

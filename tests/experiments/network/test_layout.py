@@ -4,7 +4,6 @@ math against Toxiproxy's own draw, the miss rule, the request the calibration ti
 
 from __future__ import annotations
 
-import csv
 import socket
 import struct
 import threading
@@ -27,9 +26,10 @@ from experiments.network.layout import (
     resolve,
 )
 from experiments.network.proxy import ProxyState, Route
-from experiments.network.record import PROXY_COMPONENT, add_proxy_cpu, network_section
+from experiments.network.record import add_proxy_cpu, network_section
 from experiments.params import ParamsError, RunParams
 from experiments.plans import load_plan
+from experiments.rundir import COMPONENTS, CPU_KEYS, OPTIONAL_COMPONENTS, PROXY
 
 
 def toxiproxy_delays(latency: int, jitter: int) -> list[int]:
@@ -190,17 +190,21 @@ def test_a_loopback_section_says_nothing_was_proxied_and_nothing_missed() -> Non
     assert section["measured_rtt_ms"] is None and section["proxy"] is None
 
 
-def test_the_proxys_cpu_is_its_mean_over_the_measured_window(tmp_path: Path) -> None:
-    with (tmp_path / "cpu.csv").open("w", newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow(["second", "component", "cpu_percent", "rss_mb"])
-        for second, percent in [(-1, 90.0), (0, 4.0), (1, 6.0), (2, 50.0)]:  # warm-up and drain apart
-            writer.writerow([second, PROXY_COMPONENT, percent, 20.0])
-            writer.writerow([second, "service", 99.0, 80.0])
+def test_the_proxys_cpu_is_the_samplers_mean_and_its_cost_per_event() -> None:
+    # The proxy is a component of the run's CPU like the service (rundir.COMPONENTS): the
+    # sampler's mean over the measured window is `results.cpu_percent.proxy`.
+    assert PROXY in COMPONENTS and PROXY in CPU_KEYS and PROXY in OPTIONAL_COMPONENTS
+    results = {"cpu_percent": {PROXY: 5.0, "service": 99.0}, "events_accepted": 1000}
     section: dict[str, Any] = {"proxied": True}
-    add_proxy_cpu(section, tmp_path, duration_s=2.0, events=1000)
+    add_proxy_cpu(section, results, duration_s=2.0)  # type: ignore[arg-type]
     assert section["proxy_cpu_percent"] == 5.0
     assert section["proxy_cpu_us_per_event"] == 100.0  # 5% of a core for 2 s over 1,000 events
+    loopback: dict[str, Any] = {"proxied": False}
+    add_proxy_cpu(loopback, results, duration_s=2.0)  # type: ignore[arg-type]
+    assert loopback == {"proxied": False}
+    unsampled: dict[str, Any] = {"proxied": True}
+    add_proxy_cpu(unsampled, {"cpu_percent": {PROXY: None}, "events_accepted": 0}, duration_s=2.0)  # type: ignore[arg-type]
+    assert unsampled == {"proxied": True}
 
 
 def test_the_network_plan_crosses_both_modes_four_round_trips_and_both_acks(tmp_path: Path) -> None:

@@ -32,8 +32,9 @@ from experiments.kafka.broker import port_open
 from experiments.network import build as proxy_build
 from experiments.network.layout import MISS_RULE, off_target, resolve
 from experiments.network.proxy import is_proxy_process
-from experiments.network.record import PROXY_COMPONENT, measured_links
+from experiments.network.record import measured_links
 from experiments.params import RunParams
+from experiments.rundir import PROXY
 
 OPT_IN_ENV = "LAB_PROXY"
 CLIENT_RTT_MS, BROKER_RTT_MS = 10, 30
@@ -162,8 +163,9 @@ def test_a_run_behind_the_proxy_writes_asked_measured_and_the_proxys_cpu(
     assert summary["results"]["latency_ms"]["p50"] >= CLIENT_RTT_MS + BROKER_RTT_MS - BELOW_MS
     assert summary["audit"]["lost"] == 0
     cpu_rows = (tmp_path / "run" / "cpu.csv").read_text().splitlines()
-    assert any(f",{PROXY_COMPONENT}," in row for row in cpu_rows)
+    assert any(f",{PROXY}," in row for row in cpu_rows)
     assert network["proxy_cpu_percent"] is not None and network["proxy_cpu_percent"] > 0
+    assert network["proxy_cpu_percent"] == summary["results"]["cpu_percent"][PROXY]
     assert "network" in summary["timings_s"]
 
 

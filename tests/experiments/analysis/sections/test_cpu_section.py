@@ -5,7 +5,7 @@ from __future__ import annotations
 from experiments.analysis import Runs, load_runs
 from experiments.analysis.sections import cpu
 
-from ..conftest import OVERLOADED_RUN, RUN_NAMES, SATURATION_PLAN, MakePlan, read_summary
+from ..conftest import OVERLOADED_RUN, RUN_NAMES, SATURATION_PLAN, MakePlan, edit_summary, read_summary
 
 
 def test_fixture_takeaway(runs: Runs) -> None:
@@ -45,3 +45,15 @@ def test_cpu_of_everything_else_is_shown_and_flagged(saturation_runs: Runs) -> N
         "(014-mode=fire-and-forget_rate=750-t2: 0.3 of 2 cores): those runs shared the machine "
         "with work the suite did not start"
     )
+
+
+def test_the_proxy_is_a_component_only_where_a_run_sampled_it(make_plan: MakePlan) -> None:
+    plan = make_plan(RUN_NAMES[:2])
+    assert "proxy (cores)" not in cpu.table(load_runs(plan))
+    assert "proxy" not in cpu.takeaway(load_runs(plan))
+    edit_summary(plan / RUN_NAMES[0], results__cpu_percent__proxy=12.0)  # behind the latency proxy
+    runs = load_runs(plan)
+    table = cpu.table(runs).set_index("run")
+    assert table.loc[RUN_NAMES[0], "proxy (cores)"] == "0.1"
+    assert "proxy 0.1" in cpu.takeaway(runs)
+    assert cpu.figure(runs) is not None
