@@ -78,11 +78,11 @@ class RunParams:
     # no proxy, as before | same-zone | cross-zone | cross-region) or "<N>ms" on every link;
     # a link's own value overrides it (None: the profile's). Whole milliseconds (the proxy's
     # resolution); jitter is per direction: each direction's delay varies uniformly by +- it.
-    network: str = LOOPBACK
+    network: str = LOOPBACK  # loopback | same-zone | cross-zone | cross-region | "<N>ms"
     network_client_rtt_ms: float | None = None  # round trip service (every client) <-> each broker
-    network_client_jitter_ms: float | None = None
+    network_client_jitter_ms: float | None = None  # +- per direction on the client links
     network_broker_rtt_ms: float | None = None  # broker <-> broker: replication and the controller quorum
-    network_broker_jitter_ms: float | None = None
+    network_broker_jitter_ms: float | None = None  # +- per direction on the broker links
     fault: str = "none"  # none | a kind of experiments/faults.py FAULTS (service-kill, broker-pause, ...)
     fault_at_s: float = 5.0  # when the fault strikes, seconds into the measured window
     fault_duration_s: float = 5.0  # until the recovery action (SIGCONT, restart of the node or service)
