@@ -51,13 +51,19 @@ native: env
 	bash experiments/native/install-deps.sh
 	$(PY) -m experiments.native build
 
+# Optional: the latency proxy (Toxiproxy, a Go module) behind the `network` run parameters
+# (experiments/network). Needs Go; builds once into .network/ (cached afterwards).
+.PHONY: proxy
+proxy: env
+	$(PY) -m experiments.network build
+
 lab: env
 	$(VENV)/bin/jupyter lab notebooks/
 
 clean:
 	-$(PY) -m experiments.kafka down
 	rm -rf $(VENV) .kafka results
-	rm -rf .native
+	rm -rf .native .network
 
 # The service's per-request cost beside the raw-ASGI ceiling -> results/bench/service.json
 # (every case three times, interleaved: this box's runs differ by up to 60% per case).

@@ -11,6 +11,7 @@ import os
 import secrets
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,10 @@ from experiments.kafka import (
 )
 from experiments.kafka.broker import listening_pid
 from experiments.load import LoadSpec, apply_load
+from experiments.network import NetworkError
+from experiments.network.record import add_proxy_cpu, network_section
 from experiments.params import RunParams
-from experiments.rundir import ACKS, METRICS, SERVICE_LOG, RunDir, Summary
+from experiments.rundir import ACKS, METRICS, PROXY, SERVICE_LOG, RunDir, Summary
 from experiments.service_proc import ServiceProcess
 from experiments.target import ExternalTarget, LaunchedService, Target
 
@@ -86,7 +89,15 @@ def connect(params: RunParams) -> tuple[KafkaTarget, LocalKafka | None, BrokerSt
     resized); an address the runner hands over may still be that local cluster.
     """
     explicit = params.bootstrap or os.environ.get(BOOTSTRAP_ENV, "")
-    local = LocalKafka(nodes=params.cluster_size)
+    layout = params.network_layout()
+    local = LocalKafka(nodes=params.cluster_size, network=layout)
+    running = local.status() if explicit and layout.proxied else None
+    if explicit and layout.proxied and (running is None or running.bootstrap != explicit):
+        raise NetworkError(
+            f"network={params.network!r} puts a latency proxy before every listener of the suite's own "
+            f"cluster; {explicit} is an existing cluster ({BOOTSTRAP_ENV} or bootstrap), whose network "
+            f"the suite cannot delay: unset it, or use network: loopback. Nothing was started."
+        )
     kafka = ensure_kafka(explicit or None, local=local)
     state = local.status()
     if state is None or state.bootstrap != kafka.bootstrap:
@@ -96,6 +107,11 @@ def connect(params: RunParams) -> tuple[KafkaTarget, LocalKafka | None, BrokerSt
             f"the local cluster at {kafka.bootstrap} has {len(state.nodes)} node(s); this run asks for "
             f"cluster_size {params.cluster_size} (the runner starts the right size per cell)"
         )
+    if not state.layout.same_network(layout):
+        # The runner handed over its cluster as it found it: it is started again with this
+        # run's network (the next cell asking the same keeps it).
+        state = local.start()
+        kafka = replace(kafka, bootstrap=state.bootstrap)
     return kafka, local, state
 
 
@@ -215,6 +231,13 @@ def run_experiment(params: RunParams) -> Summary:
                 "url": target.url,
             },
         }
+        # The network asked, and measured on every proxied link before the load; the proxy's
+        # CPU is sampled beside the service's and the brokers' (experiments/network).
+        if cluster is not None:
+            with clock.phase("network"):
+                metadata["network"] = network_section(params.network_layout(), cluster.network)
+            if cluster.network is not None:
+                pids[PROXY] = cluster.network.pid
         with clock.phase("load"):
             summary = apply_load(
                 load_spec(params, target.url, api_key),
@@ -243,6 +266,8 @@ def run_experiment(params: RunParams) -> Summary:
         why = (faults or {}).get("error") or "no fault section"
         raise FaultError(f"fault {params.fault} was not injected ({why}); see {out_dir}")
     summary["audit"] = audit
+    if "network" in summary:
+        add_proxy_cpu(summary["network"], summary["results"], params.duration_s)
     summary["service"]["exit_code"] = exit_code
     summary["run"]["ended_at"] = datetime.now(UTC).isoformat()
     summary["timings_s"] = clock.section()

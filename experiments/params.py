@@ -12,6 +12,7 @@ import yaml
 from experiments.errors import LabError
 from experiments.faults import FAULTS, SERVICE_FAULTS, TIMED_FAULTS
 from experiments.load.spec import DEFAULT_ENGINE, ENGINES
+from experiments.network.layout import LOOPBACK, NetworkError, NetworkLayout, resolve
 from experiments.target import ExternalTarget, TargetError
 from service.kafka.delivery import DeliveryBridge, DeliveryReports
 from service.modes import ProducerMode
@@ -72,6 +73,16 @@ class RunParams:
     cluster_size: int = 1  # nodes of the local cluster: 1 | 3 (an existing cluster: its broker count)
     replication_factor: int = 0  # of the run topic; 0: 1 on one broker, 3 on three
     min_insync_replicas: int = 0  # of the run topic; 0: 1 on one broker, 2 on three
+    # The network between the parts (experiments/network; the suite's local cluster only):
+    # every listener of every node behind a latency proxy. `network` is a profile (loopback:
+    # no proxy, as before | same-zone | cross-zone | cross-region) or "<N>ms" on every link;
+    # a link's own value overrides it (None: the profile's). Whole milliseconds (the proxy's
+    # resolution); jitter is per direction: each direction's delay varies uniformly by +- it.
+    network: str = LOOPBACK  # loopback | same-zone | cross-zone | cross-region | "<N>ms"
+    network_client_rtt_ms: float | None = None  # round trip service (every client) <-> each broker
+    network_client_jitter_ms: float | None = None  # +- per direction on the client links
+    network_broker_rtt_ms: float | None = None  # broker <-> broker: replication and the controller quorum
+    network_broker_jitter_ms: float | None = None  # +- per direction on the broker links
     fault: str = "none"  # none | a kind of experiments/faults.py FAULTS (service-kill, broker-pause, ...)
     fault_at_s: float = 5.0  # when the fault strikes, seconds into the measured window
     fault_duration_s: float = 5.0  # until the recovery action (SIGCONT, restart of the node or service)
@@ -109,6 +120,7 @@ class RunParams:
         self._check_cluster()
         self._check_fault()
         self._check_target()
+        self._check_network()
 
     def _check_target(self) -> None:
         if self.access_control and (self.target_url or self.service_impl != "python"):
@@ -129,6 +141,34 @@ class RunParams:
         if self.fault in SERVICE_FAULTS:
             raise ParamsError(f"fault {self.fault} signals the service process, which the suite did not "
                               "start (target_url): use a broker fault, or let the suite launch the service")
+
+    def network_layout(self) -> NetworkLayout:
+        """The network this run asks for (experiments/network/layout.py)."""
+        return resolve(self.network, self.network_client_rtt_ms, self.network_client_jitter_ms,
+                       self.network_broker_rtt_ms, self.network_broker_jitter_ms)
+
+    def _check_network(self) -> None:
+        """A proxied network needs the suite's own cluster and service; what can be told from
+        the parameters alone is refused here (an address the runner hands over is checked by
+        experiments.experiment.connect, against the local cluster's state)."""
+        try:
+            proxied = self.network_layout().proxied
+        except NetworkError as exc:
+            raise ParamsError(str(exc)) from None
+        if not proxied:
+            return
+        hosts = {address.rpartition(":")[0] for address in self.bootstrap.split(",") if address}
+        if hosts - {"127.0.0.1", "localhost"}:
+            raise ParamsError(
+                f"network={self.network!r} puts a latency proxy before every listener of the suite's own "
+                f"cluster; bootstrap={self.bootstrap!r} is an existing cluster whose listeners "
+                f"it cannot reach: unset bootstrap, or use network: loopback"
+            )
+        if self.target_url:
+            raise ParamsError(
+                f"network={self.network!r} delays the links of the cluster the suite starts; the service at "
+                f"target_url reaches Kafka by a route of its own, around the proxies: use network: loopback"
+            )
 
     def _check_cluster(self) -> None:
         if self.cluster_size not in CLUSTER_SIZES:

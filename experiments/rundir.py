@@ -65,8 +65,12 @@ ACKS_COLUMNS = ("event_id", "t_ack_s", "status", "t_sent_s")
 TRANSPORT = "transport"  # the status of an outcome without an HTTP answer
 
 # The processes whose CPU a run samples (cpu.csv, `results.cpu_percent`); MACHINE is the
-# whole box beside them.
-COMPONENTS = ("generator", "service", "broker")
+# whole box beside them. PROXY is the latency proxy before every listener of a run behind
+# one (experiments/network): absent from cpu.csv and null in `cpu_percent` on loopback.
+PROXY = "proxy"
+COMPONENTS = ("generator", "service", "broker", PROXY)
+# Components sampled only in some runs: a report leaves them out where no run has one.
+OPTIONAL_COMPONENTS = frozenset({PROXY})
 CPU_KEYS = (*COMPONENTS, MACHINE)
 
 # CPU of everything else on the box above this share of the machine makes a run suspect:
@@ -193,6 +197,26 @@ class Results(TypedDict, total=False):
     workers: list[dict[str, Any]]
 
 
+class NetworkSection(TypedDict, total=False):
+    """summary.json `network`: the round trips a run on the suite's own cluster asked of the
+    network between its parts, and those it measured before its load (experiments/network,
+    RESULTS.md)."""
+
+    profile: str  # the `network` parameter: loopback, same-zone, cross-zone, cross-region, <N>ms
+    proxied: bool  # false: loopback, no proxy, nothing measured
+    asked: dict[str, dict[str, int]]  # link kind (client, broker) -> rtt_ms, jitter_ms
+    toxics: dict[str, dict[str, dict[str, int]]] | None  # link kind -> stream -> latency, jitter
+    measured_rtt_ms: dict[str, float] | None  # listener (client, replication, controller) -> median
+    links: list[dict[str, Any]]  # one per node and listener, asked against measured
+    missed: bool  # some link is off target by miss_rule: the report marks the run
+    miss_reasons: list[str]
+    miss_rule: str
+    proxy: dict[str, Any] | None  # impl, version, pid
+    calibration_s: float
+    proxy_cpu_percent: float | None  # `results.cpu_percent.proxy`, repeated beside the links
+    proxy_cpu_us_per_event: float | None
+
+
 class Summary(TypedDict, total=False):
     """summary.json: what the load generator writes, what the run adds (audit, faults),
     what the runner's resume, the search and the analysis read."""
@@ -209,6 +233,7 @@ class Summary(TypedDict, total=False):
     availability: dict[str, Any]
     audit: dict[str, Any]
     provenance: dict[str, Any]
+    network: NetworkSection
     timings_s: dict[str, float]  # wall seconds per phase of the run (experiment.Stopwatch)
 
 

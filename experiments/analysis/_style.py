@@ -23,9 +23,9 @@ from experiments.rundir import COMPONENTS
 # One colour family per mode, so every configuration of a mode reads as kin in every figure.
 MODE_FAMILIES = ("Blues", "Oranges", "Greens", "Purples", "Reds", "Greys")
 MACHINE_LABEL = "machine (all processes)"
-# generator, service, broker (rundir.COMPONENTS), then the whole machine.
-COMPONENT_COLOURS = dict(zip((*COMPONENTS, MACHINE_LABEL), ("#8da0cb", "#fc8d62", "#66c2a5", "#bdbdbd"),
-                             strict=True))
+# generator, service, broker, proxy (rundir.COMPONENTS), then the whole machine.
+COMPONENT_COLOURS = dict(zip((*COMPONENTS, MACHINE_LABEL),
+                             ("#8da0cb", "#fc8d62", "#66c2a5", "#e78ac3", "#bdbdbd"), strict=True))
 WIDTH = 10.0
 MAX_SIDE_LEGEND = 8
 # Past this many characters a side legend takes more width than the axes can spare.

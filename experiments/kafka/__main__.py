@@ -1,4 +1,5 @@
-"""`python -m experiments.kafka up [--brokers N]|down|status|jars`: drive the project's local cluster.
+"""`python -m experiments.kafka up [--brokers N] [--network PROFILE]|down|status|jars`: drive the
+project's local cluster.
 
 `up` prints the bootstrap address on stdout (and nothing else), so
 `export KAFKA_BOOTSTRAP_SERVERS=$(python -m experiments.kafka up)` works. `status` lists
@@ -13,6 +14,7 @@ import sys
 from experiments.errors import LabError
 from experiments.kafka import BOOTSTRAP_ENV, LocalKafka, ensure_jars, ensure_kafka
 from experiments.kafka.broker import default_home
+from experiments.network import resolve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,10 +22,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["up", "down", "status", "jars"])
     parser.add_argument("--brokers", type=int, default=1,
                         help="nodes of the local cluster for `up` (combined broker+controller)")
+    parser.add_argument("--network", default=None,
+                        help="for `up`: every listener behind the latency proxy with this profile's round "
+                             "trips (loopback | same-zone | cross-zone | cross-region | <N>ms; "
+                             "experiments/network); default: keep what runs, else loopback")
     parser.add_argument("--timeout", type=float, default=90.0)
     args = parser.parse_args(argv)
     try:
-        broker = LocalKafka(nodes=args.brokers)
+        network = resolve(args.network) if args.network else None
+        broker = LocalKafka(nodes=args.brokers, network=network)
         if args.command == "jars":
             print(ensure_jars(broker.cache_dir))
         elif args.command == "up":
@@ -51,6 +58,15 @@ def main(argv: list[str] | None = None) -> int:
             for node in state.nodes:
                 print(f"  node {node.node_id}: pid {node.pid} {node_status.get(node.node_id, '?')}, "
                       f"port {node.port}, controller port {node.controller_port}", file=sys.stderr)
+            if state.network is not None:
+                layout = state.network.layout
+                links = ", ".join(f"{kind} {link.rtt_ms} ms (jitter +-{link.jitter_ms})"
+                                  for kind, link in (("client", layout.client), ("broker", layout.broker)))
+                print(f"  behind toxiproxy {state.network.version} (pid {state.network.pid}): "
+                      f"{layout.profile}, {links}", file=sys.stderr)
+                for route in state.network.routes:
+                    print(f"    node {route.node_id} {route.listener}: proxy port {route.listen_port} -> "
+                          f"{route.upstream_port}", file=sys.stderr)
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if args.command == "up":

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,9 @@ import psutil
 from experiments.errors import KafkaStartError
 from experiments.kafka.jars import ensure_jars, find_java, kafka_version
 from experiments.kafka.topics import broker_ready, live_brokers
+from experiments.network.build import build as build_proxy
+from experiments.network.layout import LOOPBACK_LAYOUT, NetworkLayout
+from experiments.network.proxy import LISTENERS, ProxyState, Route, proxy_alive, start_proxies, stop_proxies
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _LOG4J2 = """\
@@ -117,6 +121,12 @@ class BrokerState:
     started_at: str
     heap: str
     nodes: tuple[NodeState, ...]
+    # The latency proxy every listener goes through (experiments/network); None: none.
+    network: ProxyState | None = None
+
+    @property
+    def layout(self) -> NetworkLayout:
+        return self.network.layout if self.network is not None else LOOPBACK_LAYOUT
 
     @property
     def pid(self) -> int:
@@ -135,7 +145,13 @@ class BrokerState:
         raise KafkaStartError(f"no node {node_id} in the local cluster (nodes {known})")
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        data = asdict(self)
+        # Without a proxy the state file stays as it was before networks existed.
+        if self.network is None:
+            del data["network"]
+        else:
+            data["network"] = self.network.as_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> BrokerState:
@@ -147,7 +163,8 @@ class BrokerState:
                                             ("pid", "port", "controller_port", "data_dir", "log_file")}}],
             }
         nodes = tuple(NodeState(**n) for n in data["nodes"])  # type: ignore[attr-defined]
-        return cls(**{**data, "nodes": nodes})  # type: ignore[arg-type]
+        network = ProxyState.from_dict(data["network"]) if data.get("network") else None  # type: ignore[arg-type]
+        return cls(**{**data, "nodes": nodes, "network": network})  # type: ignore[arg-type]
 
 
 def new_cluster_id() -> str:
@@ -186,6 +203,23 @@ def server_properties(node: NodeState, voters: str, cluster_size: int) -> dict[s
     }
 
 
+def proxied_listeners(node: NodeState, routes: dict[str, Route], voters: str) -> dict[str, str]:
+    """A node's listener settings behind its proxies (experiments/network/proxy.py): it
+    listens on its own ports and advertises the proxies' only, so a client or a follower
+    that learns an address from the metadata reaches the node through its link. Replication
+    gets a listener of its own (REPLICATION), so it can be delayed apart from clients."""
+    client, replication = routes["client"], routes["replication"]
+    return {
+        "controller.quorum.voters": voters,
+        "listeners": f"PLAINTEXT://127.0.0.1:{node.port},REPLICATION://127.0.0.1:{replication.upstream_port},"
+                     f"CONTROLLER://127.0.0.1:{node.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{client.listen_port},"
+                                f"REPLICATION://127.0.0.1:{replication.listen_port}",
+        "inter.broker.listener.name": "REPLICATION",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,REPLICATION:PLAINTEXT",
+    }
+
+
 def process_state(pid: int) -> str:
     """'running', 'paused' (SIGSTOPped) or 'dead' (gone or a zombie)."""
     if not pid_alive(pid):
@@ -208,6 +242,7 @@ class LocalKafka:
         port: int | None = None,
         controller_port: int | None = None,
         nodes: int = 1,
+        network: NetworkLayout | None = None,
     ) -> None:
         if nodes < 1:
             raise KafkaStartError(f"a cluster needs at least one node, not {nodes}")
@@ -222,6 +257,9 @@ class LocalKafka:
         # reconnect to the same address; None: fresh free ports whenever the cluster is created.
         self.port = port
         self.controller_port = controller_port
+        # The network a start must give the cluster (a running one with another is replaced);
+        # None: whatever runs is kept (the plan runner heals a cluster without knowing it).
+        self.network = network
         # Nodes are started from several threads (a fault injector restarts one): the state
         # file is rewritten under this lock.
         self._lock = threading.Lock()
@@ -261,10 +299,21 @@ class LocalKafka:
         nodes started again on their own ports and data); one of another size is stopped
         and replaced.
         """
+        if self.network is not None and self.network.proxied:
+            # Before a running cluster is stopped to be moved: without the proxy (and no Go to
+            # build it) the start must fail while that cluster still runs, saying what to do.
+            build_proxy()
         running = self.status()
-        if running is not None and len(running.nodes) != self.nodes:
+        stale = self._read_state() if running is None else None
+        if stale is not None and stale.network is not None:
+            stop_proxies(stale.network)  # every node died, its proxy did not (a killed test session)
+        if running is not None and (len(running.nodes) != self.nodes or not self._network_matches(running)):
             self.stop()
             running = None
+        if running is not None and running.network is not None and not proxy_alive(running.network):
+            # Nodes cannot be healed behind a proxy that is gone: the cluster is made again.
+            self.stop()
+            return self._create(timeout, running.layout)
         if running is not None:
             for node in running.nodes:
                 if process_state(node.pid) == "paused":
@@ -273,9 +322,12 @@ class LocalKafka:
                     running = self.start_node(node.node_id, timeout=timeout, wait=False)
             self._wait_ready(running, timeout, procs={})
             return running
-        return self._create(timeout)
+        return self._create(timeout, self.network or LOOPBACK_LAYOUT)
 
-    def _create(self, timeout: float) -> BrokerState:
+    def _network_matches(self, running: BrokerState) -> bool:
+        return self.network is None or running.layout.same_network(self.network)
+
+    def _create(self, timeout: float, layout: NetworkLayout) -> BrokerState:
         java = find_java()
         jars = ensure_jars(self.cache_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -292,12 +344,30 @@ class LocalKafka:
             )
             for i in range(1, self.nodes + 1)
         )
-        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in nodes)
+        routes = self._routes(nodes, ports) if layout.proxied else []
+        controller_ports = {r.node_id: r.listen_port for r in routes if r.listener == "controller"}
+        voters = ",".join(f"{n.node_id}@127.0.0.1:{controller_ports.get(n.node_id, n.controller_port)}"
+                          for n in nodes)
         for node in nodes:
             self._node_dir(node.node_id).mkdir(parents=True, exist_ok=True)
             (self._node_dir(node.node_id) / "logs").mkdir(exist_ok=True)
             props = server_properties(node, voters, self.nodes)
+            own = {r.listener: r for r in routes if r.node_id == node.node_id}
+            if own:
+                props.update(proxied_listeners(node, own, voters))
             self._props(node.node_id).write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        # Every proxy and toxic is in place before a node or client connects through it.
+        network = start_proxies(layout, routes, self.run_dir, api_port=self._free_port(ports),
+                                preexec_fn=self._preexec()) if routes else None
+        try:
+            return self._format_and_spawn(timeout, java, jars, nodes, network)
+        except BaseException:
+            if network is not None:
+                stop_proxies(network)  # a start that failed leaves no proxy behind (a no-op if stopped)
+            raise
+
+    def _format_and_spawn(self, timeout: float, java: str, jars: Path, nodes: tuple[NodeState, ...],
+                          network: ProxyState | None) -> BrokerState:
         cluster_id = self._existing_cluster_id(nodes) or new_cluster_id()
         # Every node is formatted with the one cluster id, in parallel (a JVM start each).
         formats = [
@@ -311,13 +381,16 @@ class LocalKafka:
             out = fmt.communicate()[0]
             if fmt.returncode != 0:
                 raise KafkaStartError(f"formatting the KRaft storage of node {node.node_id} failed", out)
+        clients = [f"127.0.0.1:{network.route(n.node_id, 'client').listen_port}" for n in nodes] \
+            if network is not None else [n.bootstrap for n in nodes]
         state = BrokerState(
-            bootstrap=",".join(n.bootstrap for n in nodes),
+            bootstrap=",".join(clients),
             cluster_id=cluster_id,
             kafka_version=kafka_version(),
             started_at=datetime.now(UTC).isoformat(),
             heap=self.heap,
             nodes=nodes,
+            network=network,
         )
         procs = {}
         with self._lock:
@@ -327,6 +400,30 @@ class LocalKafka:
             self._write_state(state)
         self._wait_ready(state, timeout, procs)
         return state
+
+    def _routes(self, nodes: tuple[NodeState, ...], taken: list[int]) -> list[Route]:
+        """Per node: a REPLICATION listener of its own, and a proxy before each listener."""
+        routes = []
+        for node in nodes:
+            upstream = {"client": node.port, "replication": self._free_port(taken),
+                        "controller": node.controller_port}
+            routes += [Route(node.node_id, listener, self._free_port(taken), upstream[listener])
+                       for listener in LISTENERS]
+        return routes
+
+    @staticmethod
+    def _free_port(taken: list[int]) -> int:
+        """A free port not in `taken` (which it joins: ports asked together stay distinct)."""
+        while True:
+            port = free_port()
+            if port not in taken:
+                taken.append(port)
+                return port
+
+    def _preexec(self) -> Callable[[], None] | None:
+        # Armed from the main thread only: see _spawn.
+        die = self.die_with_parent and threading.current_thread() is threading.main_thread()
+        return _die_with_parent if die else None
 
     def _ports(self) -> list[int]:
         """Two distinct ports per node: the given ones for a one-node cluster, else free ones."""
@@ -478,6 +575,10 @@ class LocalKafka:
         for node in state.nodes:
             for port in (node.port, node.controller_port):
                 _wait_closed(port, timeout=10.0)
+        if state.network is not None:
+            stop_proxies(state.network)
+            for route in state.network.routes:
+                _wait_closed(route.listen_port, timeout=10.0)
         self.state_file.unlink(missing_ok=True)
         if not keep_data:
             for node in state.nodes:

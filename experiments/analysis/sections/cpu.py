@@ -15,15 +15,16 @@ from experiments.analysis._style import COMPONENT_COLOURS, MACHINE_LABEL, new_fi
 from experiments.analysis.blocks import Block, Chart, Table, Takeaway
 from experiments.analysis.configs import is_missing
 from experiments.analysis.runs import Runs
-from experiments.rundir import COMPONENTS, CPU_KEYS, DISTURBED_DIR, MACHINE
+from experiments.rundir import COMPONENTS, DISTURBED_DIR, MACHINE, OPTIONAL_COMPONENTS
 
 TITLE = "CPU per component"
 INTRO = f"""
-Mean CPU over the measured window of the load generator, the service and the broker, and of the
-whole machine (100% = one core). A generator near its limit means the client, not the service,
-capped the throughput. The table gives every run, with the CPU of everything else on the box:
-a run where other processes took more than {aggregate.CPU_OTHER_SHARE:.0%} of the machine is flagged, its
-numbers shared the cores with work the suite did not start.
+Mean CPU over the measured window of the load generator, the service and the broker (and of the
+latency proxy, in runs behind one), and of the whole machine (100% = one core). A generator near
+its limit means the client, not the service, capped the throughput. The table gives every run,
+with the CPU of everything else on the box: a run where other processes took more than
+{aggregate.CPU_OTHER_SHARE:.0%} of the machine is flagged, its numbers shared the cores with work the suite
+did not start.
 """
 
 
@@ -31,14 +32,23 @@ def render(runs: Runs) -> list[Block]:
     return [Chart(figure(runs)), Table(table(runs)), Takeaway(takeaway(runs))]
 
 
+def components(runs: Runs) -> list[str]:
+    """The components shown: every one, but an optional one (the latency proxy) only where
+    some run of the plan sampled it."""
+    s = runs.summaries
+    return [c for c in COMPONENTS
+            if c not in OPTIONAL_COMPONENTS or (f"cpu_{c}" in s and s[f"cpu_{c}"].notna().any())]
+
+
 def figure(runs: Runs) -> Figure | None:
     """Median CPU of generator, service, broker and the whole machine, per configuration."""
     s = runs.summaries
     if s.empty:
         return None
+    shown = components(runs)
     long = s.melt(
         id_vars=["configuration"],
-        value_vars=[f"cpu_{c}" for c in CPU_KEYS],
+        value_vars=[f"cpu_{c}" for c in (*shown, MACHINE)],
         var_name="component",
         value_name="cpu_percent",
     )
@@ -63,7 +73,7 @@ def figure(runs: Runs) -> Figure | None:
             x="cpu_percent",
             hue="component",
             order=list(names.values()),
-            hue_order=[*COMPONENTS, MACHINE_LABEL],
+            hue_order=[*shown, MACHINE_LABEL],
             palette=COMPONENT_COLOURS,
             estimator="median",
             errorbar=("pi", 100),
@@ -93,7 +103,7 @@ def figure(runs: Runs) -> Figure | None:
         # Below the figure: a side legend would take width from the bars.
         handles, labels = axis.get_legend_handles_labels()
         axis.legend_ = None
-        figure.legend(handles, labels, loc="outside lower center", ncols=4, frameon=False)
+        figure.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
     return figure
 
 
@@ -101,10 +111,11 @@ def table(runs: Runs) -> pd.DataFrame:
     """Mean CPU per run and component, with everything else on the box, flagged above 10%."""
     s = runs.summaries
     busy = aggregate.busy_box(s) if len(s) else pd.Series(dtype=bool)
+    shown = components(runs)
     rows = []
     for i, r in s.iterrows():
         row = {"run": r["run"] + aggregate.run_mark(r["overloaded"]), "configuration": r["configuration"]}
-        row.update({f"{c} (cores)": fmt_cores(r[f"cpu_{c}"]) for c in COMPONENTS})
+        row.update({f"{c} (cores)": fmt_cores(r[f"cpu_{c}"]) for c in shown})
         row["everything else (cores)"] = fmt_cores(r["cpu_other"])
         row["machine (cores)"] = fmt_cores(r["cpu_machine"])
         flags = (
@@ -123,8 +134,9 @@ def takeaway(runs: Runs) -> str:
     if table.empty:
         return NO_RESULTS
     parts, busiest = [], []
+    shown = components(runs)
     for _, row in table.iterrows():
-        used = {c: row[f"cpu_{c}_median"] for c in COMPONENTS}
+        used = {c: row[f"cpu_{c}_median"] for c in shown}
         used = {c: v for c, v in sorted(used.items(), key=lambda kv: -_value(kv[1]))}
         top = next(iter(used))
         busiest.append(top)

@@ -7,7 +7,7 @@ import shutil
 from experiments.analysis import Runs, load_runs
 from experiments.analysis.sections import cpu
 
-from ..conftest import OVERLOADED_RUN, RUN_NAMES, SATURATION_PLAN, MakePlan, read_summary
+from ..conftest import OVERLOADED_RUN, RUN_NAMES, SATURATION_PLAN, MakePlan, edit_summary, read_summary
 
 
 def test_fixture_takeaway(runs: Runs) -> None:
@@ -62,3 +62,15 @@ def test_runs_set_aside_as_disturbed_are_named_and_left_out(make_plan: MakePlan)
         "(the rule reads the box, not the result; the disturbed runs are kept in _disturbed/: "
         f"{RUN_NAMES[0]}.1)"
     )
+
+
+def test_the_proxy_is_a_component_only_where_a_run_sampled_it(make_plan: MakePlan) -> None:
+    plan = make_plan(RUN_NAMES[:2])
+    assert "proxy (cores)" not in cpu.table(load_runs(plan))
+    assert "proxy" not in cpu.takeaway(load_runs(plan))
+    edit_summary(plan / RUN_NAMES[0], results__cpu_percent__proxy=12.0)  # behind the latency proxy
+    runs = load_runs(plan)
+    table = cpu.table(runs).set_index("run")
+    assert table.loc[RUN_NAMES[0], "proxy (cores)"] == "0.1"
+    assert "proxy 0.1" in cpu.takeaway(runs)
+    assert cpu.figure(runs) is not None

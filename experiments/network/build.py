@@ -1,0 +1,145 @@
+"""Build the latency proxy (Toxiproxy's server) with Go, once, on demand.
+
+Nothing else in the project needs Go: `make`, `make report` and `make test` work without
+it. The binary is cached in `.network/bin` (git-ignored) under a name that carries the
+pinned version, so a second call costs a stat, a new pin builds a new binary, and a built
+binary is used even where Go has since gone away. `go install` fetches the module through
+the user's Go module proxy (GOPROXY) like any Go build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from experiments.errors import LabError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MODULE = "github.com/Shopify/toxiproxy/v2"
+# Pinned: the newest release the module proxy serves here (`go list -m -versions` lists
+# v2.3.0 and v2.5.0); its go.mod asks Go 1.17.
+VERSION = "2.5.0"
+MIN_GO = (1, 17)
+CACHE_DIR_ENV = "LAB_PROXY_DIR"
+INSTALL_HINT = "install Go (https://go.dev/doc/install), then run `make proxy`"
+
+
+class ProxyUnavailable(LabError):
+    """The proxy is not built and cannot be built here (no Go); the message says what to do."""
+
+
+class ProxyBuildError(LabError):
+    """`go install` failed; the message ends with the tail of its output."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_DIR_ENV) or REPO_ROOT / ".network")
+
+
+def binary_path() -> Path:
+    return cache_dir() / "bin" / f"toxiproxy-server-{VERSION}"
+
+
+def is_built() -> bool:
+    return binary_path().is_file() and os.access(binary_path(), os.X_OK)
+
+
+def find_go() -> str | None:
+    """go on PATH, else the official tarball's place (a non-login shell may lack it on PATH)."""
+    found = shutil.which("go")
+    if found:
+        return found
+    default = Path("/usr/local/go/bin/go")
+    return str(default) if default.is_file() and os.access(default, os.X_OK) else None
+
+
+def _go_version(go: str) -> tuple[int, int] | None:
+    try:
+        out = subprocess.run([go, "version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r"go(\d+)\.(\d+)", out)
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def missing_prereqs() -> list[str]:
+    """What a build would lack; [] when Go is there and recent enough."""
+    go = find_go()
+    wanted = ".".join(map(str, MIN_GO))
+    if go is None:
+        return [f"go (Go >= {wanted}: {INSTALL_HINT})"]
+    version = _go_version(go)
+    if version is None or version < MIN_GO:
+        found = ".".join(map(str, version)) if version else "unknown"
+        return [f"go >= {wanted} (found {found})"]
+    return []
+
+
+def skip_reason() -> str | None:
+    """Why the proxy cannot be used here (for a caller that skips), or None."""
+    if is_built():
+        return None
+    missing = missing_prereqs()
+    return ("the latency proxy (Toxiproxy) is not built and cannot be built here; missing: "
+            + "; ".join(missing)) if missing else None
+
+
+@contextlib.contextmanager
+def _build_lock() -> Iterator[None]:
+    # Two pytest processes or plan cells may ask at once: one builds, the other waits.
+    (cache_dir() / "bin").mkdir(parents=True, exist_ok=True)
+    with (cache_dir() / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    binary: Path
+    built: bool  # False when the cached binary was there
+    seconds: float
+
+
+def build(force: bool = False) -> BuildResult:
+    """The path of the pinned proxy's binary, running `go install` only if needed.
+
+    Raises `ProxyUnavailable` when a build is needed and Go is missing, `ProxyBuildError`
+    when the build fails.
+    """
+    started = time.monotonic()
+    with _build_lock():
+        if not force and is_built():
+            return BuildResult(binary_path(), False, time.monotonic() - started)
+        missing = missing_prereqs()
+        if missing:
+            raise ProxyUnavailable("the latency proxy (Toxiproxy) cannot be built; missing: "
+                                   + "; ".join(missing))
+        go = find_go()
+        assert go is not None  # missing_prereqs checked it
+        log = cache_dir() / "build.log"
+        # The version is stamped in as the release builds do, so `/version` reports the pin.
+        ldflags = f"-X {MODULE}.Version={VERSION}"
+        with tempfile.TemporaryDirectory(dir=cache_dir()) as gobin:
+            cmd = [go, "install", f"-ldflags={ldflags}", f"{MODULE}/cmd/server@v{VERSION}"]
+            with log.open("wb") as out:
+                result = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                        env={**os.environ, "GOBIN": gobin}, check=False)
+            built = Path(gobin) / "server"
+            if result.returncode != 0 or not built.is_file():
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+                raise ProxyBuildError(f"`{' '.join(cmd)}` failed with exit code {result.returncode} "
+                                      f"(full log: {log})\n{tail}")
+            built.replace(binary_path())
+    return BuildResult(binary_path(), True, time.monotonic() - started)
