@@ -165,7 +165,10 @@ class CellClusters:
         self.broker_fault_before = False  # the previous cell killed or paused a node
 
     def for_cell(self, params: dict[str, Any]) -> KafkaTarget:
-        local = LocalKafka(nodes=int(params.get("cluster_size", 1)))
+        # Started with the cell's network, so that the warm-up warms the cluster the run uses
+        # (a run finding another network would start the cluster again, cold).
+        local = LocalKafka(nodes=int(params.get("cluster_size", 1)),
+                           network=RunParams.from_dict(params).network_layout())
         target = ensure_kafka(local=local)
         if not target.external:
             self.local = local

@@ -242,3 +242,25 @@ def test_the_cluster_is_warmed_again_after_a_cell_that_killed_a_broker(
     # Before the first cell, and after each broker-kill cell (trial 1's before trial 2's
     # first cell); a service fault leaves the brokers warm.
     assert warmed == ["127.0.0.1:9", "127.0.0.1:9"]
+
+
+def test_each_cell_gets_its_cluster_started_with_its_network_before_the_warm_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[tuple[str, Any]] = []
+
+    def ensure(local: Any) -> KafkaTarget:
+        events.append(("cluster", (local.nodes, local.network.proxied, local.network.client.rtt_ms)))
+        return KafkaTarget(bootstrap=f"127.0.0.1:{len(events)}", started_here=True, external=False,
+                           kafka_version=None)
+
+    monkeypatch.setattr(runner, "ensure_kafka", ensure)
+    monkeypatch.setattr(runner.LocalKafka, "stop", lambda self: None)
+    monkeypatch.setattr(runner, "warm_up", lambda bootstrap, seconds: events.append(("warm", bootstrap)) or 1)
+    monkeypatch.setattr(runner, "execute_cell", lambda cell, cell_dir, extra: finish(cell_dir))
+    plan_file = tmp_path / "n.yaml"
+    plan_file.write_text("name: n\nceiling: false\ntrials: 1\nbase: {cluster_size: 3}\n"
+                         "matrix: {network: [loopback, 5ms]}\n")
+    runner.run_plan(plan_file, tmp_path / "results", tmp_path / "reports", report=False)
+    assert events == [("cluster", (3, False, 0.0)), ("warm", "127.0.0.1:1"),
+                      ("cluster", (3, True, 5.0)), ("warm", "127.0.0.1:3")]
