@@ -123,9 +123,13 @@ def disturbed(summary: Summary | dict[str, Any]) -> bool:
     """Apply DISTURBED_RULE to a run's summary; unknown CPU or cores is not disturbed."""
     other = (summary.get("results") or {}).get("cpu_other_percent")
     cores = ((summary.get("provenance") or {}).get("machine") or {}).get("cpu_count")
-    if other is None or not cores:
-        return False
-    return float(other) > float(cores) * 100 * CPU_OTHER_SHARE
+    return other is not None and bool(cores) and float(other) > disturbed_limit(float(cores))
+
+
+def disturbed_limit(cores: Any) -> Any:
+    """DISTURBED_RULE's bound on everything else's CPU percent, for a machine of `cores` (a
+    number, or a column of them)."""
+    return cores * 100 * CPU_OTHER_SHARE
 
 
 def generator_bound(achieved_rps: float, ceiling_rps: float | None,

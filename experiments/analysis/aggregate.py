@@ -18,7 +18,7 @@ from hdrh.histogram import HdrHistogram
 from experiments.analysis.configs import is_missing
 from experiments.analysis.runs import Runs
 from experiments.histograms import merge_histograms
-from experiments.rundir import CPU_KEYS, CPU_OTHER_SHARE
+from experiments.rundir import CPU_KEYS, disturbed_limit
 
 # A latency spectrum is read at these percentiles; 0 is the minimum and 100 the maximum.
 PERCENTILES = (0.0, 50.0, 75.0, 90.0, 99.0, 99.9, 99.99, 99.999, 100.0)
@@ -109,8 +109,8 @@ def count_true(values: pd.Series) -> int:
 
 
 def busy_box(summaries: pd.DataFrame) -> pd.Series:
-    """Per run: whether everything else on the box took more than CPU_OTHER_SHARE of it."""
-    limit = summaries["cores"].astype(float) * 100 * CPU_OTHER_SHARE
+    """Per run: whether it was disturbed (rundir.DISTURBED_RULE), for the report's flag."""
+    limit = disturbed_limit(summaries["cores"].astype(float))
     return summaries["cpu_other"].astype(float).gt(limit).fillna(False)
 
 

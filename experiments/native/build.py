@@ -15,18 +15,15 @@ ships 2.0.2. The `cmake-build` feature fails on that librdkafka without libcurl 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import os
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
+from experiments.builds import BuildResult, build_lock
 from experiments.errors import LabError
 
 CRATE_DIR = Path(__file__).resolve().with_name("seed-rs")
@@ -123,25 +120,6 @@ def is_built() -> bool:
             and stamp.read_text().strip() == sources_digest())
 
 
-@contextlib.contextmanager
-def _build_lock() -> Iterator[None]:
-    # Two pytest processes or plan cells may ask at once: one builds, the other waits.
-    target_dir().mkdir(parents=True, exist_ok=True)
-    with (target_dir() / ".build.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-@dataclass(frozen=True)
-class BuildResult:
-    binary: Path
-    built: bool  # False when the cached binary was current
-    seconds: float
-
-
 def build(force: bool = False) -> BuildResult:
     """The path of a binary built from the current sources, running cargo only if needed.
 
@@ -149,7 +127,7 @@ def build(force: bool = False) -> BuildResult:
     prerequisite is missing, `NativeBuildError` when cargo fails.
     """
     started = time.monotonic()
-    with _build_lock():
+    with build_lock(target_dir()):
         if not force and is_built():
             return BuildResult(binary_path(), False, time.monotonic() - started)
         missing = missing_prereqs()

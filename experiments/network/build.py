@@ -9,18 +9,15 @@ the user's Go module proxy (GOPROXY) like any Go build.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import re
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
+from experiments.builds import BuildResult, build_lock
 from experiments.errors import LabError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -93,25 +90,6 @@ def skip_reason() -> str | None:
             + "; ".join(missing)) if missing else None
 
 
-@contextlib.contextmanager
-def _build_lock() -> Iterator[None]:
-    # Two pytest processes or plan cells may ask at once: one builds, the other waits.
-    (cache_dir() / "bin").mkdir(parents=True, exist_ok=True)
-    with (cache_dir() / ".build.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-@dataclass(frozen=True)
-class BuildResult:
-    binary: Path
-    built: bool  # False when the cached binary was there
-    seconds: float
-
-
 def build(force: bool = False) -> BuildResult:
     """The path of the pinned proxy's binary, running `go install` only if needed.
 
@@ -119,7 +97,8 @@ def build(force: bool = False) -> BuildResult:
     when the build fails.
     """
     started = time.monotonic()
-    with _build_lock():
+    (cache_dir() / "bin").mkdir(parents=True, exist_ok=True)
+    with build_lock(cache_dir()):
         if not force and is_built():
             return BuildResult(binary_path(), False, time.monotonic() - started)
         missing = missing_prereqs()

@@ -15,7 +15,7 @@ from experiments.analysis._style import COMPONENT_COLOURS, MACHINE_LABEL, new_fi
 from experiments.analysis.blocks import Block, Chart, Table, Takeaway
 from experiments.analysis.configs import is_missing
 from experiments.analysis.runs import Runs
-from experiments.rundir import COMPONENTS, DISTURBED_DIR, MACHINE, OPTIONAL_COMPONENTS
+from experiments.rundir import COMPONENTS, CPU_OTHER_SHARE, DISTURBED_DIR, MACHINE, OPTIONAL_COMPONENTS
 
 TITLE = "CPU per component"
 INTRO = f"""
@@ -23,7 +23,7 @@ Mean CPU over the measured window of the load generator, the service and the bro
 latency proxy, in runs behind one), and of the whole machine (100% = one core). A generator near
 its limit means the client, not the service, capped the throughput. The table gives every run,
 with the CPU of everything else on the box: a run where other processes took more than
-{aggregate.CPU_OTHER_SHARE:.0%} of the machine is flagged, its numbers shared the cores with work the suite
+{CPU_OTHER_SHARE:.0%} of the machine is flagged, its numbers shared the cores with work the suite
 did not start.
 """
 
@@ -119,7 +119,7 @@ def table(runs: Runs) -> pd.DataFrame:
         row["everything else (cores)"] = fmt_cores(r["cpu_other"])
         row["machine (cores)"] = fmt_cores(r["cpu_machine"])
         flags = (
-            [f"other load > {fmt_pct(aggregate.CPU_OTHER_SHARE)} of the machine"] if bool(busy.loc[i]) else []
+            [f"other load > {fmt_pct(CPU_OTHER_SHARE)} of the machine"] if bool(busy.loc[i]) else []
         )
         if not r["launched_by_suite"]:
             flags.append("external target: its CPU only where found by port")
@@ -175,7 +175,7 @@ def _busy_box(runs: Runs) -> str:
     if runs.set_aside:
         rerun = (
             f"; {plural(len(runs.set_aside), 'run')} ran again because other processes used more "
-            f"than {fmt_pct(aggregate.CPU_OTHER_SHARE)} of the box during them (the rule reads "
+            f"than {fmt_pct(CPU_OTHER_SHARE)} of the box during them (the rule reads "
             f"the box, not the result; the disturbed runs are kept in {DISTURBED_DIR}/: "
             f"{', '.join(runs.set_aside)})"
         )
@@ -186,7 +186,7 @@ def _busy_box(runs: Runs) -> str:
         for _, r in busy.iterrows()
     )
     return (
-        f"; other processes on the box used more than {fmt_pct(aggregate.CPU_OTHER_SHARE)} of it in "
+        f"; other processes on the box used more than {fmt_pct(CPU_OTHER_SHARE)} of it in "
         f"{len(busy)} of {len(s)} runs ({which}): those runs shared the machine with work the "
         "suite did not start"
     ) + rerun
