@@ -30,7 +30,7 @@ def holds(row: pd.Series | dict, slo_p99_ms: float) -> bool:
 
 def _rate_holds(group: pd.DataFrame, slo: float) -> bool:
     """The capacity search's rule (experiments/search.py) over one rate's trials: none
-    overloaded and the 95% interval of their p99 within the budget."""
+    overloaded and the one-sided 95% upper bound of their p99 within the budget."""
     results = [{"overloaded": None if is_missing(r["overloaded"]) else bool(r["overloaded"]),
                 "latency_ms": {"p99": None if is_missing(r["p99_ms"]) else float(r["p99_ms"])}}
                for _, r in group.iterrows()]
@@ -41,8 +41,8 @@ def at_slo(runs: Runs) -> pd.DataFrame:
     """Capacity at the plan's SLO per sweep line.
 
     `median` (the capacity): the highest offered rate whose trials show it holds by the
-    capacity search's rule (no trial overloaded, the 95% interval of their p99 within
-    slo_p99_ms) with every lower rate holding too; NaN when even the lowest rate does not.
+    capacity search's rule (no trial overloaded, the one-sided 95% upper bound of their p99
+    within slo_p99_ms) with every lower rate holding too; NaN when even the lowest rate does not.
     One lucky or unlucky trial no longer decides it, so a sweep and a search of one build
     agree. `per_trial`, `min` and `max`: each trial's own highest holding rate (every lower
     rate of that trial holding), for the spread. `all_held` says the highest rate measured
