@@ -68,7 +68,12 @@ def at_slo(runs: Runs) -> pd.DataFrame:
                 all_held = False
                 break
             capacity = float(rate) * per_request
+        # A trial added to an undecided rate (runner.top_up_undecided) has no runs at the
+        # rates below it, so it has no capacity of its own: the plan's trials have one each.
+        lowest = group[group["offered_rps"] == group["offered_rps"].min()]
         for trial, runs_of_trial in group.groupby("trial", sort=True, dropna=False):
+            if trial not in set(lowest["trial"]):
+                continue
             ordered = runs_of_trial.sort_values("offered_rps")
             found = math.nan
             for _, run in ordered.iterrows():
