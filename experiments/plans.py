@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 from experiments.params import ParamsError, RunParams
-from experiments.search import Search, SearchError
+from experiments.search import Search, SearchError, most_trials
 
 PLANS_DIR = Path(__file__).with_name("plans")
 _RESERVED = {"trial", "plan", "cell", "output_dir"}
@@ -82,7 +82,7 @@ class Plan:
                 and self.base.get("load_model") == "open")
 
     def most_trials(self) -> int:
-        return max(self.trials, self.max_trials or 2 * self.trials)
+        return most_trials(self.trials, self.max_trials)
 
     def combinations(self) -> list[tuple[str, dict[str, Any]]]:
         """(configuration slug, matrix values) of every combination, in plan order."""

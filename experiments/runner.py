@@ -279,19 +279,20 @@ def top_up_undecided(plan: Plan, results_dir: Path, cells: list[Cell], run: Cell
     for rates in lines.values():
         for rate in sorted(rates):
             group = rates[rate]
-            while True:
-                results = search.step_results([run.plan_dir / c.id for c in group])
-                decided = search.verdict(results, plan.slo_p99_ms)[0]
-                if decided != search.UNDECIDED or len(group) >= plan.most_trials():
-                    break
+
+            def one_more(trial: int, group: list[Cell] = group) -> tuple[list[str], search.Results]:
                 config = group[-1].config
-                cell = plan.cell(results_dir, len(cells) + 1, config, combinations[config],
-                                 len(group) + 1)
+                cell = plan.cell(results_dir, len(cells) + 1, config, combinations[config], trial)
                 cells.append(cell)
                 group.append(cell)
                 write_plan_json(plan, run.plan_dir, cells)
                 run(cell)
                 progress.update()
+                return [cell.id], search.step_results([run.plan_dir / cell.id])
+
+            decided = search.settle(
+                [c.id for c in group], search.step_results([run.plan_dir / c.id for c in group]),
+                plan.slo_p99_ms, plan.most_trials(), one_more)[2]
             if decided != search.HOLDS:
                 break  # the capacity is below this rate: higher ones cannot change it
     progress.close()

@@ -126,19 +126,38 @@ def holds(results: Sequence[dict[str, Any] | None], budget_ms: float) -> bool:
     return verdict(results, budget_ms)[0] == HOLDS
 
 
+Results = list[dict[str, Any] | None]
+# Runs trial number `n` of a step: its run ids and `results` sections.
+MoreTrials = Callable[[int], tuple[list[str], Results]]
+
+
+def most_trials(trials: int, max_trials: int) -> int:
+    """The most trials a step gets while undecided: `max_trials`, or (0) twice `trials`."""
+    return max(trials, max_trials or 2 * trials)
+
+
+def settle(runs: list[str], results: Results, budget_ms: float, most: int, more: MoreTrials
+           ) -> tuple[list[str], Results, str, float | None, float | None]:
+    """HOLD_RULE's verdict on a step, adding one trial at a time (`more`) while it is
+    undecided, up to `most`: the step's runs and results, the verdict and the bounds."""
+    decided, low, high = verdict(results, budget_ms)
+    while decided == UNDECIDED and len(results) < most:
+        more_runs, more_results = more(len(results) + 1)
+        runs, results = runs + more_runs, results + more_results
+        decided, low, high = verdict(results, budget_ms)
+    return runs, results, decided, low, high
+
+
 def bisect(search: Search, budget_ms: float, probe: Probe, trials: int = 1) -> Outcome:
     """Run the search with `trials` per step (more while a step is undecided, up to
     `search.max_trials`)."""
     outcome = Outcome()
-    most = max(trials, search.max_trials or 2 * trials)
+    most = most_trials(trials, search.max_trials)
 
     def step(value: float) -> bool:
         runs, results = probe(value, 1, trials)
-        decided, low, high = verdict(results, budget_ms)
-        while decided == UNDECIDED and len(results) < most:
-            more_runs, more = probe(value, len(results) + 1, 1)
-            runs, results = runs + more_runs, results + more
-            decided, low, high = verdict(results, budget_ms)
+        runs, results, decided, low, high = settle(
+            runs, results, budget_ms, most, lambda trial: probe(value, trial, 1))
         outcome.steps.append(Step(
             step=len(outcome.steps) + 1,
             value=value,

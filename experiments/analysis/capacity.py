@@ -70,9 +70,9 @@ def at_slo(runs: Runs) -> pd.DataFrame:
             capacity = float(rate) * per_request
         # A trial added to an undecided rate (runner.top_up_undecided) has no runs at the
         # rates below it, so it has no capacity of its own: the plan's trials have one each.
-        lowest = group[group["offered_rps"] == group["offered_rps"].min()]
+        own_capacity = set(group.loc[group["offered_rps"] == group["offered_rps"].min(), "trial"])
         for trial, runs_of_trial in group.groupby("trial", sort=True, dropna=False):
-            if trial not in set(lowest["trial"]):
+            if trial not in own_capacity:
                 continue
             ordered = runs_of_trial.sort_values("offered_rps")
             found = math.nan

@@ -11,6 +11,7 @@ the modules that go.sum pins through the user's Go module proxy (GOPROXY) like a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -57,6 +58,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_DIR_ENV) or REPO_ROOT / ".network")
 
 
+@functools.cache  # asked by every is_built(); the module's files do not change under a run
 def sources_digest() -> str:
     digest = hashlib.sha256()
     for name in SOURCE_FILES:

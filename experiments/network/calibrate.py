@@ -121,8 +121,8 @@ CORRECTION_SAMPLES = 30
 def correct(state: ProxyState) -> ProxyState:
     """Take what the proxy itself adds off every delayed link's toxics, once its cluster is up.
 
-    The proxy's hop and its timers' lateness (Go waits for the network poller in whole
-    milliseconds) made 1 and 5 ms links measure 0.2-0.8 ms long. Each round measures every
+    The proxy's hop and its toxic's lateness (about 70 us per nanosleep here) would make
+    every delayed link long by 0.2-0.5 ms. Each round measures every
     route as the runs' calibration does and moves its toxics by what it measured off the
     asked round trip; links asking no delay have no toxic and keep the bare hop.
     """

@@ -12,9 +12,9 @@ server with a microsecond latency toxic added), drawn per chunk uniformly from
 [latency - jitter, latency + jitter] microseconds, so:
 - a round trip is asked in whole milliseconds (the proxy's own hop, about 0.15 ms here, is
   the floor a smaller ask could not be told apart from) and split half each way;
-- what the proxy itself adds on a link (its hop, and Go's timers, which wait for the
-  network poller in whole milliseconds) is measured once the cluster is up and taken off
-  the toxics (`calibrate.correct`), so the round trip a client gets is the one asked;
+- what the proxy itself adds on a link (its hop, and its sleep's lateness) is measured
+  once the cluster is up and taken off the toxics (`calibrate.correct`), so the round
+  trip a client gets is the one asked;
 - the jitter of a direction may not exceed its latency (the draw would be clamped at 0
   and the mean would drift up).
 """

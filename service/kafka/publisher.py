@@ -186,7 +186,8 @@ class Publisher:
 
     # -- poll thread (or task) -----------------------------------------------------------
     async def _poll_on_loop(self) -> None:
-        """The `loop` bridge: reports served on the event loop thread, no GIL hand-offs."""
+        """The `loop` bridge: reports served on the loop thread, no GIL hand-off per report
+        (while single-event requests wait, one blocking poll at a time on the helper)."""
         producer = self.producer
         loop = asyncio.get_running_loop()
         next_gauges = 0.0
