@@ -267,7 +267,9 @@ def top_up_undecided(plan: Plan, results_dir: Path, cells: list[Cell], run: Cell
     lowest rate that does not hold by search.HOLD_RULE, while its trials cannot decide it,
     gets one more trial (up to plan.most_trials()); then the next such rate. Two trials of a
     heavy-tailed p99 (8 and 35 ms at one rate) decide little, and without this the sweep
-    read durable's capacity as half what the search found on the same build."""
+    read durable's capacity as half what the search found on the same build. Then the
+    capacity is confirmed as the search's is (search.CONFIRM_RULE): the highest rate that
+    held gets trials up to plan.most_trials(), and the next lower one when it no longer holds."""
     assert plan.slo_p99_ms is not None  # sweeps_capacity checked it
     combinations = dict(plan.combinations())
     lines: dict[str, dict[float, list[Cell]]] = {}
@@ -276,25 +278,36 @@ def top_up_undecided(plan: Plan, results_dir: Path, cells: list[Cell], run: Cell
                           sort_keys=True, default=str)
         lines.setdefault(line, {}).setdefault(float(cell.params["rate"]), []).append(cell)
     progress = tqdm(desc=f"plan {plan.name} (trials for undecided rates)", unit="cell")
+    most = plan.most_trials()
+
+    def one_more(group: list[Cell], trial: int) -> tuple[list[str], search.Results]:
+        config = group[-1].config
+        cell = plan.cell(results_dir, len(cells) + 1, config, combinations[config], trial)
+        cells.append(cell)
+        group.append(cell)
+        write_plan_json(plan, run.plan_dir, cells)
+        run(cell)
+        progress.update()
+        return [cell.id], search.step_results([run.plan_dir / cell.id])
+
+    def results_of(group: list[Cell]) -> search.Results:
+        return search.step_results([run.plan_dir / c.id for c in group])
+
     for rates in lines.values():
+        held: list[float] = []
         for rate in sorted(rates):
             group = rates[rate]
-
-            def one_more(trial: int, group: list[Cell] = group) -> tuple[list[str], search.Results]:
-                config = group[-1].config
-                cell = plan.cell(results_dir, len(cells) + 1, config, combinations[config], trial)
-                cells.append(cell)
-                group.append(cell)
-                write_plan_json(plan, run.plan_dir, cells)
-                run(cell)
-                progress.update()
-                return [cell.id], search.step_results([run.plan_dir / cell.id])
-
-            decided = search.settle(
-                [c.id for c in group], search.step_results([run.plan_dir / c.id for c in group]),
-                plan.slo_p99_ms, plan.most_trials(), one_more)[2]
+            decided = search.settle([c.id for c in group], results_of(group), plan.slo_p99_ms,
+                                    most, lambda trial, group=group: one_more(group, trial))[2]
             if decided != search.HOLDS:
                 break  # the capacity is below this rate: higher ones cannot change it
+            held.append(rate)
+        for rate in reversed(held):
+            group = rates[rate]
+            while len(group) < most:
+                one_more(group, len(group) + 1)
+            if search.verdict(results_of(group), plan.slo_p99_ms)[0] == search.HOLDS:
+                break
     progress.close()
 
 

@@ -15,6 +15,12 @@ on two trials (Student's t with one degree of freedom, 12.7 standard errors) lef
 whose two p99s were 0.6 and 1.5 ms against a 50 ms budget undecided, so a 2-trial sweep
 read fire-and-forget's capacity as 500/s where every trial held 8,000.
 
+Near a knee one trial's p99 can be 20 ms and the next 90: two lucky trials made a step hold
+where four would not (durable's search reported 8,000/s while the sweep's four trials at
+7,000 could not show it holds). So the answer is confirmed (CONFIRM_RULE): the rate the
+search would report gets trials up to `max_trials`, and when they no longer show it holds,
+the bisection goes on between the highest rate below it that held and it.
+
 The algorithm is a pure function over a `probe` callable, so it is tested without a
 service; the runner's probe executes cells and reads their summaries.
 """
@@ -39,6 +45,12 @@ HOLD_RULE = (
     "no result, or the one-sided 95% lower bound is above the budget; while the bounds "
     "straddle the budget a trial is added, up to max_trials, and a step still "
     "undecided then counts as not holding."
+)
+CONFIRM_RULE = (
+    "The reported capacity held on max_trials trials: a rate that held on fewer gets trials "
+    "up to max_trials before it is reported, and when they no longer show it holds the "
+    "capacity is sought below it. The answer is the one figure a reader takes away, so it "
+    "gets the most evidence; two trials near the knee can both be lucky."
 )
 HOLDS, FAILS, UNDECIDED = "holds", "fails", "undecided"
 # Each end of a two-sided 90% interval is a one-sided 95% bound.
@@ -88,6 +100,7 @@ class Step:
     holds: bool
     verdict: str = ""  # holds | fails | undecided (counted as not holding)
     p99_interval_ms: list[float | None] = field(default_factory=list)  # one-sided 95% bounds, [low, high]
+    confirmation: bool = False  # trials added to the answer's rate (CONFIRM_RULE); runs are all its trials
 
 
 @dataclass
@@ -150,14 +163,15 @@ def settle(runs: list[str], results: Results, budget_ms: float, most: int, more:
 
 def bisect(search: Search, budget_ms: float, probe: Probe, trials: int = 1) -> Outcome:
     """Run the search with `trials` per step (more while a step is undecided, up to
-    `search.max_trials`)."""
+    `search.max_trials`), then confirm the answer (CONFIRM_RULE): the rate it reports
+    held on the most trials a step may have, and the search goes on below when it does not."""
     outcome = Outcome()
     most = most_trials(trials, search.max_trials)
+    seen: dict[float, tuple[list[str], Results]] = {}
 
-    def step(value: float) -> bool:
-        runs, results = probe(value, 1, trials)
-        runs, results, decided, low, high = settle(
-            runs, results, budget_ms, most, lambda trial: probe(value, trial, 1))
+    def record(value: float, runs: list[str], results: Results, decided: str,
+               low: float | None, high: float | None, confirmation: bool = False) -> bool:
+        seen[value] = (runs, results)
         outcome.steps.append(Step(
             step=len(outcome.steps) + 1,
             value=value,
@@ -167,36 +181,68 @@ def bisect(search: Search, budget_ms: float, probe: Probe, trials: int = 1) -> O
             holds=decided == HOLDS,
             verdict=decided,
             p99_interval_ms=[low, high],
+            confirmation=confirmation,
         ))
         return decided == HOLDS
+
+    def step(value: float) -> bool:
+        runs, results = probe(value, 1, trials)
+        runs, results, decided, low, high = settle(
+            runs, results, budget_ms, most, lambda trial: probe(value, trial, 1))
+        return record(value, runs, results, decided, low, high)
+
+    def confirmed(value: float) -> bool:
+        runs, results = seen[value]
+        if len(results) >= most:
+            return True  # it held on the most trials already
+        more_runs, more_results = probe(value, len(results) + 1, most - len(results))
+        runs, results = runs + more_runs, results + more_results
+        decided, low, high = verdict(results, budget_ms)
+        return record(value, runs, results, decided, low, high, confirmation=True)
 
     if not step(search.low):
         outcome.bracket = [None, search.low]
         outcome.note = f"did not hold even at the lowest rate searched ({search.low:g}/s)"
         return outcome
+    held = [search.low]  # the rates that held, ascending: where to go back to
+    high: float | None = search.high
     if step(search.high):
-        outcome.capacity = search.high
-        outcome.bracket = [search.high, None]
-        outcome.note = f"held at the highest rate searched: the capacity is at least {search.high:g}/s"
-        return outcome
-    low, high = search.low, search.high
-    while high - low > search.resolution:
-        # Midpoints on the resolution grid above `low`, so the bracket shrinks every step.
-        half = math.floor((high - low) / 2 / search.resolution) * search.resolution
-        middle = low + max(half, search.resolution)
-        if middle >= high:
+        held.append(search.high)
+        high = None
+    while True:
+        low = held[-1]
+        while high is not None and high - low > search.resolution:
+            # Midpoints on the resolution grid above `low`, so the bracket shrinks every step.
+            half = math.floor((high - low) / 2 / search.resolution) * search.resolution
+            middle = low + max(half, search.resolution)
+            if middle >= high:
+                break
+            if step(middle):
+                held.append(middle)
+                low = middle
+            else:
+                high = middle
+        if confirmed(low):
             break
-        if step(middle):
-            low = middle
-        else:
-            high = middle
+        high = held.pop()
+        if not held:
+            outcome.bracket = [None, search.low]
+            outcome.note = (f"did not hold even at the lowest rate searched ({search.low:g}/s) "
+                            f"on {most} trials")
+            return outcome
     outcome.capacity = low
     outcome.bracket = [low, high]
     undecided = sum(1 for s in outcome.steps if s.verdict == UNDECIDED)
-    outcome.note = (f"holds at {low:g}/s, not at {high:g}/s "
-                    f"(resolution {search.resolution:g}/s, {len(outcome.steps)} steps"
-                    + (f", {undecided} undecided after {most} trials, counted as not holding"
-                       if undecided else "") + ")")
+    dropped = sum(1 for s in outcome.steps if s.confirmation and not s.holds)
+    details = (f"{len(outcome.steps)} steps, confirmed on {most} trials"
+               + (f", {dropped} answer{'s' if dropped > 1 else ''} not confirmed" if dropped else "")
+               + (f", {undecided} undecided after {most} trials, counted as not holding"
+                  if undecided else ""))
+    if high is None:
+        outcome.note = f"held at the highest rate searched: the capacity is at least {low:g}/s ({details})"
+    else:
+        outcome.note = (f"holds at {low:g}/s, not at {high:g}/s "
+                        f"(resolution {search.resolution:g}/s, {details})")
     return outcome
 
 
@@ -219,5 +265,6 @@ def write_search(path: Path, search: Search, budget_ms: float,
         "resolution": search.resolution,
         "slo_p99_ms": budget_ms,
         "rule": HOLD_RULE,
+        "confirm_rule": CONFIRM_RULE,
         "configs": {config: asdict(outcome) for config, outcome in outcomes.items()},
     }, indent=2) + "\n")

@@ -162,13 +162,17 @@ def _searched_capacity(runs: Runs, slo: float, columns: list[str]) -> pd.DataFra
 
 def search_path(runs: Runs) -> pd.DataFrame:
     """The steps of a capacity search (search.json), one row per step of each configuration,
-    with the configuration's capacity and bracket as the search found them."""
-    columns = ["configuration", "step", "value", "trials", "p99_ms_median", "p99_ms_min", "p99_ms_max",
-               "overloaded_trials", "holds", "capacity", "bracket_low", "bracket_high"]  # fmt: skip
+    with the configuration's capacity and bracket as the search found them. A confirmation
+    step (search.CONFIRM_RULE) lists all its rate's trials; `new_runs` counts those it added."""
+    columns = ["configuration", "step", "value", "trials", "new_runs", "p99_ms_median", "p99_ms_min",
+               "p99_ms_max", "overloaded_trials", "holds", "verdict", "confirmation", "capacity",
+               "bracket_low", "bracket_high"]  # fmt: skip
     rows = []
     for label, (_key, found) in searched_configs(runs).items():
         bracket = [*(found.get("bracket") or []), None, None]
+        counted: set[str] = set()
         for step in found.get("steps") or []:
+            step_runs = list(step.get("runs") or [])
             p99 = aggregate.spread(v for v in step.get("p99_ms") or [] if v is not None)
             overloaded = step.get("overloaded") or []
             rows.append(
@@ -176,17 +180,21 @@ def search_path(runs: Runs) -> pd.DataFrame:
                     "configuration": label,
                     "step": step.get("step"),
                     "value": step.get("value"),
-                    "trials": len(step.get("runs") or []),
+                    "trials": len(step_runs),
+                    "new_runs": len(set(step_runs) - counted),
                     "p99_ms_median": p99["median"],
                     "p99_ms_min": p99["min"],
                     "p99_ms_max": p99["max"],
                     "overloaded_trials": sum(1 for o in overloaded if o),
                     "holds": bool(step.get("holds")),
+                    "verdict": step.get("verdict") or ("holds" if step.get("holds") else "fails"),
+                    "confirmation": bool(step.get("confirmation")),
                     "capacity": found.get("capacity"),
                     "bracket_low": bracket[0],
                     "bracket_high": bracket[1],
                 }
             )
+            counted.update(step_runs)
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -277,7 +285,7 @@ def _search_note(runs: Runs) -> str:
     path = search_path(runs)
     resolution = (runs.search or {}).get("resolution")
     steps = path.groupby("configuration", sort=False).size()
-    run_count = int(path["trials"].sum())
+    run_count = int(path["new_runs"].sum())
     return (
         f"capacity search to a resolution of {fmt_rate(resolution)}/s: "
         f"{plural(int(steps.max()) if len(steps) else 0, 'step')} per configuration, "

@@ -207,7 +207,8 @@ def search_table(runs: Runs) -> pd.DataFrame:
                     f"{fmt_num(r['p99_ms_median'])} ({fmt_range(r['p99_ms_min'], r['p99_ms_max'])})"
                 ),
                 "overloaded trials": f"{r['overloaded_trials']} of {r['trials']}",
-                "verdict": "holds" if r["holds"] else "fails",
+                "verdict": str(r["verdict"])
+                + (f" (confirmation: {r['trials']} trials in all)" if r["confirmation"] else ""),
             }
         )
     return pd.DataFrame(rows)
@@ -221,7 +222,9 @@ def search_takeaway(runs: Runs) -> str:
     parts = []
     for config, steps in path.groupby("configuration", sort=False):
         tried = ", ".join(
-            f"{fmt_rate(r['value'])} {'holds' if r['holds'] else 'fails'}" for _, r in steps.iterrows()
+            f"{fmt_rate(r['value'])} {'holds' if r['holds'] else 'fails'}"
+            + (f" on {r['trials']} trials" if r["confirmation"] else "")
+            for _, r in steps.iterrows()
         )
         low, high = steps["bracket_low"].iloc[0], steps["bracket_high"].iloc[0]
         parts.append(f"{config}: {tried}; capacity between {fmt_range(low, high, fmt_rate)}/s")

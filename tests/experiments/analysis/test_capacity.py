@@ -88,3 +88,20 @@ def test_a_trial_where_nothing_held_counts_as_zero(tmp_path: Path) -> None:
     assert (
         capacity.table(load_runs(tmp_path)).iloc[0]["per trial / bracket"] == "t1: 750, t2: none held"
     )
+
+
+def test_a_confirmation_step_counts_only_the_trials_it_added(tmp_path: Path) -> None:
+    """search.CONFIRM_RULE: the step lists all of its rate's trials; the report counts runs once."""
+    shutil.copytree(SEARCH_PLAN, tmp_path / "search")
+    path = tmp_path / "search" / "search.json"
+    found = json.loads(path.read_text())
+    steps = found["configs"]["mode=durable"]["steps"]
+    answer = next(s for s in steps if s["value"] == found["configs"]["mode=durable"]["capacity"])
+    runs = answer["runs"] + ["025-mode=durable_rate=812.5-t3", "026-mode=durable_rate=812.5-t4"]
+    steps.append({**answer, "step": len(steps) + 1, "runs": runs, "p99_ms": answer["p99_ms"] * 2,
+                  "overloaded": answer["overloaded"] * 2, "confirmation": True})
+    path.write_text(json.dumps(found))
+    searched = load_runs(tmp_path / "search")
+    confirming = capacity.search_path(searched).iloc[len(steps) - 1]
+    assert (confirming["trials"], confirming["new_runs"], confirming["confirmation"]) == (4, 2, True)
+    assert "7 steps per configuration, 26 runs in all" in capacity.takeaway(searched)
