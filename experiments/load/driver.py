@@ -169,6 +169,8 @@ def build_summary(execution: Execution, metadata: dict[str, Any], ceiling_rps: f
         summary["load_hosts"] = hosts_section(execution.host_records, execution.spec,
                                               execution.hosts.token_env)
         _bound_by_hosts(summary["results"], summary["load_hosts"])
+        hosts = len(execution.host_records)
+        summary["load"].update({"hosts": hosts, "workers_total": execution.spec.workers * hosts})
     summary["provenance"] = collect_provenance(metadata.get("kafka_version"))
     return summary
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -40,12 +39,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def tree(pids: list[int]) -> list[psutil.Process]:
+def tree(pids: list[int], children: bool = True) -> list[psutil.Process]:
     procs: list[psutil.Process] = []
     for pid in pids:
         try:
             root = psutil.Process(pid)
-            procs.extend([root, *root.children(recursive=True)])
+            procs.extend([root, *(root.children(recursive=True) if children else [])])
         except psutil.NoSuchProcess:
             continue
     return procs
@@ -72,13 +71,13 @@ def rss_mb(procs: list[psutil.Process]) -> float:
     return total / 2**20
 
 
-def measure(pids: list[int], seconds: float) -> dict[str, float]:
+def measure(pids: list[int], seconds: float, children: bool = True) -> dict[str, float]:
     """Mean CPU (% of one core) of the process trees over `seconds`, and their RSS after."""
-    procs = tree(pids)
+    procs = tree(pids, children)
     machine0, cpu0, t0 = _machine_busy(), cpu_seconds(procs), time.monotonic()
     time.sleep(seconds)
     elapsed = time.monotonic() - t0
-    procs = tree(pids)
+    procs = tree(pids, children)
     return {
         "cpu_percent": round(100 * (cpu_seconds(procs) - cpu0) / elapsed, 2),
         "rss_mb": round(rss_mb(procs), 1),
@@ -133,20 +132,32 @@ def dask_footprint(hosts: int, seconds: float) -> dict[str, Any]:
 
 
 def agents_footprint(hosts: int, seconds: float) -> dict[str, Any]:
-    from experiments.load.agentclient import AgentClient, start_local_agents
+    """Our agents idle, then while they run a light real load (against the no-op server):
+    the agent processes alone, not the workers they spawn (those are the generator)."""
+    import threading
 
-    token = secrets.token_urlsafe(24)
-    with start_local_agents(hosts, token) as agents:
+    from experiments.load.agentclient import new_token, start_local_agents
+    from experiments.load.ceiling import noop_server
+    from experiments.load.driver import execute_load
+    from experiments.load.remote import LoadHosts
+    from experiments.load.spec import LoadSpec
+
+    token = new_token()
+    with start_local_agents(hosts, token) as agents, noop_server() as (url, _):
         pids = [agent.pid for agent in agents]
-        clients = [AgentClient(agent.address, token) for agent in agents]
         time.sleep(SETTLE_S)
-        idle = measure(pids, seconds)
-        for client in clients:
-            client.sleep_task(seconds + 2)
-        time.sleep(1.0)
-        busy = measure(pids, seconds)
+        idle = measure(pids, seconds, children=False)
+        spec = LoadSpec(url=url, endpoint="noop", model="open", rate=100.0 * hosts, connections=4 * hosts,
+                        workers=1, duration_s=seconds + 4, warmup_s=1.0)
+        load = threading.Thread(target=execute_load, args=(spec,),
+                                kwargs={"hosts": LoadHosts(tuple(a.address for a in agents), token)})
+        load.start()
+        time.sleep(4.0)  # past the prepare, the start and the warm-up
+        busy = measure(pids, seconds, children=False)
+        load.join()
     return {"control_plane": "experiments.load agent (HTTP)", "hosts": hosts,
-            "processes": "per host one agent", "idle": idle, "busy": busy}
+            "processes": "per host one agent (its load workers not counted)", "idle": idle,
+            "busy": busy, "busy_load": "open loop, 100 req/s per host, no-op server"}
 
 
 PROBES: dict[str, Callable[[int, float], dict[str, Any]]] = {
