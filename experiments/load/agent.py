@@ -51,6 +51,7 @@ from experiments.rundir import RunDir
 
 RESULT_KEEP_S = 300.0  # a finished run's result waits this long for its controller
 SWEEP_S = 5.0
+RELEASE_WAIT_S = 10.0
 
 
 @dataclass
@@ -69,6 +70,7 @@ class AgentRun:
     start_margin_ns: int | None = None
     result: dict[str, Any] | None = None
     ended_at: float | None = None  # monotonic
+    released: bool = False
     go: threading.Event = field(default_factory=threading.Event)
 
     def public(self) -> dict[str, Any]:
@@ -170,7 +172,13 @@ class Agent:
     async def release(self, request: web.Request) -> web.Response:
         run = self._current(request)
         self._drop(run)
-        return web.json_response({"released": run.run_id})
+        # A run that never started ends at once; answering after it did means the agent is
+        # free when the controller hears back. A running load ends with its window.
+        for _ in range(round(RELEASE_WAIT_S / 0.05)):
+            if run.ended_at is not None or run.state == "running":
+                break
+            await asyncio.sleep(0.05)
+        return web.json_response({"released": run.run_id, "state": run.state})
 
     def _current(self, request: web.Request) -> AgentRun:
         run_id = request.match_info["run_id"]
@@ -180,7 +188,14 @@ class Agent:
         return self.run
 
     def _drop(self, run: AgentRun) -> None:
+        """Forget `run` now if it has ended, else when its thread ends: its workers may
+        still be sending, and one run at a time means that one."""
+        run.released = True
         run.go.set()  # a run still waiting for its start gives up (no start time: it fails)
+        if run.ended_at is not None:
+            self._forget(run)
+
+    def _forget(self, run: AgentRun) -> None:
         if self.run is run:
             self.run = None
         shutil.rmtree(run.work_dir, ignore_errors=True)
@@ -190,9 +205,10 @@ class Agent:
             while True:
                 await asyncio.sleep(SWEEP_S)
                 run = self.run
-                if run is not None and run.ended_at is not None \
-                        and monotonic() - run.ended_at > RESULT_KEEP_S:
-                    self._drop(run)
+                # A result waits for its controller; a run that never started has none.
+                keep = RESULT_KEEP_S if run is not None and run.start_wall_ns is not None else 0.0
+                if run is not None and run.ended_at is not None and monotonic() - run.ended_at > keep:
+                    self._forget(run)
 
         app["sweeper"] = asyncio.get_running_loop().create_task(sweep())
 
@@ -235,6 +251,8 @@ class Agent:
             for sampler in samplers:
                 sampler.stop()
             run.ended_at = monotonic()
+            if run.released:
+                self._forget(run)
 
 
 def _refuse(status: int, kind: str, message: str, **extra: Any) -> web.Response:

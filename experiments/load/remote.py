@@ -145,9 +145,16 @@ def drive_agents(spec: LoadSpec, hosts: LoadHosts, acks_dir: Path | None,
             client.prepare(run_id, wire, record.workers, record_acks=acks_dir is not None)
             record.state = "prepared"
         _wait_ready(records, clients, run_id)
+        return _run_started(spec, records, clients, run_id, acks_dir, on_start)
     except BaseException:
         _release(records, clients, run_id)
         raise
+
+
+def _run_started(spec: LoadSpec, records: list[HostRecord], clients: list[AgentClient], run_id: str,
+                 acks_dir: Path | None, on_start: Callable[[int, list[int]], None] | None,
+                 ) -> tuple[list[dict[str, Any]], list[HostRecord]]:
+    """From the common start to the last result, with every agent ready."""
     start_wall = time_ns() + START_LEAD_NS
     t_start = perf_counter_ns() + (start_wall - time_ns())
     window_origin = t_start + round(spec.warmup_s * NS_PER_S)
