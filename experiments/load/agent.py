@@ -280,6 +280,9 @@ def serve(argv: list[str]) -> int:
     sock = socket.socket(socket.AF_INET6 if ":" in args.bind else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.bind, args.port))
+    # Listening before the address is announced: a request that comes at once waits in the
+    # backlog until the app serves, rather than being refused.
+    sock.listen(128)
     host, port = sock.getsockname()[:2]
     host = f"[{host}]" if ":" in host else host
     # The first line of stdout is the address, for whoever started it with --port 0.
