@@ -51,8 +51,9 @@ native: env
 	bash experiments/native/install-deps.sh
 	$(PY) -m experiments.native build
 
-# Optional: the latency proxy (Toxiproxy, a Go module) behind the `network` run parameters
-# (experiments/network). Needs Go; builds once into .network/ (cached afterwards).
+# Optional: the latency proxy (Toxiproxy's server with a microsecond latency toxic,
+# experiments/network/proxy) behind the `network` run parameters. Needs Go; builds once
+# into .network/ (cached afterwards).
 .PHONY: proxy
 proxy: env
 	$(PY) -m experiments.network build

@@ -23,7 +23,10 @@ include:
 
 `kind: search` plans do not list rates: per matrix combination the runner bisects the
 open loop's rate for the capacity at `slo_p99_ms` (experiments/search.py), and builds
-each probe's cells as it goes.
+each probe's cells as it goes. A matrix plan that sweeps `rate` in the open loop with
+`slo_p99_ms` gets the same treatment per rate: after its cells, the lowest rate of each
+sweep line that its trials cannot decide gets more, up to `max_trials`
+(runner.top_up_undecided).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from typing import Any
 import yaml
 
 from experiments.params import ParamsError, RunParams
-from experiments.search import Search, SearchError
+from experiments.search import Search, SearchError, most_trials
 
 PLANS_DIR = Path(__file__).with_name("plans")
 _RESERVED = {"trial", "plan", "cell", "output_dir"}
@@ -68,6 +71,18 @@ class Plan:
     rerun_disturbed: int = 1
     # Seconds of produce load on the local cluster before the plan's first cell (kafka.warm_up).
     broker_warmup_s: float = 10.0
+    # A rate sweep with slo_p99_ms: the most trials a rate gets while its trials cannot decide
+    # the capacity search's hold rule (0: twice `trials`; a search plan sets it in `search`).
+    max_trials: int = 0
+
+    def sweeps_capacity(self) -> bool:
+        """A matrix plan that sweeps the open loop's rate against an SLO (its undecided
+        rates get trials, as a search's steps do: runner.top_up_undecided)."""
+        return (self.kind == "matrix" and self.slo_p99_ms is not None and "rate" in self.matrix
+                and self.base.get("load_model") == "open")
+
+    def most_trials(self) -> int:
+        return most_trials(self.trials, self.max_trials)
 
     def combinations(self) -> list[tuple[str, dict[str, Any]]]:
         """(configuration slug, matrix values) of every combination, in plan order."""
@@ -132,6 +147,7 @@ class Plan:
             "slo_p99_ms": self.slo_p99_ms,
             "rerun_disturbed": self.rerun_disturbed,
             "broker_warmup_s": self.broker_warmup_s,
+            "max_trials": self.most_trials() if self.sweeps_capacity() else None,
             "search": None if self.search is None else vars(self.search),
             "base": self.base,
             "matrix": self.matrix,
@@ -167,7 +183,7 @@ def load_plan(name_or_path: str | Path) -> Plan:
     path = resolve_plan_path(str(name_or_path))
     data = yaml.safe_load(path.read_text()) or {}
     known = {"name", "description", "trials", "base", "matrix", "include", "ceiling", "kind", "search",
-             "slo_p99_ms", "rerun_disturbed", "broker_warmup_s"}
+             "slo_p99_ms", "rerun_disturbed", "broker_warmup_s", "max_trials"}
     unknown = set(data) - known
     if unknown:
         raise ParamsError(f"{path}: unknown plan keys {sorted(unknown)}")
@@ -196,6 +212,11 @@ def load_plan(name_or_path: str | Path) -> Plan:
     warmup = data.get("broker_warmup_s", 10.0)
     if not isinstance(warmup, int | float) or isinstance(warmup, bool) or warmup < 0:
         raise ParamsError(f"{path}: broker_warmup_s must be a number of seconds >= 0")
+    max_trials = data.get("max_trials", 0)
+    if not isinstance(max_trials, int) or isinstance(max_trials, bool) or max_trials < 0:
+        raise ParamsError(f"{path}: max_trials must be a whole number >= 0")
+    if "max_trials" in data and kind == "search":
+        raise ParamsError(f"{path}: a search plan sets max_trials in its search block")
     search = None
     if kind == "search":
         try:
@@ -224,4 +245,5 @@ def load_plan(name_or_path: str | Path) -> Plan:
         slo_p99_ms=float(slo) if slo is not None else None,
         rerun_disturbed=rerun,
         broker_warmup_s=float(warmup),
+        max_trials=max_trials,
     )

@@ -138,6 +138,8 @@ def run_plan(
         else:
             for cell in tqdm(cells, desc=f"plan {plan.name}", unit="cell"):
                 run(cell)
+            if plan.sweeps_capacity():
+                top_up_undecided(plan, results_dir, cells, run)
     finally:
         clusters.close()
     if report:
@@ -258,6 +260,42 @@ def record_timing(plan_dir: Path, cell_id: str, wall_s: float, cell_dir: Path) -
                       "fixed_s": round(wall_s - load, 3) if load is not None else None,
                       "run_s": timings}
     path.write_text(json.dumps(known, indent=2) + "\n")
+
+
+def top_up_undecided(plan: Plan, results_dir: Path, cells: list[Cell], run: CellRunner) -> None:
+    """A capacity sweep's trials, topped up like a search's steps: per sweep line, the
+    lowest rate that does not hold by search.HOLD_RULE, while its trials cannot decide it,
+    gets one more trial (up to plan.most_trials()); then the next such rate. Two trials of a
+    heavy-tailed p99 (8 and 35 ms at one rate) decide little, and without this the sweep
+    read durable's capacity as half what the search found on the same build."""
+    assert plan.slo_p99_ms is not None  # sweeps_capacity checked it
+    combinations = dict(plan.combinations())
+    lines: dict[str, dict[float, list[Cell]]] = {}
+    for cell in cells:
+        line = json.dumps({k: v for k, v in combinations[cell.config].items() if k != "rate"},
+                          sort_keys=True, default=str)
+        lines.setdefault(line, {}).setdefault(float(cell.params["rate"]), []).append(cell)
+    progress = tqdm(desc=f"plan {plan.name} (trials for undecided rates)", unit="cell")
+    for rates in lines.values():
+        for rate in sorted(rates):
+            group = rates[rate]
+
+            def one_more(trial: int, group: list[Cell] = group) -> tuple[list[str], search.Results]:
+                config = group[-1].config
+                cell = plan.cell(results_dir, len(cells) + 1, config, combinations[config], trial)
+                cells.append(cell)
+                group.append(cell)
+                write_plan_json(plan, run.plan_dir, cells)
+                run(cell)
+                progress.update()
+                return [cell.id], search.step_results([run.plan_dir / cell.id])
+
+            decided = search.settle(
+                [c.id for c in group], search.step_results([run.plan_dir / c.id for c in group]),
+                plan.slo_p99_ms, plan.most_trials(), one_more)[2]
+            if decided != search.HOLDS:
+                break  # the capacity is below this rate: higher ones cannot change it
+    progress.close()
 
 
 def run_search(plan: Plan, results_dir: Path, run: CellRunner) -> dict[str, search.Outcome]:

@@ -4,12 +4,16 @@ A sweep over a fixed list of rates spends most of its runs far from the answer. 
 plan instead probes the low and high ends of a range, then halves the bracket between
 the highest rate that held and the lowest that did not until it is no wider than the
 stated resolution; each probe runs every trial. A probe *holds* when no trial was
-overloaded (RESULTS.md) and the 95% interval of its trials' p99 lies within the budget,
-*fails* when a trial was overloaded or the interval lies above it, and is *undecided*
-when the interval straddles the budget: then it runs one more trial, up to
+overloaded (RESULTS.md) and the one-sided 95% upper bound of its trials' p99 is within
+the budget, *fails* when a trial was overloaded or the one-sided 95% lower bound is above
+it, and is *undecided* in between: then it runs one more trial, up to
 `max_trials`, and a step still undecided there counts as not holding (the search never
 reports a capacity its trials could not show). One lucky or unlucky trial no longer
-decides a step, which is what made a sweep and a search disagree by 1.6x.
+decides a step, which is what made a sweep and a search disagree by 1.6x. The bounds are
+one-sided because the question is ("is p99 within the budget?"): a two-sided 95% interval
+on two trials (Student's t with one degree of freedom, 12.7 standard errors) left steps
+whose two p99s were 0.6 and 1.5 ms against a 50 ms budget undecided, so a 2-trial sweep
+read fire-and-forget's capacity as 500/s where every trial held 8,000.
 
 The algorithm is a pure function over a `probe` callable, so it is tested without a
 service; the runner's probe executes cells and reads their summaries.
@@ -29,13 +33,16 @@ from experiments.rundir import RunDir
 from experiments.stats import estimate
 
 HOLD_RULE = (
-    "A step holds when none of its trials was overloaded and the 95% interval of its trials' "
-    "p99 (Student's t on log values; one trial: its p99) is at or below the budget; it fails "
-    "when a trial was overloaded, left no result, or the interval is above the budget; while "
-    "the interval straddles the budget a trial is added, up to max_trials, and a step still "
+    "A step holds when none of its trials was overloaded and the one-sided 95% upper bound of "
+    "its trials' p99 (Student's t on log values, i.e. the top of the two-sided 90% interval; "
+    "one trial: its p99) is at or below the budget; it fails when a trial was overloaded, left "
+    "no result, or the one-sided 95% lower bound is above the budget; while the bounds "
+    "straddle the budget a trial is added, up to max_trials, and a step still "
     "undecided then counts as not holding."
 )
 HOLDS, FAILS, UNDECIDED = "holds", "fails", "undecided"
+# Each end of a two-sided 90% interval is a one-sided 95% bound.
+ONE_SIDED_95 = 0.90
 
 
 class SearchError(LabError):
@@ -80,7 +87,7 @@ class Step:
     overloaded: list[bool | None]
     holds: bool
     verdict: str = ""  # holds | fails | undecided (counted as not holding)
-    p99_interval_ms: list[float | None] = field(default_factory=list)  # 95%, [low, high]
+    p99_interval_ms: list[float | None] = field(default_factory=list)  # one-sided 95% bounds, [low, high]
 
 
 @dataclass
@@ -99,13 +106,13 @@ Probe = Callable[[float, int, int], tuple[list[str], list[dict[str, Any] | None]
 def verdict(results: Sequence[dict[str, Any] | None], budget_ms: float
             ) -> tuple[str, float | None, float | None]:
     """HOLD_RULE over the `results` sections of one step's trials: the verdict and the
-    95% interval of their p99 (None, None when there is none)."""
+    one-sided 95% bounds of their p99 (None, None when there is none)."""
     if not results or any(r is None or r.get("overloaded") for r in results):
         return FAILS, None, None
     p99 = [(r.get("latency_ms") or {}).get("p99") for r in results]  # type: ignore[union-attr]
     if any(v is None or v <= 0 for v in p99):
         return FAILS, None, None
-    figure = estimate(p99)  # type: ignore[arg-type]
+    figure = estimate(p99, confidence=ONE_SIDED_95)  # type: ignore[arg-type]
     if figure.low is None or figure.high is None:
         return (HOLDS if figure.median <= budget_ms else FAILS), None, None
     if figure.high <= budget_ms:
@@ -119,19 +126,38 @@ def holds(results: Sequence[dict[str, Any] | None], budget_ms: float) -> bool:
     return verdict(results, budget_ms)[0] == HOLDS
 
 
+Results = list[dict[str, Any] | None]
+# Runs trial number `n` of a step: its run ids and `results` sections.
+MoreTrials = Callable[[int], tuple[list[str], Results]]
+
+
+def most_trials(trials: int, max_trials: int) -> int:
+    """The most trials a step gets while undecided: `max_trials`, or (0) twice `trials`."""
+    return max(trials, max_trials or 2 * trials)
+
+
+def settle(runs: list[str], results: Results, budget_ms: float, most: int, more: MoreTrials
+           ) -> tuple[list[str], Results, str, float | None, float | None]:
+    """HOLD_RULE's verdict on a step, adding one trial at a time (`more`) while it is
+    undecided, up to `most`: the step's runs and results, the verdict and the bounds."""
+    decided, low, high = verdict(results, budget_ms)
+    while decided == UNDECIDED and len(results) < most:
+        more_runs, more_results = more(len(results) + 1)
+        runs, results = runs + more_runs, results + more_results
+        decided, low, high = verdict(results, budget_ms)
+    return runs, results, decided, low, high
+
+
 def bisect(search: Search, budget_ms: float, probe: Probe, trials: int = 1) -> Outcome:
     """Run the search with `trials` per step (more while a step is undecided, up to
     `search.max_trials`)."""
     outcome = Outcome()
-    most = max(trials, search.max_trials or 2 * trials)
+    most = most_trials(trials, search.max_trials)
 
     def step(value: float) -> bool:
         runs, results = probe(value, 1, trials)
-        decided, low, high = verdict(results, budget_ms)
-        while decided == UNDECIDED and len(results) < most:
-            more_runs, more = probe(value, len(results) + 1, 1)
-            runs, results = runs + more_runs, results + more
-            decided, low, high = verdict(results, budget_ms)
+        runs, results, decided, low, high = settle(
+            runs, results, budget_ms, most, lambda trial: probe(value, trial, 1))
         outcome.steps.append(Step(
             step=len(outcome.steps) + 1,
             value=value,

@@ -30,7 +30,7 @@ def holds(row: pd.Series | dict, slo_p99_ms: float) -> bool:
 
 def _rate_holds(group: pd.DataFrame, slo: float) -> bool:
     """The capacity search's rule (experiments/search.py) over one rate's trials: none
-    overloaded and the 95% interval of their p99 within the budget."""
+    overloaded and the one-sided 95% upper bound of their p99 within the budget."""
     results = [{"overloaded": None if is_missing(r["overloaded"]) else bool(r["overloaded"]),
                 "latency_ms": {"p99": None if is_missing(r["p99_ms"]) else float(r["p99_ms"])}}
                for _, r in group.iterrows()]
@@ -41,8 +41,8 @@ def at_slo(runs: Runs) -> pd.DataFrame:
     """Capacity at the plan's SLO per sweep line.
 
     `median` (the capacity): the highest offered rate whose trials show it holds by the
-    capacity search's rule (no trial overloaded, the 95% interval of their p99 within
-    slo_p99_ms) with every lower rate holding too; NaN when even the lowest rate does not.
+    capacity search's rule (no trial overloaded, the one-sided 95% upper bound of their p99
+    within slo_p99_ms) with every lower rate holding too; NaN when even the lowest rate does not.
     One lucky or unlucky trial no longer decides it, so a sweep and a search of one build
     agree. `per_trial`, `min` and `max`: each trial's own highest holding rate (every lower
     rate of that trial holding), for the spread. `all_held` says the highest rate measured
@@ -68,7 +68,12 @@ def at_slo(runs: Runs) -> pd.DataFrame:
                 all_held = False
                 break
             capacity = float(rate) * per_request
+        # A trial added to an undecided rate (runner.top_up_undecided) has no runs at the
+        # rates below it, so it has no capacity of its own: the plan's trials have one each.
+        own_capacity = set(group.loc[group["offered_rps"] == group["offered_rps"].min(), "trial"])
         for trial, runs_of_trial in group.groupby("trial", sort=True, dropna=False):
+            if trial not in own_capacity:
+                continue
             ordered = runs_of_trial.sort_values("offered_rps")
             found = math.nan
             for _, run in ordered.iterrows():

@@ -90,6 +90,45 @@ def varying_params(summaries: pd.DataFrame, param_columns: Iterable[str]) -> lis
     return varying
 
 
+def distinguishing_params(summaries: pd.DataFrame, varying: Iterable[str]) -> list[str]:
+    """The fewest of `varying` that still tell every configuration apart: what labels name.
+
+    A plan built from `include` blocks varies parameters together (each block its own load
+    model, connections, duration, fault time), so naming every varying parameter made
+    labels of 300 characters. A parameter whose value follows from the others is left out,
+    the last declared first; the mode and the producer settings always stay (they are
+    what a reader compares).
+    """
+    keep = list(varying)
+    present = [c for c in keep if c in summaries]
+    if summaries.empty or not present:
+        return keep
+
+    def configurations(columns: list[str]) -> int:
+        cols = [c for c in columns if c in summaries]
+        return len(summaries[cols].astype("string").fillna("\0default").drop_duplicates()) if cols else 1
+
+    wanted = configurations(keep)
+    for column in reversed(list(varying)):
+        if column == "mode" or is_producer_param(column):
+            continue
+        fewer = [c for c in keep if c != column]
+        if configurations(fewer) == wanted:
+            keep = fewer
+    return keep
+
+
+def config_labels(summaries: pd.DataFrame, varying: Iterable[str]) -> list[str]:
+    """Every row's `config_label` over the parameters that tell configurations apart; if
+    the short labels would merge two configurations, every varying parameter is named."""
+    varying = list(varying)
+    rows = summaries.to_dict("records")
+    named = distinguishing_params(summaries, varying)
+    short = [config_label(r, named) for r in rows]
+    full = [config_label(r, varying, omit_unused=False) for r in rows]
+    return short if len(set(short)) == len(set(full)) else full
+
+
 def setting_name(column: str) -> str:
     """Display name of a parameter column: `producer.linger.ms` -> `linger.ms`."""
     return column.removeprefix("param.").removeprefix(PRODUCER_PREFIX)
@@ -111,7 +150,7 @@ def is_missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
-def config_label(row: Mapping[str, Any], varying: Iterable[str]) -> str:
+def config_label(row: Mapping[str, Any], varying: Iterable[str], omit_unused: bool = True) -> str:
     """`durable, linger.ms=20`: the mode, then every other varying parameter that is set.
 
     Unset settings are left out (they are the default), which keeps labels unique because
@@ -120,9 +159,12 @@ def config_label(row: Mapping[str, Any], varying: Iterable[str]) -> str:
     # The mode comes first even when it does not vary: it is what a reader looks for.
     mode = row.get("mode")
     parts = [] if is_missing(mode) else [str(mode)]
+    closed = omit_unused and row.get("load_model") == "closed"
     for column in varying:
         if column == "mode" or is_missing(row.get(column)):
             continue
+        if closed and column == "rate":
+            continue  # a closed loop has no offered rate: naming one would mislead
         parts.append(f"{setting_name(column)}={format_value(row[column])}")
     return ", ".join(parts) or "default"
 

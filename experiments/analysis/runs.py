@@ -18,7 +18,7 @@ import pandas as pd
 from hdrh.histogram import HdrHistogram
 
 from experiments.analysis.configs import (
-    config_label,
+    config_labels,
     flatten_params,
     mode_rank,
     sort_key,
@@ -198,7 +198,7 @@ def load_runs(plan_dir: Path | str, options: Options | None = None) -> Runs:
     param_columns = tuple(params_seen)
     summaries = pd.DataFrame(rows, columns=_column_order(rows, param_columns))
     varying = tuple(varying_params(summaries, param_columns))
-    summaries["configuration"] = [config_label(r, varying) for r in summaries.to_dict("records")]
+    summaries["configuration"] = config_labels(summaries, varying)
     search = PlanDir(plan_dir).read_search()
     summaries = _sorted(summaries, str(search.get("param")) if search and search.get("param") else None)
     configs = tuple(dict.fromkeys(summaries["configuration"]))

@@ -22,7 +22,7 @@ from experiments.analysis._style import (
     style,
     thousands,
 )
-from experiments.analysis.configs import config_label
+from experiments.analysis.configs import config_labels
 from experiments.analysis.runs import Runs
 
 # The parameter an open-loop sweep or search varies.
@@ -33,9 +33,7 @@ def sweep_label(runs: Runs, table: pd.DataFrame | None = None) -> pd.Series:
     """Per row, the configuration without its offered rate: the line a rate sweep draws."""
     table = runs.summaries if table is None else table
     others = [c for c in runs.varying if c != RATE_PARAM]
-    return pd.Series(
-        [config_label(row, others) for row in table.to_dict("records")], index=table.index, dtype="object"
-    )
+    return pd.Series(config_labels(table, others), index=table.index, dtype="object")
 
 
 def open_loop_runs(runs: Runs) -> pd.DataFrame:

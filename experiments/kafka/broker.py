@@ -32,6 +32,7 @@ from experiments.errors import KafkaStartError
 from experiments.kafka.jars import ensure_jars, find_java, kafka_version
 from experiments.kafka.topics import broker_ready, live_brokers
 from experiments.network.build import build as build_proxy
+from experiments.network.calibrate import correct
 from experiments.network.layout import LOOPBACK_LAYOUT, NetworkLayout
 from experiments.network.proxy import LISTENERS, ProxyState, Route, proxy_alive, start_proxies, stop_proxies
 
@@ -399,6 +400,11 @@ class LocalKafka:
             state = replace(state, nodes=tuple(replace(n, pid=procs[n.node_id].pid) for n in nodes))
             self._write_state(state)
         self._wait_ready(state, timeout, procs)
+        if network is not None:
+            # What the proxy itself adds can only be measured through running nodes.
+            state = replace(state, network=correct(network))
+            with self._lock:
+                self._write_state(state)
         return state
 
     def _routes(self, nodes: tuple[NodeState, ...], taken: list[int]) -> list[Route]:

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("check", help="list missing build prerequisites (exit 1 if any)")
     build_cmd = sub.add_parser("build", help="build the pinned Toxiproxy unless it is cached")
-    build_cmd.add_argument("--force", action="store_true", help="run go install even if it is cached")
+    build_cmd.add_argument("--force", action="store_true", help="run go build even if it is cached")
     sub.add_parser("path", help="print where the binary is (built or not)")
     sub.add_parser("profiles", help="the named profiles' round trips")
     calibrate = sub.add_parser("calibrate", help="asked vs measured on the running local cluster")

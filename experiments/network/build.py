@@ -1,14 +1,18 @@
-"""Build the latency proxy (Toxiproxy's server) with Go, once, on demand.
+"""Build the latency proxy with Go, once, on demand.
 
-Nothing else in the project needs Go: `make`, `make report` and `make test` work without
-it. The binary is cached in `.network/bin` (git-ignored) under a name that carries the
-pinned version, so a second call costs a stat, a new pin builds a new binary, and a built
-binary is used even where Go has since gone away. `go install` fetches the module through
-the user's Go module proxy (GOPROXY) like any Go build.
+The proxy is Toxiproxy's server built as a library into `experiments/network/proxy/`
+(main.go: the server, plus a latency toxic with microsecond resolution). Nothing else in
+the project needs Go: `make`, `make report` and `make test` work without it. The binary
+is cached in `.network/bin` (git-ignored) under a name that carries the pinned version and
+a digest of the module's files, so a second call costs a stat, a change builds a new
+binary, and a built binary is used even where Go has since gone away. `go build` fetches
+the modules that go.sum pins through the user's Go module proxy (GOPROXY) like any Go build.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import re
 import shutil
@@ -21,10 +25,22 @@ from experiments.builds import BuildResult, build_lock
 from experiments.errors import LabError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SOURCE_DIR = Path(__file__).resolve().parent / "proxy"
+SOURCE_FILES = ("main.go", "go.mod", "go.sum")
 MODULE = "github.com/Shopify/toxiproxy/v2"
-# Pinned: the newest release the module proxy serves here (`go list -m -versions` lists
-# v2.3.0 and v2.5.0); its go.mod asks Go 1.17.
-VERSION = "2.5.0"
+
+
+def _pinned_version() -> str:
+    """Toxiproxy's release as proxy/go.mod requires it (its one declaration): the newest
+    the module proxy serves here (`go list -m -versions` lists v2.3.0 and v2.5.0)."""
+    match = re.search(rf"^\s*(?:require\s+)?{re.escape(MODULE)} v(\S+)$",
+                      (SOURCE_DIR / "go.mod").read_text(), re.MULTILINE)
+    if match is None:
+        raise LabError(f"{SOURCE_DIR / 'go.mod'} does not require {MODULE}")
+    return match[1]
+
+
+VERSION = _pinned_version()  # its go.mod asks Go 1.17
 MIN_GO = (1, 17)
 CACHE_DIR_ENV = "LAB_PROXY_DIR"
 INSTALL_HINT = "install Go (https://go.dev/doc/install), then run `make proxy`"
@@ -35,15 +51,23 @@ class ProxyUnavailable(LabError):
 
 
 class ProxyBuildError(LabError):
-    """`go install` failed; the message ends with the tail of its output."""
+    """`go build` failed; the message ends with the tail of its output."""
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_DIR_ENV) or REPO_ROOT / ".network")
 
 
+@functools.cache  # asked by every is_built(); the module's files do not change under a run
+def sources_digest() -> str:
+    digest = hashlib.sha256()
+    for name in SOURCE_FILES:
+        digest.update((SOURCE_DIR / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def binary_path() -> Path:
-    return cache_dir() / "bin" / f"toxiproxy-server-{VERSION}"
+    return cache_dir() / "bin" / f"toxiproxy-server-{VERSION}-{sources_digest()}"
 
 
 def is_built() -> bool:
@@ -91,7 +115,7 @@ def skip_reason() -> str | None:
 
 
 def build(force: bool = False) -> BuildResult:
-    """The path of the pinned proxy's binary, running `go install` only if needed.
+    """The path of the proxy's binary, running `go build` only if needed.
 
     Raises `ProxyUnavailable` when a build is needed and Go is missing, `ProxyBuildError`
     when the build fails.
@@ -110,12 +134,12 @@ def build(force: bool = False) -> BuildResult:
         log = cache_dir() / "build.log"
         # The version is stamped in as the release builds do, so `/version` reports the pin.
         ldflags = f"-X {MODULE}.Version={VERSION}"
-        with tempfile.TemporaryDirectory(dir=cache_dir()) as gobin:
-            cmd = [go, "install", f"-ldflags={ldflags}", f"{MODULE}/cmd/server@v{VERSION}"]
+        with tempfile.TemporaryDirectory(dir=cache_dir()) as out_dir:
+            built = Path(out_dir) / "toxiproxy-server"
+            cmd = [go, "build", "-trimpath", f"-ldflags={ldflags}", "-o", str(built), "."]
             with log.open("wb") as out:
-                result = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                        env={**os.environ, "GOBIN": gobin}, check=False)
-            built = Path(gobin) / "server"
+                result = subprocess.run(cmd, cwd=SOURCE_DIR, stdin=subprocess.DEVNULL, stdout=out,
+                                        stderr=subprocess.STDOUT, check=False)
             if result.returncode != 0 or not built.is_file():
                 tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
                 raise ProxyBuildError(f"`{' '.join(cmd)}` failed with exit code {result.returncode} "

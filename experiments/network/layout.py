@@ -7,12 +7,14 @@ Two kinds of link (experiments/network/proxy.py gives each node one proxy per li
 - `broker`: broker <-> broker, i.e. a follower's fetches from the leader (replication)
   and the controller quorum (each node's controller listener).
 
-Toxiproxy's latency toxic is in whole milliseconds per direction and draws each chunk's
-delay uniformly from the integers [latency - jitter, latency + jitter - 1], so:
-- a round trip is a whole number of milliseconds, split half each way (an odd one puts
-  the extra millisecond on the way to the broker);
-- with jitter the mean of a direction is latency - 0.5 ms, so a jittered link asks one
-  millisecond more in total and the mean round trip is still the one asked;
+The delay is the proxy's `latency_us` toxic (experiments/network/proxy/main.go: Toxiproxy's
+server with a microsecond latency toxic added), drawn per chunk uniformly from
+[latency - jitter, latency + jitter] microseconds, so:
+- a round trip is asked in whole milliseconds (the proxy's own hop, about 0.15 ms here, is
+  the floor a smaller ask could not be told apart from) and split half each way;
+- what the proxy itself adds on a link (its hop, and its sleep's lateness) is measured
+  once the cluster is up and taken off the toxics (`calibrate.correct`), so the round
+  trip a client gets is the one asked;
 - the jitter of a direction may not exceed its latency (the draw would be clamped at 0
   and the mean would drift up).
 """
@@ -27,11 +29,11 @@ from experiments.errors import LabError
 
 LINK_KINDS = ("client", "broker")
 LOOPBACK = "loopback"
-# Named deployments; round trips in whole ms (Toxiproxy's resolution), no jitter (a
-# whole-ms jitter would swamp a 1 ms link). Sources for the figures:
+# Named deployments; round trips in whole ms, no jitter (a whole-ms jitter would swamp a
+# 1 ms link). Sources for the figures:
 # - within one zone a round trip is 0.1-0.3 ms; the smallest AWS pair measured was
 #   0.25 ms (best of 50 pings, xkyle.com "Measuring AWS Region and AZ Latency"). Below
-#   Toxiproxy's resolution: `same-zone` is every link through its proxy with nothing
+#   the proxy's own hop: `same-zone` is every link through its proxy with nothing
 #   added, i.e. the userspace hop alone (calibration records what it costs here).
 # - between zones of a region: under 1 ms at the 95th percentile (Google's zone
 #   requirement, cloud.google.com/distributed-cloud/.../zone-requirements); AWS pairs
@@ -68,13 +70,15 @@ class Link:
     rtt_ms: int = 0
     jitter_ms: int = 0  # per direction: each chunk's delay varies uniformly by +- this
 
-    def toxics(self) -> dict[str, dict[str, int]]:
-        """Toxiproxy latency attributes per stream (upstream = towards the broker)."""
-        total = self.rtt_ms + (1 if self.jitter_ms else 0)  # each jittered direction averages -0.5
+    def toxics(self, excess_us: int = 0) -> dict[str, dict[str, int]]:
+        """The proxy's `latency_us` attributes per stream (upstream = towards the broker):
+        half the round trip each way, less `excess_us`, what calibration measured the proxy
+        itself to add on this link (`calibrate.correct`)."""
+        total = max(0, self.rtt_ms * 1000 - excess_us)
         upstream = (total + 1) // 2
-        downstream = total - upstream
-        return {"upstream": {"latency": upstream, "jitter": self.jitter_ms},
-                "downstream": {"latency": downstream, "jitter": self.jitter_ms}}
+        jitter = self.jitter_ms * 1000
+        return {"upstream": {"latency_us": upstream, "jitter_us": jitter},
+                "downstream": {"latency_us": total - upstream, "jitter_us": jitter}}
 
 
 @dataclass(frozen=True)
@@ -122,8 +126,8 @@ def profile_links(name: str) -> dict[str, int]:
 def whole_ms(name: str, value: float) -> int:
     """A non-negative whole number of milliseconds, or a NetworkError saying why not."""
     if value < 0 or float(value) != int(value):
-        raise NetworkError(f"{name}={value}: a whole number of milliseconds >= 0 (Toxiproxy's latency "
-                           f"toxic has millisecond resolution per direction)")
+        raise NetworkError(f"{name}={value}: a whole number of milliseconds >= 0 (below that the "
+                           f"proxy's own hop of about 0.15 ms could not be told apart)")
     return int(value)
 
 
@@ -147,13 +151,12 @@ def resolve(profile: str, client_rtt_ms: float | None = None, client_jitter_ms: 
 
 
 def _check_jitter(kind: str, link: Link) -> None:
-    toxics = link.toxics()
-    shortest = min(t["latency"] for t in toxics.values())
-    if link.jitter_ms > shortest:
+    shortest_us = min(t["latency_us"] for t in link.toxics().values())
+    if link.jitter_ms * 1000 > shortest_us:
         raise NetworkError(
             f"network_{kind}_jitter_ms={link.jitter_ms} on a {link.rtt_ms} ms round trip: a direction's "
-            f"jitter may not exceed its latency ({shortest} ms here; Toxiproxy would clamp the draw at 0 "
-            f"and the mean would drift up): ask a round trip of at least {2 * link.jitter_ms - 1} ms"
+            f"jitter may not exceed its latency ({shortest_us / 1000:g} ms here; a draw below 0 would be "
+            f"clamped and the mean would drift up): ask a round trip of at least {2 * link.jitter_ms} ms"
         )
 
 

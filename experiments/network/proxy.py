@@ -25,7 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,12 @@ class ProxyState:
     version: str
     log_file: str
     routes: tuple[Route, ...]
+    # Per route name: what calibration measured the proxy itself to add, taken off its toxics.
+    excess_us: dict[str, int] = field(default_factory=dict)
+
+    def toxics(self, route: Route) -> dict[str, dict[str, int]]:
+        """The toxics `route` should hold: its link's, less its measured excess."""
+        return self.layout.link(route.link).toxics(self.excess_us.get(route.name, 0))
 
     def route(self, node_id: int, listener: str) -> Route:
         for route in self.routes:
@@ -81,7 +87,8 @@ class ProxyState:
     def from_dict(cls, data: dict[str, Any]) -> ProxyState:
         return cls(layout=NetworkLayout.from_dict(data["layout"]), pid=data["pid"], api_port=data["api_port"],
                    version=data["version"], log_file=data["log_file"],
-                   routes=tuple(Route(**r) for r in data["routes"]))
+                   routes=tuple(Route(**r) for r in data["routes"]),
+                   excess_us=dict(data.get("excess_us", {})))
 
 
 def _request(api_port: int, method: str, path: str, body: dict[str, Any] | None = None,
@@ -147,21 +154,46 @@ def _wait_api(proc: subprocess.Popen[bytes], api_port: int, log_file: Path, time
     raise NetworkError(f"toxiproxy's API did not answer on port {api_port} within {timeout:.0f} s")
 
 
+# main.go's toxic: Toxiproxy's latency at microsecond resolution.
+TOXIC_TYPE = "latency_us"
+TOXIC_ATTRIBUTES = ("latency_us", "jitter_us")
+
+
+def _delayed(layout: NetworkLayout, route: Route) -> bool:
+    """Whether `route`'s link asks for any delay; a link asking none has no toxic, since a
+    zero toxic would only add a goroutine hand-off to every chunk."""
+    link = layout.link(route.link)
+    return bool(link.rtt_ms or link.jitter_ms)
+
+
 def _create(api_port: int, route: Route, layout: NetworkLayout) -> None:
     _request(api_port, "POST", "/proxies", {"name": route.name, "listen": f"{HOST}:{route.listen_port}",
                                             "upstream": f"{HOST}:{route.upstream_port}", "enabled": True})
+    if not _delayed(layout, route):
+        return
     for stream, attributes in layout.link(route.link).toxics().items():
-        # A zero toxic would only add a goroutine hand-off to every chunk.
-        if attributes["latency"] or attributes["jitter"]:
-            _request(api_port, "POST", f"/proxies/{route.name}/toxics",
-                     {"name": f"latency_{stream}", "type": "latency", "stream": stream, "toxicity": 1.0,
-                      "attributes": attributes})
+        _request(api_port, "POST", f"/proxies/{route.name}/toxics",
+                 {"name": f"latency_{stream}", "type": TOXIC_TYPE, "stream": stream, "toxicity": 1.0,
+                  "attributes": attributes})
+
+
+def take_off(state: ProxyState, excess_us: dict[str, int]) -> ProxyState:
+    """Set every delayed route's toxics to its link's round trip less `excess_us[route]`
+    (calibration's measure of what the proxy itself adds there); the state that says so."""
+    corrected = replace(state, excess_us={**state.excess_us, **excess_us})
+    for route in state.routes:
+        if route.name in excess_us and _delayed(state.layout, route):
+            for stream, attributes in corrected.toxics(route).items():
+                _request(state.api_port, "POST", f"/proxies/{route.name}/toxics/latency_{stream}",
+                         {"attributes": attributes})
+    _check(corrected)
+    return corrected
 
 
 def toxics_set(state: ProxyState) -> dict[str, dict[str, dict[str, int]]]:
     """What the server holds: proxy name -> stream -> latency attributes (for the run's files)."""
     proxies = _request(state.api_port, "GET", "/proxies")
-    return {name: {t["stream"]: t["attributes"] for t in proxy.get("toxics", []) if t["type"] == "latency"}
+    return {name: {t["stream"]: t["attributes"] for t in proxy.get("toxics", []) if t["type"] == TOXIC_TYPE}
             for name, proxy in proxies.items()}
 
 
@@ -170,9 +202,8 @@ def _check(state: ProxyState) -> None:
     would make a run measure loopback while it reports a round trip)."""
     held = toxics_set(state)
     for route in state.routes:
-        toxics = state.layout.link(route.link).toxics()
-        wanted = {s: a for s, a in toxics.items() if a["latency"] or a["jitter"]}
-        got = {s: {k: a.get(k) for k in ("latency", "jitter")} for s, a in held.get(route.name, {}).items()}
+        wanted = state.toxics(route) if _delayed(state.layout, route) else {}
+        got = {s: {k: a.get(k) for k in TOXIC_ATTRIBUTES} for s, a in held.get(route.name, {}).items()}
         if route.name not in held or got != wanted:
             raise NetworkError(f"toxiproxy holds {got if route.name in held else 'no proxy'} for "
                                f"{route.name}; asked {wanted}")

@@ -32,6 +32,8 @@ def measured_links(state: ProxyState, samples: int | None = None) -> list[dict[s
             "asked_rtt_ms": link.rtt_ms,
             "jitter_ms": link.jitter_ms,
             "measured_rtt_ms": round(measured, 3),
+            # What the cluster's start measured the proxy itself to add here, taken off the toxics.
+            "excess_us": state.excess_us.get(route.name, 0),
             "proxied_ms": round(measurement.proxied_ms, 3),
             "direct_ms": round(measurement.direct_ms, 3),
             "min_ms": round(measurement.min_ms, 3),

@@ -17,7 +17,8 @@ from service.kafka.errors import QUEUE_FULL, WAIT_TIMED_OUT, is_retriable
 class DeliveryBridge(StrEnum):
     """Where delivery reports are served.
 
-    `loop` (the default) polls with `poll(0)` from a task on the event loop itself.
+    `loop` (the default) polls with `poll(0)` from a task on the event loop itself (and,
+    while requests wait and nothing is ready, blocks in `poll()` on a helper thread).
     `thread` is confluent-kafka's classic asyncio pattern: a dedicated thread polls and
     hands results over with `call_soon_threadsafe`. confluent-kafka takes the GIL once
     per delivery report, so with a busy event loop the thread pays a GIL hand-off per

@@ -130,3 +130,14 @@ def test_the_old_name_of_the_broker_address_is_still_accepted() -> None:
     assert RunParams.from_dict({"kafka_bootstrap": "b:9"}).bootstrap == "b:9"
     assert RunParams.from_namespace({"bootstrap": "", "kafka_bootstrap": "b:9"}).bootstrap == "b:9"
     assert RunParams.from_namespace({"bootstrap": "a:1", "kafka_bootstrap": "b:9"}).bootstrap == "a:1"
+
+
+def test_the_sweep_and_the_search_measure_capacity_under_one_load() -> None:
+    # Issue 18: their capacities are compared (within 15%), so they differ in method only.
+    sweep, searched = load_plan("saturation"), load_plan("capacity")
+    assert sweep.base == searched.base
+    assert (sweep.trials, sweep.slo_p99_ms, sweep.matrix["mode"]) == (
+        searched.trials, searched.slo_p99_ms, searched.matrix["mode"])
+    assert searched.search is not None
+    rates = sweep.matrix["rate"]
+    assert (min(rates), max(rates)) == (1000, searched.search.high)

@@ -151,3 +151,66 @@ def test_bad_search_plans_are_refused_before_anything_runs(tmp_path: Path, text:
                                                             message: str) -> None:
     with pytest.raises(ParamsError, match=message):
         load_plan(write_plan(tmp_path, text))
+
+
+def test_the_bounds_are_one_sided_because_the_question_is() -> None:
+    # Two trials far inside the budget but 2.6x apart (measured: fire-and-forget at
+    # 1,000/s, p99 1.46 and 0.56 ms against 50 ms). A two-sided 95% interval on one degree
+    # of freedom reaches 14x the geometric mean and left this undecided; the one-sided
+    # upper bound (t = 6.31) is 19 ms: it holds.
+    decided, low, high = search.verdict([p99(1.463), p99(0.561)], BUDGET)
+    assert decided == "holds" and high == pytest.approx(18.8, rel=0.02)
+    # And the other side: two trials above the budget, one-sided lower bound above it.
+    decided, low, high = search.verdict([p99(120.0), p99(150.0)], BUDGET)
+    assert decided == "fails" and low > BUDGET
+
+
+SWEEP = """
+name: sweep
+trials: 2
+slo_p99_ms: 50
+base: {load_model: open, duration_s: 1, warmup_s: 0}
+matrix: {mode: [durable], rate: [1000, 2000, 3000, 4000]}
+"""
+
+
+def test_a_capacity_sweep_tops_up_the_trials_of_its_undecided_rates(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # p99 per (rate, trial): 2000/s had one unlucky trial (the measured pattern: 8 and 35
+    # ms), so two trials cannot decide it; more trials show it holds. 3000/s fails clearly,
+    # and 4000/s, above a rate that does not hold, gets no trials beyond the plan's.
+    p99_ms = {1000: [5.0, 5.5], 2000: [8.0, 35.0, 9.0, 8.5], 3000: [300.0, 400.0],
+              4000: [20.0, 90.0]}
+    executed: list[str] = []
+
+    def execute(cell: Cell, cell_dir: Path, extra: dict[str, Any]) -> None:
+        executed.append(cell.id)
+        p99 = p99_ms[int(cell.params["rate"])][cell.params["trial"] - 1]
+        summary = {"schema": "lab.run/2", "audit": {"lost": 0},
+                   "results": {"overloaded": False, "latency_ms": {"p99": p99}}}
+        (cell_dir / "summary.json").write_text(json.dumps(summary))
+
+    target = KafkaTarget(bootstrap="127.0.0.1:1", started_here=False, external=True, kafka_version=None)
+    monkeypatch.setattr(runner, "ensure_kafka", lambda **_: target)
+    monkeypatch.setattr(runner, "execute_cell", execute)
+    plan = tmp_path / "sweep.yaml"
+    plan.write_text(SWEEP)
+    first = runner.run_plan(plan, tmp_path / "results", tmp_path / "reports", report=False)
+    assert executed[8:] == ["009-rate=2000-t3", "010-rate=2000-t4"]
+    described = json.loads((tmp_path / "results" / "sweep" / "plan.json").read_text())
+    assert described["cells"] == executed == first.ran
+    # With two trials the step was undecided; with four it holds (search.HOLD_RULE).
+    results = [{"overloaded": False, "latency_ms": {"p99": v}} for v in p99_ms[2000]]
+    assert search.verdict(results[:2], 50)[0] == "undecided"
+    assert search.verdict(results, 50)[0] == "holds"
+
+    executed.clear()  # resuming replays the same top-up over the finished cells
+    second = runner.run_plan(plan, tmp_path / "results", tmp_path / "reports", report=False)
+    assert executed == [] and len(second.skipped) == len(first.ran)
+
+
+def test_a_sweep_may_bound_its_trials_but_a_search_sets_them_in_its_block(tmp_path: Path) -> None:
+    assert load_plan(write_plan(tmp_path, SWEEP + "max_trials: 3\n")).most_trials() == 3
+    assert load_plan(write_plan(tmp_path, SWEEP)).most_trials() == 4
+    with pytest.raises(ParamsError, match="in its search block"):
+        load_plan(write_plan(tmp_path, PLAN + "max_trials: 3\n"))

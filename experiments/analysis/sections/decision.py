@@ -14,8 +14,8 @@ INTRO = """
 The question the suite is for: with at most *this many* acknowledged events lost per fault,
 and p99 at most *this*, which producer mode and settings, and how much will it carry? Per
 configuration: its capacity at the p99 target from the open-loop rate sweep (a rate holds
-when no trial was overloaded and the 95% interval of its trials' p99 is within the target,
-every lower rate holding too: the capacity search's rule), and per fault kind the
+when no trial was overloaded and the one-sided 95% upper bound of its trials' p99 is within
+the target, every lower rate holding too: the capacity search's rule), and per fault kind the
 acknowledged events lost (the worst trial decides: a budget is a promise about every fault)
 and the seconds until the first success after the fault. The winner is the highest capacity
 among the configurations that kept the budget in every trial of every fault measured; a

@@ -32,12 +32,13 @@ from experiments.plans import load_plan
 from experiments.rundir import COMPONENTS, CPU_KEYS, OPTIONAL_COMPONENTS, PROXY
 
 
-def toxiproxy_delays(latency: int, jitter: int) -> list[int]:
-    """Every delay Toxiproxy 2.5.0's latency toxic can draw, equally likely:
-    `latency + rand.Int63n(2 * jitter) - jitter` (toxics/latency.go), clamped at 0 by its sleep."""
-    if not jitter:
-        return [latency]
-    return [max(0, latency + k - jitter) for k in range(2 * jitter)]
+def toxic_delays(latency_us: int, jitter_us: int) -> list[int]:
+    """Every delay the proxy's `latency_us` toxic can draw, equally likely:
+    `latency_us + rand.Int63n(2*jitter_us+1) - jitter_us` (experiments/network/proxy/main.go),
+    and no wait for a delay at or below 0."""
+    if not jitter_us:
+        return [latency_us]
+    return [max(0, latency_us + k - jitter_us) for k in range(2 * jitter_us + 1)]
 
 
 def test_loopback_is_no_proxy_and_every_other_profile_proxies_every_link() -> None:
@@ -62,18 +63,27 @@ def test_a_links_own_value_overrides_the_profile_and_proxies_even_loopback() -> 
 
 
 @pytest.mark.parametrize(("rtt", "jitter"), [(r, j) for r in range(0, 41) for j in range(0, 6)
-                                              if j <= (r + 1) // 2])
+                                              if 2 * j <= r])
 def test_the_toxics_give_the_asked_round_trip_on_average(rtt: int, jitter: int) -> None:
     toxics = Link(rtt, jitter).toxics()
     up, down = toxics["upstream"], toxics["downstream"]
-    assert up["jitter"] == down["jitter"] == jitter
-    assert 0 <= up["latency"] - down["latency"] <= 1  # half each way, the odd ms towards the broker
-    up_delays, down_delays = toxiproxy_delays(**up), toxiproxy_delays(**down)
-    assert min(up_delays) >= 0 and min(down_delays) >= 0
+    assert up["jitter_us"] == down["jitter_us"] == jitter * 1000
+    assert up["latency_us"] - down["latency_us"] == 0  # half each way
+    up_delays, down_delays = toxic_delays(**up), toxic_delays(**down)
+    assert min(up_delays) >= 0 and min(down_delays) >= 0  # nothing clamped: the mean holds
     mean = sum(up_delays) / len(up_delays) + sum(down_delays) / len(down_delays)
-    assert mean == rtt
-    if jitter:  # the round trip really varies by up to +- twice the per-direction jitter
-        assert max(up_delays) + max(down_delays) - min(up_delays) - min(down_delays) == 4 * jitter - 2
+    assert mean == rtt * 1000
+    if jitter:  # the round trip really varies by +- twice the per-direction jitter
+        assert max(up_delays) + max(down_delays) - min(up_delays) - min(down_delays) == 4000 * jitter
+
+
+@pytest.mark.parametrize(("rtt", "excess_us", "total_us"),
+                         [(1, 0, 1000), (1, 301, 699), (5, 555, 4445), (20, 800, 19200), (1, 1500, 0)])
+def test_what_the_proxy_adds_is_taken_off_both_directions(rtt: int, excess_us: int,
+                                                          total_us: int) -> None:
+    toxics = Link(rtt).toxics(excess_us)
+    up, down = toxics["upstream"]["latency_us"], toxics["downstream"]["latency_us"]
+    assert (up + down, up - down in (0, 1)) == (total_us, True)
 
 
 @pytest.mark.parametrize(
@@ -84,8 +94,9 @@ def test_the_toxics_give_the_asked_round_trip_on_average(rtt: int, jitter: int) 
         ({"profile": "loopback", "client_rtt_ms": 0.5}, "whole number of milliseconds"),
         ({"profile": "loopback", "broker_rtt_ms": -1}, "whole number of milliseconds"),
         ({"profile": "5ms", "broker_jitter_ms": 1.5}, "whole number of milliseconds"),
-        ({"profile": "1ms", "client_jitter_ms": 2}, "at least 3 ms"),
-        ({"profile": "same-zone", "broker_jitter_ms": 1}, "at least 1 ms"),
+        ({"profile": "1ms", "client_jitter_ms": 2}, "at least 4 ms"),
+        ({"profile": "1ms", "client_jitter_ms": 1}, "at least 2 ms"),
+        ({"profile": "same-zone", "broker_jitter_ms": 1}, "at least 2 ms"),
     ],
 )
 def test_a_network_the_proxy_cannot_make_is_refused_with_the_reason(kwargs: dict[str, Any],
@@ -132,7 +143,7 @@ def test_the_state_file_is_unchanged_without_a_proxy_and_keeps_one_when_there_is
     assert "network" not in plain.as_dict()
     assert BrokerState.from_dict(plain.as_dict()) == plain
     proxy = ProxyState(layout=resolve("5ms"), pid=11, api_port=8474, version="2.5.0", log_file="t.log",
-                       routes=(Route(1, "client", 7000, 9000),))
+                       routes=(Route(1, "client", 7000, 9000),), excess_us={"node1-client": 420})
     proxied = BrokerState("127.0.0.1:7000", "id", "4.1.2", "now", "1g", (node,), network=proxy)
     assert BrokerState.from_dict(proxied.as_dict()) == proxied
     assert proxied.layout == resolve("5ms") and plain.layout == LOOPBACK_LAYOUT
@@ -234,7 +245,10 @@ def test_without_go_the_proxy_is_skipped_with_what_to_install(monkeypatch: pytes
     assert reason is not None and "missing: go" in reason and "make proxy" in reason
     with pytest.raises(proxy_build.ProxyUnavailable, match="missing: go"):
         proxy_build.build()
-    assert proxy_build.binary_path().name.endswith(proxy_build.VERSION)
+    # The binary's name carries the pinned release and the digest of the proxy's sources.
+    assert proxy_build.binary_path().name == (
+        f"toxiproxy-server-{proxy_build.VERSION}-{proxy_build.sources_digest()}")
+    assert proxy_build.VERSION == "2.5.0"  # as experiments/network/proxy/go.mod requires it
     # A cluster asked behind the proxy fails before it touches anything (a running one stays).
     with pytest.raises(proxy_build.ProxyUnavailable, match="make proxy"):
         LocalKafka(run_dir=tmp_path / "run", network=resolve("5ms")).start()
@@ -244,3 +258,40 @@ def test_without_go_the_proxy_is_skipped_with_what_to_install(monkeypatch: pytes
 def test_layouts_survive_the_state_files_json() -> None:
     layout = NetworkLayout(profile="x", client=Link(3, 1), broker=Link(7, 0), proxied=True)
     assert NetworkLayout.from_dict(layout.as_dict()) == layout
+
+
+def test_correct_takes_what_the_proxy_adds_off_each_delayed_link(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pure logic: a fake proxy whose links come out long by a fixed amount per route, less
+    # whatever was taken off; `correct` must converge on that amount and leave 0 ms links be.
+    from experiments.network import calibrate as calibration
+    from experiments.network.calibrate import RouteMeasurement
+
+    routes = (Route(1, "client", 7000, 9000), Route(1, "replication", 7001, 9001),
+              Route(2, "client", 7002, 9002))
+    state = ProxyState(layout=resolve("same-zone", client_rtt_ms=5), pid=1, api_port=1,
+                       version="2.5.0", log_file="l", routes=routes)
+    adds_us = {"node1-client": 640, "node2-client": 310, "node1-replication": 180}
+    rounds: list[dict[str, int]] = []
+
+    def fake_calibrate(current: ProxyState, samples: int | None = None) -> list[RouteMeasurement]:
+        out = []
+        for route in current.routes:
+            asked_us = current.layout.link(route.link).rtt_ms * 1000
+            toxic_us = max(0, asked_us - current.excess_us.get(route.name, 0)) if asked_us else 0
+            got_ms = (toxic_us + adds_us[route.name]) / 1000
+            out.append(RouteMeasurement(route, got_ms + 0.05, 0.05, got_ms, got_ms, 1))
+        return out
+
+    def fake_take_off(current: ProxyState, excess: dict[str, int]) -> ProxyState:
+        rounds.append(excess)
+        return ProxyState(**{**current.__dict__, "excess_us": {**current.excess_us, **excess}})
+
+    monkeypatch.setattr(calibration, "calibrate", fake_calibrate)
+    monkeypatch.setattr(calibration, "take_off", fake_take_off)
+    corrected = calibration.correct(state)
+    assert corrected.excess_us == {"node1-client": 640, "node2-client": 310}
+    assert "node1-replication" not in corrected.excess_us  # asks 0 ms: no toxic to shorten
+    assert len(rounds) == 1  # the second round found every link within the tolerance
+    assert all(not off_target(5, m.measured_ms) for m in fake_calibrate(corrected)
+               if m.route.link == "client")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -62,3 +65,90 @@ def test_a_request_past_the_bound_waits_briefly_for_room() -> None:
         assert info.value.fields["reason"] == "too_many_in_flight"
 
     asyncio.run(scenario())
+
+
+class _ReportingProducer:
+    """Pure logic: `poll(0)` finds nothing; a blocking `poll()` delivers what was produced."""
+
+    def __init__(self) -> None:
+        self.pending: list[Any] = []
+        self.polls: list[tuple[str, float]] = []
+
+    def produce(self, topic: str, value: bytes, key: str, *, on_delivery: Any,
+                **extra: Any) -> None:
+        self.pending.append(on_delivery)
+
+    def poll(self, timeout: float) -> int:
+        self.polls.append((threading.current_thread().name, timeout))
+        if timeout == 0 or not self.pending:
+            return 0
+        callbacks, self.pending = self.pending, []
+        for callback in callbacks:
+            callback(None, _Delivered())
+        return len(callbacks)
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+
+class _Delivered:
+    def latency(self) -> float:
+        return 0.001
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return 7
+
+
+def _poll_while(publisher: Publisher, producer: _ReportingProducer, request: Any) -> Any:
+    async def scenario() -> Any:
+        publisher._producer = producer  # type: ignore[assignment]
+        publisher._waiter = ThreadPoolExecutor(1, thread_name_prefix="kafka-poll-wait")
+        publisher._loop = asyncio.get_running_loop()
+        task = asyncio.create_task(publisher._poll_on_loop())
+        try:
+            return await asyncio.wait_for(request(), 10)
+        finally:
+            publisher._stop.set()
+            await task
+            publisher._waiter.shutdown()
+    return asyncio.run(scenario())
+
+
+def test_a_waiting_durable_request_is_answered_from_a_blocking_poll() -> None:
+    # The `loop` bridge must not wait for a timer while a single event's report is due: it
+    # blocks in poll() on its helper thread, which serves the report as it arrives.
+    publisher, producer = _publisher(), _ReportingProducer()
+    record = to_records([parse_event(b'{"client_id": "c", "name": "n", "data": {}}')], "t")[0]
+    outcome = _poll_while(publisher, producer, lambda: publisher.publish(record))
+    assert (outcome.error, outcome.offset) == (None, 7)
+    assert any(name.startswith("kafka-poll-wait") and timeout > 0
+               for name, timeout in producer.polls)
+    assert all(timeout == 0 for name, timeout in producer.polls
+               if not name.startswith("kafka-poll-wait"))
+
+
+def test_a_waiting_batch_is_served_on_the_loop_not_the_helper_thread() -> None:
+    # A batch's stream of reports served on the helper thread contends with the loop for the
+    # GIL: with a batch waiting, the bridge only ever polls on the loop without blocking.
+    publisher, producer = _publisher(), _ReportingProducer()
+    records = to_records([parse_event(b'{"client_id": "c", "name": "n", "data": {}}')] * 3, "t")
+
+    async def batch_then_release() -> Any:
+        waiting = asyncio.ensure_future(publisher.publish_batch(records))
+        for _ in range(20):
+            await asyncio.sleep(0.005)
+        assert not waiting.done()  # nothing polls with a timeout, so nothing was delivered
+        polled_on_loop = list(producer.polls)
+        for callback in producer.pending:  # the reports arrive, as poll(0) would serve them
+            callback(None, _Delivered())
+        producer.pending = []
+        publisher._hand_over(on_loop=True)
+        return polled_on_loop, await waiting
+
+    polled, outcomes = _poll_while(publisher, producer, batch_then_release)
+    assert polled and all(timeout == 0 and not name.startswith("kafka-poll-wait")
+                          for name, timeout in polled)
+    assert [o.offset for o in outcomes] == [7, 7, 7]
