@@ -33,6 +33,7 @@ from experiments.kafka import (
 )
 from experiments.kafka.broker import listening_pid
 from experiments.load import LoadSpec, apply_load
+from experiments.load.remote import LoadHosts
 from experiments.network import NetworkError
 from experiments.network.record import add_proxy_cpu, network_section
 from experiments.params import RunParams
@@ -247,6 +248,7 @@ def run_experiment(params: RunParams) -> Summary:
                 ceiling_rps=params.generator_ceiling_rps or None,
                 during=injector,
                 write=False,
+                hosts=LoadHosts.from_setting(params.load_hosts, params.load_token_env),
             )
         metrics = "# the service was not running at the end of the load (fault)\n"
         with contextlib.suppress(OSError):

@@ -11,6 +11,8 @@ import yaml
 
 from experiments.errors import LabError
 from experiments.faults import FAULTS, SERVICE_FAULTS, TIMED_FAULTS
+from experiments.load.agentclient import DEFAULT_TOKEN_ENV
+from experiments.load.remote import LoadHostsError, is_local, parse_addresses
 from experiments.load.spec import DEFAULT_ENGINE, ENGINES
 from experiments.network.layout import LOOPBACK, NetworkError, NetworkLayout, resolve
 from experiments.target import ExternalTarget, TargetError
@@ -92,6 +94,11 @@ class RunParams:
     target_url: str = ""  # empty: the suite launches the service; else drive this one, launch nothing
     allow_remote: bool = False  # let target_url be a non-loopback address
     access_control: bool = False  # API keys on in the service; the generator sends a per-run key
+    # Generator agents ("host:port,host:port", experiments/load/agent.py): the load runs on
+    # them, load_workers on each, the rate (open loop) or connections (closed) split evenly.
+    load_hosts: str = ""  # empty: the generator runs on this machine
+    # The environment variable holding the agents' shared token (the token is never recorded).
+    load_token_env: str = field(default=DEFAULT_TOKEN_ENV, metadata=BOOKKEEPING)
     trial: int = field(default=1, metadata=BOOKKEEPING)
     seed: int = field(default=1, metadata=BOOKKEEPING)  # payload seed (trial is added: trials differ)
     generator_ceiling_rps: float = field(default=0.0, metadata=BOOKKEEPING)  # 0: unknown (runner measures)
@@ -121,6 +128,18 @@ class RunParams:
         self._check_fault()
         self._check_target()
         self._check_network()
+        self._check_load_hosts()
+
+    def _check_load_hosts(self) -> None:
+        try:
+            addresses = parse_addresses(self.load_hosts)
+        except LoadHostsError as exc:
+            raise ParamsError(str(exc)) from None
+        if any(not is_local(a) for a in addresses) and not self.target_url:
+            raise ParamsError(
+                f"load_hosts {self.load_hosts!r} includes other machines, which cannot reach a service "
+                f"the suite launches on this machine's loopback: deploy it and name it with target_url"
+            )
 
     def _check_target(self) -> None:
         if self.access_control and (self.target_url or self.service_impl != "python"):

@@ -238,6 +238,7 @@ class Summary(TypedDict, total=False):
     audit: dict[str, Any]
     provenance: dict[str, Any]
     network: NetworkSection
+    load_hosts: dict[str, Any]  # runs with generator agents (experiments/load/remote.py)
     timings_s: dict[str, float]  # wall seconds per phase of the run (experiment.Stopwatch)
 
 

@@ -6,7 +6,9 @@ on uvloop Protocols with httptools parsing, several times cheaper per request).
 
 Library: `apply_load(spec, out_dir, ...)` writes a run directory per experiments/RESULTS.md
 and returns its summary; `measure_ceiling()` is the generator's own limit on this machine.
-Command: `python -m experiments.load --help`.
+Command: `python -m experiments.load --help`. Load from several hosts: a generator agent
+per host (`python -m experiments.load agent`, agent.py) and `apply_load(..., hosts=...)`
+(remote.py), which runs the same workers there and merges them the same way.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
     python -m experiments.load --url http://127.0.0.1:8000 --endpoint seed --model closed \\
         --connections 50 --duration 60 --warmup 5 --out results/adhoc/<name>
     python -m experiments.load ceiling [--compare-wrk]
+    python -m experiments.load agent [--bind 127.0.0.1] [--port 7070]   (a generator host)
 """
 
 from __future__ import annotations
@@ -89,6 +90,10 @@ def ceiling_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
+        if argv[:1] == ["agent"]:
+            from experiments.load.agent import serve  # the web server only where it serves
+
+            return serve(argv[1:])
         if argv[:1] == ["ceiling"]:
             return _ceiling(ceiling_parser().parse_args(argv[1:]))
         return _run(run_parser().parse_args(argv))

@@ -13,12 +13,13 @@ from pathlib import Path
 from time import perf_counter_ns, time_ns
 from typing import Any, Protocol
 
-from experiments.cpu import CpuSampler, Roots
+from experiments.cpu import CpuSampler, Roots, process_tree
 from experiments.histograms import merge_histograms, summarize_ms
 from experiments.load.files import collect_acks, fault_share, write_histograms, write_series
 from experiments.load.merge import Merged, lag_summary_ms, merge_results
 from experiments.load.payloads import body_pool
 from experiments.load.recorder import NS_PER_S
+from experiments.load.remote import HostRecord, LoadHosts, drive_agents, hosts_section
 from experiments.load.spec import LoadSpec
 from experiments.load.worker import client_name, drive_workers, event_loop_name
 from experiments.provenance import collect_provenance, usable_cores
@@ -62,12 +63,19 @@ class Execution:
     ended_at: str
     window_start_unix: float
     faults: dict[str, Any] | None = None
+    hosts: LoadHosts | None = None
+    host_records: list[HostRecord] | None = None  # what happened on each load host
 
 
 def execute_load(spec: LoadSpec, acks_dir: Path | None = None,
                  pids: Mapping[str, Roots] | None = None,
-                 during: DuringLoad | None = None) -> Execution:
-    """Apply `spec` with its worker processes, sampling CPU, and merge what they recorded."""
+                 during: DuringLoad | None = None,
+                 hosts: LoadHosts | None = None) -> Execution:
+    """Apply `spec` with its worker processes, sampling CPU, and merge what they recorded.
+
+    With `hosts`, the workers run on those generator agents, `spec.workers` on each
+    (experiments/load/remote.py); the merge and everything after it are the same.
+    """
     spec.validate()
     pids = dict(pids or {})
     # One (wall, monotonic) pair maps the run's monotonic times to wall-clock times.
@@ -78,7 +86,12 @@ def execute_load(spec: LoadSpec, acks_dir: Path | None = None,
     def on_start(t_start_ns: int, worker_pids: list[int]) -> None:
         origin = t_start_ns + round(spec.warmup_s * NS_PER_S)
         window.append(origin)
-        components: dict[str, Roots] = {"generator": [os.getpid(), *worker_pids]}
+        generator: Roots = [os.getpid(), *worker_pids]
+        if hosts is not None:
+            # Agents on this machine are its generator here too, with the workers they spawn.
+            agents = list(worker_pids)
+            generator = lambda: [os.getpid(), *(p.pid for a in agents for p in process_tree(a))]  # noqa: E731
+        components: dict[str, Roots] = {"generator": generator}
         components.update(pids)
         sampler.append(CpuSampler(components, with_children=pids, origin_ns=origin).start())
         if during is not None:
@@ -86,8 +99,12 @@ def execute_load(spec: LoadSpec, acks_dir: Path | None = None,
 
     started_at = _utc_now()
     faults: dict[str, Any] | None = None
+    records: list[HostRecord] | None = None
     try:
-        results = drive_workers(spec, acks_dir, on_start)
+        if hosts is None:
+            results = drive_workers(spec, acks_dir, on_start)
+        else:
+            results, records = drive_agents(spec, hosts, acks_dir, on_start)
     finally:
         for running in sampler:
             running.stop()
@@ -97,21 +114,23 @@ def execute_load(spec: LoadSpec, acks_dir: Path | None = None,
     ended_at = _utc_now()
     window_start_unix = (wall_ref + (window[0] - mono_ref)) / NS_PER_S
     return Execution(spec, merge_results(results, spec.duration_s), results, sampler[0],
-                     started_at, ended_at, window_start_unix, faults)
+                     started_at, ended_at, window_start_unix, faults, hosts, records)
 
 
 def apply_load(spec: LoadSpec, out_dir: Path, pids: Mapping[str, Roots] | None = None,
              metadata: dict[str, Any] | None = None,
              ceiling_rps: float | None = None,
              during: DuringLoad | None = None,
-             write: bool = True) -> Summary:
+             write: bool = True,
+             hosts: LoadHosts | None = None) -> Summary:
     """Run `spec`, write its files into `out_dir` (RESULTS.md), return the summary.
 
     `pids` names other processes to sample (service, broker; each with its children);
     `metadata` keys (run, params, service, target, ...) are copied into the summary as
     given, except that `run` gains `started_at`/`ended_at` when it lacks them; `during`
     acts while the load runs (faults). With `write=False` summary.json is left to the
-    caller, who adds the audit after the service has flushed and writes it once.
+    caller, who adds the audit after the service has flushed and writes it once; `hosts`
+    runs the workers on generator agents (summary `load_hosts`).
 
     Workers are started with "spawn": a script calling this needs the usual
     `if __name__ == "__main__":` guard (notebooks and `python -m` entry points do not).
@@ -119,7 +138,7 @@ def apply_load(spec: LoadSpec, out_dir: Path, pids: Mapping[str, Roots] | None =
     spec.validate()
     run_dir = RunDir(out_dir)
     run_dir.claim()
-    execution = execute_load(spec, acks_dir=run_dir.path, pids=pids, during=during)
+    execution = execute_load(spec, acks_dir=run_dir.path, pids=pids, during=during, hosts=hosts)
     merged = execution.merged
     windows = fault_windows(execution.faults)
     write_series(run_dir, merged, windows)
@@ -146,8 +165,26 @@ def build_summary(execution: Execution, metadata: dict[str, Any], ceiling_rps: f
     summary["run"] = run
     summary["load"] = load_section(execution.spec)
     summary["results"] = results_section(execution, ceiling_rps, acks)
+    if execution.hosts is not None and execution.host_records is not None:
+        summary["load_hosts"] = hosts_section(execution.host_records, execution.spec,
+                                              execution.hosts.token_env)
+        _bound_by_hosts(summary["results"], summary["load_hosts"])
+        hosts = len(execution.host_records)
+        summary["load"].update({"hosts": hosts, "workers_total": execution.spec.workers * hosts})
     summary["provenance"] = collect_provenance(metadata.get("kafka_version"))
     return summary
+
+
+def _bound_by_hosts(results: dict[str, Any], section: dict[str, Any]) -> None:
+    """With load hosts the generator is bound when any host is (its CPU against its cores);
+    the ceiling half still applies to the whole rate."""
+    reasons = [r for r in results["generator_bound_reasons"] if "ceiling" in r]
+    reasons += [f"{host['address']}: {reason}" for host in section["hosts"]
+                for reason in host["generator_bound_reasons"]]
+    results["generator_bound"] = bool(reasons)
+    results["generator_bound_reasons"] = reasons
+    results["generator_usable_cores"] = sum(min(section["workers_per_host"], host["cores"] or 1)
+                                            for host in section["hosts"])
 
 
 def load_section(spec: LoadSpec) -> dict[str, Any]:

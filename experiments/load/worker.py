@@ -17,7 +17,7 @@ import os
 import queue
 import selectors
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from time import monotonic, perf_counter_ns
@@ -145,34 +145,47 @@ async def _run_worker(job: WorkerJob, messages: Any, start: Any, start_ns: Any) 
     return recorder.finish(job.index, os.getpid(), acks_file)
 
 
+def start_soon(worker_pids: list[int]) -> int:
+    """The start time of a run on one host: as soon as every worker can see it."""
+    return perf_counter_ns() + START_DELAY_NS
+
+
 def drive_workers(spec: LoadSpec, acks_dir: Path | None,
-                on_start: Callable[[int, list[int]], None] | None = None) -> list[dict[str, Any]]:
+                on_start: Callable[[int, list[int]], None] | None = None,
+                indices: Sequence[int] | None = None,
+                start_at: Callable[[list[int]], int] = start_soon) -> list[dict[str, Any]]:
     """Run `spec` in `spec.workers` processes and return their results, in worker order.
 
-    `on_start(t_start_ns, worker_pids)` is called just before the start signal, so the
-    caller can begin sampling CPU aligned to the run's clock.
+    `indices` runs only those workers of `spec` (a generator agent hosts part of a load
+    spread over several hosts); `start_at(worker_pids)` is asked, once every worker is
+    ready, for the common start time in perf_counter nanoseconds and may wait for it to
+    be decided elsewhere. `on_start(t_start_ns, worker_pids)` is called just before the
+    start signal, so the caller can begin sampling CPU aligned to the run's clock.
     """
+    chosen = list(range(spec.workers) if indices is None else indices)
     ctx = mp.get_context("spawn")
     messages = ctx.Queue()
     start = ctx.Event()
     start_ns = ctx.Value("q", 0)
-    jobs = [WorkerJob(spec, i, str(acks_dir) if acks_dir else None) for i in range(spec.workers)]
+    jobs = [WorkerJob(spec, i, str(acks_dir) if acks_dir else None) for i in chosen]
     procs = [ctx.Process(target=worker_main, args=(job, messages, start, start_ns),
                          name=f"load-worker-{job.index}", daemon=True) for job in jobs]
     try:
         for proc in procs:
             proc.start()
-        ready = _collect(messages, "ready", spec.workers, monotonic() + READY_TIMEOUT_S, procs)
-        t_start = perf_counter_ns() + START_DELAY_NS
+        ready = _collect(messages, "ready", len(jobs), monotonic() + READY_TIMEOUT_S, procs)
+        worker_pids = [ready[i] for i in chosen]
+        t_start = start_at(worker_pids)
         start_ns.value = t_start
         if on_start is not None:
-            on_start(t_start, [ready[i] for i in range(spec.workers)])
+            on_start(t_start, worker_pids)
         start.set()
-        budget = spec.warmup_s + spec.duration_s + spec.drain_limit_s + FINISH_ALLOWANCE_S
-        results = _collect(messages, "result", spec.workers, monotonic() + budget, procs)
+        left_s = max(t_start - perf_counter_ns(), 0) / NS_PER_S
+        budget = left_s + spec.warmup_s + spec.duration_s + spec.drain_limit_s + FINISH_ALLOWANCE_S
+        results = _collect(messages, "result", len(jobs), monotonic() + budget, procs)
         for proc in procs:
             proc.join(timeout=10)
-        return [results[i] for i in range(spec.workers)]
+        return [results[i] for i in chosen]
     finally:
         start.set()  # releases workers still waiting, so none lingers
         for proc in procs:
