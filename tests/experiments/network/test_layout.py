@@ -218,7 +218,7 @@ def test_the_proxys_cpu_is_the_samplers_mean_and_its_cost_per_event() -> None:
     assert unsampled == {"proxied": True}
 
 
-def test_the_network_plan_crosses_both_modes_four_round_trips_and_both_acks_and_kills_under_three(tmp_path: Path) -> None:
+def test_the_network_plan_crosses_modes_round_trips_and_acks_and_kills_under_three(tmp_path: Path) -> None:
     plan = load_plan("network")
     cells = [RunParams.from_dict(c.params) for c in plan.cells(tmp_path) if c.params["trial"] == 1]
     matrix = [c for c in cells if c.fault == "none"]
