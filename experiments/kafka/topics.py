@@ -219,6 +219,9 @@ def read_topic(
             "auto.offset.reset": "earliest",
             # A short fetch wait ends each partition quickly once it is drained.
             "fetch.wait.max.ms": fetch_wait_ms,
+            # Prefetch far ahead: with the default (100,000) reading 350,000 records back
+            # took 2.8 s, with 1,000,000 1.1 s (the audit of every fire-and-forget trial).
+            "queued.min.messages": 1_000_000,
         }
     )
     try:
