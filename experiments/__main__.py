@@ -9,7 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
-from experiments.compare import compare_plans, table, unmatched
+from experiments.compare import compare_plans, family_note, table, unmatched
 from experiments.errors import LabError
 from experiments.plans import load_plan
 from experiments.runner import build_report, run_plan
@@ -30,7 +30,7 @@ def compare_command(a: Path, b: Path, threshold: float, out: Path | None,
     a_name, b_name = (a.name, b.name) if a.name != b.name else (
         f"{a.parent.name}/{a.name}", f"{b.parent.name}/{b.name}")
     print(table(rows, a_name, b_name))
-    print(f"\nMethod: {METHOD.format(threshold=threshold)}.")
+    print(f"\nMethod: {METHOD.format(threshold=threshold)}; {family_note(rows)}.")
     for name, only in ((a, only_a), (b, only_b)):
         if only:
             print(f"Only in {name}: {'; '.join(only)}")

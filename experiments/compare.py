@@ -2,8 +2,9 @@
 
 The trials of a configuration are the runs that share every parameter but the bookkeeping
 ones (trial, seed, where files go, which broker and topic: `RunParams.bookkeeping`). Each
-comparison is a ratio of geometric means with a 95% interval and a verdict
-(experiments/stats.py), on three figures per run:
+comparison is a ratio of geometric means with an interval and a verdict
+(experiments/stats.py; the m intervals of one table at 1 - 5%/m each, so that they hold
+together with 95% confidence), on three figures per run:
 
 - `events/s`: what completed in the measured window;
 - `events per service core`: events/s over the service's mean CPU in cores, which this
@@ -24,7 +25,15 @@ from typing import Any
 
 from experiments.params import RunParams, renamed
 from experiments.rundir import PlanDir
-from experiments.stats import THRESHOLD, Comparison, compare
+from experiments.stats import (
+    CONFIDENCE,
+    FAMILY_METHOD,
+    THRESHOLD,
+    Comparison,
+    compare,
+    family_confidence,
+    level,
+)
 
 # The figures every comparison is made on: name -> (reader of a summary, higher is better).
 Reader = Callable[[dict[str, Any]], float | None]
@@ -144,14 +153,28 @@ def compare_plans(a_dir: Path, b_dir: Path, threshold: float = THRESHOLD,
     in `ignore` do not tell configurations apart: the change between two values of one (10
     connections in A, 50 in B) is then what is compared."""
     a, b = group_trials(finished_runs(a_dir), ignore), group_trials(finished_runs(b_dir), ignore)
-    rows = []
-    for key in [k for k in a if k in b]:
-        for figure, (_, higher) in FIGURES.items():
-            va, vb = a[key].values(figure), b[key].values(figure)
-            if va and vb:
-                rows.append(Row(a[key].config, figure, va, vb,
-                                compare(va, vb, figure, higher_is_better=higher, threshold=threshold)))
-    return rows
+    pairs = [(a[key].config, figure, va, vb, higher)
+             for key in a if key in b
+             for figure, (_, higher) in FIGURES.items()
+             for va, vb in [(a[key].values(figure), b[key].values(figure))] if va and vb]
+    return [Row(config, figure, va, vb, comparison) for (config, figure, va, vb, _), comparison
+            in zip(pairs, compare_family([(va, vb, figure, higher) for _, figure, va, vb, higher in pairs],
+                                         threshold), strict=True)]
+
+
+def compare_family(pairs: Sequence[tuple[Sequence[float], Sequence[float], str, bool]],
+                   threshold: float = THRESHOLD) -> list[Comparison]:
+    """(A's trials, B's trials, figure, higher is better) each, compared as one table that
+    asks whether anything changed: its intervals hold together with 95% (stats.py)."""
+    each = family_confidence(len(pairs))
+    return [compare(va, vb, figure, higher_is_better=higher, threshold=threshold, confidence=each)
+            for va, vb, figure, higher in pairs]
+
+
+def family_note(rows: Sequence[Row]) -> str:
+    """How the table's intervals hold together, for its method line."""
+    each = rows[0].comparison.confidence if rows else CONFIDENCE
+    return FAMILY_METHOD.format(m=len(rows), level=level(each))
 
 
 def unmatched(a_dir: Path, b_dir: Path, ignore: Iterable[str] = ()) -> tuple[list[str], list[str]]:
@@ -162,7 +185,7 @@ def unmatched(a_dir: Path, b_dir: Path, ignore: Iterable[str] = ()) -> tuple[lis
 
 def table(rows: Sequence[Row], a_name: str = "A", b_name: str = "B") -> str:
     """Markdown: per configuration and figure, the change of B against A and the verdict."""
-    lines = [f"| configuration | figure | {a_name} (trials) | {b_name} (trials) | change, 95% CI | verdict |",
+    lines = [f"| configuration | figure | {a_name} (trials) | {b_name} (trials) | change, CI | verdict |",
              "|---|---|---|---|---|---|"]
     for row in rows:
         c = row.comparison

@@ -9,7 +9,15 @@ from pathlib import Path
 import numpy as np
 
 from experiments.__main__ import main
-from experiments.compare import compare_plans, finished_runs, group_trials, table, unmatched
+from experiments.compare import (
+    compare_family,
+    compare_plans,
+    family_note,
+    finished_runs,
+    group_trials,
+    table,
+    unmatched,
+)
 from experiments.rundir import SCHEMA
 
 
@@ -96,3 +104,27 @@ def test_two_runs_of_one_plan_are_told_apart_in_the_header(tmp_path: Path, capsy
     b = plan(tmp_path / "run2" / "default", np.random.default_rng(2), {})
     assert main(["compare", str(a), str(b)]) == 0
     assert "| run1/default (trials) | run2/default (trials) |" in capsys.readouterr().out
+
+
+def test_a_table_of_one_build_against_itself_raises_a_false_alarm_at_most_one_time_in_twenty() -> None:
+    # 18 rows (six configurations, three figures) of two runs of one build, 3 trials each,
+    # trial spread 5%: with a 95% interval per row some row reads "better" or "worse" in
+    # about a third of such tables; the table's intervals must hold together.
+    rng = np.random.default_rng(18)
+    tables, alarms = 400, 0
+    for _ in range(tables):
+        pairs = [(list(np.exp(rng.normal(0, 0.05, 3))), list(np.exp(rng.normal(0, 0.05, 3))),
+                  "events/s", True) for _ in range(18)]
+        alarms += any(c.decided for c in compare_family(pairs))
+    assert alarms / tables <= 0.05 + 0.03  # 0.05 plus three binomial standard errors at n=400
+
+
+def test_a_table_still_finds_a_real_change_and_says_how_its_intervals_hold(tmp_path: Path) -> None:
+    a = plan(tmp_path / "a", np.random.default_rng(1), {})
+    b = plan(tmp_path / "b", np.random.default_rng(2), {"50": 1.4})
+    rows = compare_plans(a, b)
+    assert {r.comparison.confidence for r in rows} == {1 - 0.05 / len(rows)}
+    found = {(r.config, r.figure): r.comparison for r in rows}
+    assert found[("durable, connections=50", "events/s")].verdict == "better"
+    assert "99.2% CI" in table(rows)
+    assert "6 intervals is at 99.2% (Bonferroni)" in family_note(rows)

@@ -27,7 +27,7 @@ of 5% or more*; any other reads *no difference detectable with these trials*, wi
 how many trials per configuration would detect 5%. Events per service core (events/s over
 the service's mean CPU) is shown beside events/s: this box's own speed moves it less. With
 a baseline directory (`experiments report DIR --baseline BASE`) each configuration is also
-compared with its run there.
+compared with its run there, that table's intervals widened so that they hold together.
 """
 FIGURES = ("events/s", "events per service core", "p99")
 
@@ -38,7 +38,8 @@ def render(runs: Runs) -> list[Block]:
     baseline = runs.options.baseline_dir
     if baseline is not None:
         against = plans.compare_plans(baseline, runs.plan_dir)
-        blocks += [Text(f"### Against the baseline `{baseline}`"),
+        blocks += [Text(f"### Against the baseline `{baseline}`\n\nThis table asks whether anything "
+                        f"changed: {plans.family_note(against)}."),
                    Table(_baseline_table(against)),
                    Takeaway(takeaway(_baseline_table(against), f"against {baseline.name}"))]
     return blocks
@@ -87,7 +88,7 @@ def table(runs: Runs) -> pd.DataFrame:
 
 def _row(what: str, differs: str, figure: str, c: Comparison) -> dict[str, str]:
     return {"comparison": what, "differs in": differs, "figure": figure,
-            "trials": f"{c.n_a} / {c.n_b}", "change (95% CI)": c.change(),
+            "trials": f"{c.n_a} / {c.n_b}", "change, CI": c.change(),
             "verdict": confidence.verdict_word(c) or "cannot tell: one trial"}
 
 
@@ -100,7 +101,7 @@ def takeaway(table: pd.DataFrame, subject: str = "") -> str:
     if table.empty:
         return ""
     decided = table[table["verdict"].isin(["better", "worse"])]
-    found = "; ".join(f"{r['comparison']}: {r['figure']} {r['change (95% CI)']}, {r['verdict']}"
+    found = "; ".join(f"{r['comparison']}: {r['figure']} {r['change, CI']}, {r['verdict']}"
                       for _, r in decided.head(6).iterrows())
     head = (f"{len(decided)} of {len(table)} comparisons{' ' + subject if subject else ''} found a "
             f"change of 5% or more")

@@ -16,7 +16,7 @@ def test_pairs_differ_in_one_thing(runs: Runs) -> None:
 
 def test_every_change_has_its_interval_and_a_verdict_that_needs_it(runs: Runs) -> None:
     table = comparisons.table(runs).set_index("figure")
-    assert table.loc["events/s", "change (95% CI)"] == "+36% (95% CI +4% to +78%)"
+    assert table.loc["events/s", "change, CI"] == "+36% (95% CI +4% to +78%)"
     assert table.loc["events/s", "verdict"] == "better"
     # -34% is not told from noise by two trials each: no "faster" on an overlap.
     assert table.loc["p99", "verdict"] == "no difference detectable with these trials (~16 would detect 5%)"
