@@ -52,6 +52,8 @@ logger.state.name = state.change.logger
 logger.state.level = WARN
 """
 
+GC_LOG = "gc.log"  # per node, in its directory of the run
+
 
 def default_home() -> Path:
     """Where jars are cached and the broker keeps its state (`LAB_KAFKA_HOME` overrides)."""
@@ -478,9 +480,12 @@ class LocalKafka:
         # is only armed from the main thread: a node restarted by a fault injector's thread
         # must outlive that thread.
         die = self.die_with_parent and threading.current_thread() is threading.main_thread()
+        # Each node's GC log beside its broker.log: a trial whose broker worked 4x harder per
+        # event (README, "How far the trials agree") can then be read against its pauses.
+        gc_log = f"-Xlog:gc:file={self._node_dir(node.node_id) / GC_LOG}:uptime,time:filecount=2,filesize=20m"
         with Path(node.log_file).open("ab") as log:
             return subprocess.Popen(
-                [*self._jvm(java, jars, node.node_id), "kafka.Kafka", str(self._props(node.node_id))],
+                [*self._jvm(java, jars, node.node_id), gc_log, "kafka.Kafka", str(self._props(node.node_id))],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,

@@ -22,7 +22,7 @@ from experiments.kafka import (
     unique_topic,
     warm_up,
 )
-from experiments.kafka.broker import listening_pid, port_open
+from experiments.kafka.broker import GC_LOG, listening_pid, port_open
 from experiments.kafka.jars import ensure_jars, find_java
 from experiments.kafka.topics import WARM_UP_PRODUCERS
 
@@ -95,6 +95,7 @@ def test_start_is_idempotent_and_stop_leaves_nothing(tmp_path: Path) -> None:
         assert second.pid == first.pid
         assert [p.pid for p in brokers_using(broker.run_dir)] == [first.pid]
         assert port_open(node.port) and port_open(node.controller_port)
+        assert "Using G1" in (broker.run_dir / "node-1" / GC_LOG).read_text()
     finally:
         assert broker.stop() is True
     assert not psutil.pid_exists(first.pid) or psutil.Process(first.pid).status() == "zombie"
