@@ -153,13 +153,15 @@ def compare_plans(a_dir: Path, b_dir: Path, threshold: float = THRESHOLD,
     in `ignore` do not tell configurations apart: the change between two values of one (10
     connections in A, 50 in B) is then what is compared."""
     a, b = group_trials(finished_runs(a_dir), ignore), group_trials(finished_runs(b_dir), ignore)
-    pairs = [(a[key].config, figure, va, vb, higher)
-             for key in a if key in b
-             for figure, (_, higher) in FIGURES.items()
-             for va, vb in [(a[key].values(figure), b[key].values(figure))] if va and vb]
-    return [Row(config, figure, va, vb, comparison) for (config, figure, va, vb, _), comparison
-            in zip(pairs, compare_family([(va, vb, figure, higher) for _, figure, va, vb, higher in pairs],
-                                         threshold), strict=True)]
+    found = []  # (configuration, figure, A's trials, B's trials, higher is better)
+    for key in [k for k in a if k in b]:
+        for figure, (_, higher) in FIGURES.items():
+            va, vb = a[key].values(figure), b[key].values(figure)
+            if va and vb:
+                found.append((a[key].config, figure, va, vb, higher))
+    comparisons = compare_family([(va, vb, figure, higher) for _, figure, va, vb, higher in found], threshold)
+    return [Row(config, figure, va, vb, c)
+            for (config, figure, va, vb, _), c in zip(found, comparisons, strict=True)]
 
 
 def compare_family(pairs: Sequence[tuple[Sequence[float], Sequence[float], str, bool]],

@@ -38,10 +38,11 @@ def render(runs: Runs) -> list[Block]:
     baseline = runs.options.baseline_dir
     if baseline is not None:
         against = plans.compare_plans(baseline, runs.plan_dir)
+        baseline_rows = _baseline_table(against)
         blocks += [Text(f"### Against the baseline `{baseline}`\n\nThis table asks whether anything "
                         f"changed: {plans.family_note(against)}."),
-                   Table(_baseline_table(against)),
-                   Takeaway(takeaway(_baseline_table(against), f"against {baseline.name}"))]
+                   Table(baseline_rows),
+                   Takeaway(takeaway(baseline_rows, f"against {baseline.name}"))]
     return blocks
 
 
