@@ -20,8 +20,10 @@ from experiments.analysis import aggregate
 from experiments.analysis._format import fmt_count, fmt_ms, fmt_pct, fmt_range, fmt_rate, fmt_seconds, plural
 from experiments.analysis._style import MODE_FAMILIES, log_ms, new_figure, style, thousands
 from experiments.analysis.blocks import Block, Chart, Table, Takeaway, Text
+from experiments.analysis.confidence import with_verdict
 from experiments.analysis.configs import is_missing, mode_rank
 from experiments.analysis.runs import Runs
+from experiments.stats import Comparison, compare
 
 TITLE = "The network between the parts"
 INTRO = """
@@ -161,6 +163,19 @@ def points(frame: pd.DataFrame) -> pd.DataFrame:
     order = sorted(table.index, key=lambda i: (table.loc[i, "load"], mode_rank(table.loc[i, "mode"]),
                                                table.loc[i, "acks"] != "all", table.loc[i, "client_rtt_ms"]))
     return table.loc[order].reset_index(drop=True)
+
+
+def _compared(frame: pd.DataFrame, base: str, other: str, column: str, metric: str,
+              higher_is_better: bool = True) -> Comparison:
+    """`other` against `base` over their trials without a fault (stats.compare: the interval,
+    the verdict, or "too few trials for an interval")."""
+    healthy = frame[frame["fault"] == "none"]
+
+    def trials(configuration: str) -> list[float]:
+        values = healthy.loc[healthy["configuration"] == configuration, column]
+        return [float(v) for v in values if not is_missing(v) and v > 0]
+
+    return compare(trials(base), trials(other), metric, higher_is_better=higher_is_better)
 
 
 def _loopback(table: pd.DataFrame, row: pd.Series) -> pd.Series | None:
@@ -312,8 +327,8 @@ def model_takeaway(frame: pd.DataFrame) -> str:
         if loopback is None:
             parts.append(f"{head} (model {fmt_rate(far['model_events_per_s'])})")
             continue
-        change = far["events_per_s"] / loopback["events_per_s"] - 1 if loopback["events_per_s"] else math.nan
-        text = f"{head}, {fmt_pct(change)} against loopback's {fmt_rate(loopback['events_per_s'])}"
+        change = _compared(frame, loopback["configuration"], far["configuration"], "events_per_s", "events/s")
+        text = f"{head}, {with_verdict(change)} against loopback's {fmt_rate(loopback['events_per_s'])}"
         cross = crossover_ms(far, float(loopback["events_per_s"]))
         if math.isnan(cross):
             text += " (its answer waits for no round trip)"
@@ -392,9 +407,11 @@ def acks_takeaway(frame: pd.DataFrame) -> str:
         said = []
         for _, r in group.iterrows():
             where = f"at {fmt_ms(r['client_rtt_ms_all'])}" if r["proxied_all"] else "on loopback"
-            change = r["events_per_s_all"] / r["events_per_s_1"] - 1 if r["events_per_s_1"] else math.nan
-            said.append(f"{fmt_pct(change)} events/s and {_signed_ms(r['p50_ms_all'] - r['p50_ms_1'])} p50 "
-                        f"{where}")
+            base, other = r["configuration_1"], r["configuration_all"]
+            events = _compared(frame, base, other, "events_per_s", "events/s")
+            p50 = _compared(frame, base, other, "p50_ms", "p50", higher_is_better=False)
+            said.append(f"{where}: {with_verdict(events)}; {with_verdict(p50)} "
+                        f"({_signed_ms(r['p50_ms_all'] - r['p50_ms_1'])})")
         parts.append(f"{mode} ({load}): " + ", ".join(said))
     return "acks=all against acks=1: " + "; ".join(parts) + "."
 

@@ -15,7 +15,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from experiments.analysis import aggregate
+from experiments.analysis import aggregate, confidence
 from experiments.analysis._format import NO_RESULTS, fmt_pct, fmt_range, fmt_rate, fmt_ratio
 from experiments.analysis._style import legend_height, legend_outside, new_figure, palette, style, thousands
 from experiments.analysis.blocks import Block, Chart, Takeaway
@@ -202,13 +202,13 @@ def takeaway(runs: Runs) -> str:
     steady = table[table["overloaded_trials"] == 0]
     if steady.empty:
         return "every configuration was overloaded, so none sustained a rate: " + _overloaded_list(overloaded)
-    text = _sustained(steady)
+    text = _sustained(runs, steady)
     if len(overloaded):
         text += "; overloaded, so not steady and left out: " + _overloaded_list(overloaded)
     return text
 
 
-def _sustained(table: pd.DataFrame) -> str:
+def _sustained(runs: Runs, table: pd.DataFrame) -> str:
     best = _best_per_mode(table)
     several = table.groupby("mode").size().max() > 1
     trials = _trials_phrase(list(best["trials"]))
@@ -228,6 +228,11 @@ def _sustained(table: pd.DataFrame) -> str:
             f"({fmt_rate(top['events_per_s_median'])} vs "
             f"{fmt_rate(other['events_per_s_median'])} events/s, {trials})"
         )
+        # The ratio of medians above is what a reader remembers; whether the trials tell
+        # the two apart is stats.compare's (the report's comparisons section has the rest).
+        compared = confidence.comparison(runs, other["configuration"], top["configuration"], "events/s")
+        if compared is not None:
+            text += f": {confidence.with_verdict(compared)}"
     else:
         others = ", ".join(f"{fmt_rate(r['events_per_s_median'])} ({r['mode']})" for _, r in rest.iterrows())
         text = (

@@ -15,7 +15,8 @@ from ..conftest import RUN_NAMES, MakePlan
 def test_fixture_takeaways(runs: Runs) -> None:
     assert throughput.takeaway(runs) == (
         "fire-and-forget sustained 1.7x the throughput of durable (4,012 vs 2,426 events/s, "
-        "median of 2 trials); best durable configuration: linger.ms=5"
+        "median of 2 trials): events/s +65% (95% CI +30% to +110%), better; best durable configuration: "
+        "linger.ms=5"
     )
     assert throughput.ramp_takeaway(runs) == (
         "counting from the first warm-up second, durable, linger.ms=0 ramped from 724 to 1,804 "
@@ -33,7 +34,8 @@ def test_one_mode_one_trial(make_plan: MakePlan) -> None:
 def test_two_modes_one_trial_each(make_plan: MakePlan) -> None:
     runs = load_runs(make_plan([RUN_NAMES[0], RUN_NAMES[4]]))
     assert throughput.takeaway(runs) == (
-        "fire-and-forget sustained 2.3x the throughput of durable (4,031 vs 1,779 events/s, one trial each)"
+        "fire-and-forget sustained 2.3x the throughput of durable (4,031 vs 1,779 events/s, one trial each): "
+        "events/s +127% (too few trials for an interval)"
     )
 
 
@@ -69,7 +71,8 @@ def test_per_second_band(runs: Runs) -> None:
 def test_overloaded_takeaways_word_for_word(saturation_runs: Runs) -> None:
     assert throughput.takeaway(saturation_runs) == (
         "fire-and-forget sustained 2.0x the throughput of durable (1,500 vs 750 events/s, median of "
-        "2 trials); best fire-and-forget configuration: rate=1500; best durable configuration: "
+        "2 trials): events/s +100% (95% CI +100% to +100%), better; best fire-and-forget configuration: "
+        "rate=1500; best durable configuration: "
         "rate=750; overloaded, so not steady and left out: durable, rate=1500 completed 1,000 of "
         "1,500 requests/s offered (37% unfinished), durable, rate=3000 completed 1,000 of 3,000 "
         "requests/s offered (77% unfinished), fire-and-forget, rate=3000 completed 2,500 of 3,000 "
