@@ -73,6 +73,11 @@ def with_verdict(c: Comparison) -> str:
     return f"{c.metric} {c.change()}" + (f", {word}" if word else "")
 
 
+def verdict_cell(c: Comparison) -> str:
+    """The verdict for a table's cell: the word, or that one trial cannot tell."""
+    return verdict_word(c) or "cannot tell: one trial"
+
+
 def verdict_word(c: Comparison) -> str:
     """The verdict in a few words (empty without an interval: `change()` says so)."""
     if c.verdict in ("better", "worse"):

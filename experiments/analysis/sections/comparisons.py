@@ -90,7 +90,7 @@ def table(runs: Runs) -> pd.DataFrame:
 def _row(what: str, differs: str, figure: str, c: Comparison) -> dict[str, str]:
     return {"comparison": what, "differs in": differs, "figure": figure,
             "trials": f"{c.n_a} / {c.n_b}", "change, CI": c.change(),
-            "verdict": confidence.verdict_word(c) or "cannot tell: one trial"}
+            "verdict": confidence.verdict_cell(c)}
 
 
 def _baseline_table(rows: list[plans.Row]) -> pd.DataFrame:

@@ -20,7 +20,7 @@ from experiments.analysis import aggregate
 from experiments.analysis._format import fmt_count, fmt_ms, fmt_pct, fmt_range, fmt_rate, fmt_seconds, plural
 from experiments.analysis._style import MODE_FAMILIES, log_ms, new_figure, style, thousands
 from experiments.analysis.blocks import Block, Chart, Table, Takeaway, Text
-from experiments.analysis.confidence import with_verdict
+from experiments.analysis.confidence import verdict_cell, with_verdict
 from experiments.analysis.configs import is_missing, mode_rank
 from experiments.analysis.runs import Runs
 from experiments.stats import Comparison, compare
@@ -379,6 +379,7 @@ def acks_table(frame: pd.DataFrame) -> pd.DataFrame:
     for _, r in acks_pairs(frame).iterrows():
         replication = r["replication_rtt_ms_all"]
         added = r["p50_ms_all"] - r["p50_ms_1"]
+        events = _compared(frame, r["configuration_1"], r["configuration_all"], "events_per_s", "events/s")
         rows.append({
             "load": r["load"],
             "mode": r["mode"],
@@ -386,8 +387,8 @@ def acks_table(frame: pd.DataFrame) -> pd.DataFrame:
             "replication round trip": fmt_ms(replication) if r["proxied_all"] else "loopback",
             "events/s acks=all / acks=1":
                 f"{fmt_rate(r['events_per_s_all'])} / {fmt_rate(r['events_per_s_1'])}",
-            "events/s change": fmt_pct(r["events_per_s_all"] / r["events_per_s_1"] - 1)
-            if r["events_per_s_1"] else "n/a",
+            "events/s change": events.change(),
+            "verdict": verdict_cell(events),
             "p50 added": _signed_ms(added),
             "p99 added": _signed_ms(r["p99_ms_all"] - r["p99_ms_1"]),
             "p50 added, in replication round trips": f"{added / replication:.1f}"

@@ -156,7 +156,8 @@ def test_what_acks_all_costs_per_round_trip(network_runs: Runs) -> None:
     far = acks.loc[("durable", "20 ms")]
     assert far["p50 added"] == "+23.5 ms"
     assert far["p50 added, in replication round trips"] == f"{23.5 / 20.3:.1f}"
-    assert far["events/s change"] == "-52%"
+    assert far["events/s change"] == "-52% (too few trials for an interval)"
+    assert far["verdict"] == "cannot tell: one trial"
     assert acks.loc[("durable", "loopback"), "p50 added, in replication round trips"] == "n/a"
     assert network.acks_takeaway(frame).startswith(
         "acks=all against acks=1: durable (closed loop, 50 connections): on loopback: events/s -2% (too few "
@@ -182,6 +183,9 @@ def test_a_round_trip_effect_is_told_from_the_trials_spread(tmp_path: Path) -> N
     assert far.startswith("events/s -52% (95% CI ") and ", worse;" in far
     far = fire_and_forget.split("at 20.4 ms: ")[1]
     assert far.startswith("events/s -1% (95% CI ") and "no difference" in far.split(";")[0]
+    table = network.acks_table(frame).set_index(["mode", "network"])
+    assert table.loc[("durable", "20 ms"), "verdict"] == "worse"
+    assert table.loc[("fire-and-forget", "20 ms"), "verdict"].startswith("no difference")
     model = network.model_takeaway(frame)
     assert "durable, acks=all: 1,100 events/s at 20.4 ms, events/s -73% (95% CI " in model
     assert "worse against loopback's 4,000" in model
