@@ -103,6 +103,8 @@ class ServiceProcess:
         """Start and wait for `/readyz`; returns its JSON (mode, topic, effective producer config)."""
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         cmd = self.command()
+        # The log is appended to (a restart keeps what came before): count from here.
+        log_start = self.log_file.stat().st_size if self.log_file.exists() else 0
         with self.log_file.open("ab") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=self.env,
                                          cwd=self.source)
@@ -116,7 +118,7 @@ class ServiceProcess:
                 status, body = _get(f"{self.url}/readyz", timeout=self.probe_timeout_s,
                                     headers=self._auth())
                 last = f"{status} {body[:200]!r}"
-                if status == 200:
+                if status == 200 and self._workers_started(log_start) >= self.workers:
                     return dict(json.loads(body))
             time.sleep(0.02)  # a refused connect costs microseconds; start-up is paid per cell
         self.stop()
@@ -131,6 +133,21 @@ class ServiceProcess:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+    @property
+    def workers(self) -> int:
+        return int(self.settings.get("workers") or 1)
+
+    def _workers_started(self, log_start: int) -> int:
+        """How many worker processes finished their start since `log_start` (uvicorn logs it
+        once per worker). One worker answers /readyz before its siblings listen: with
+        several, ready means every one of them is."""
+        if self.workers == 1:
+            return 1
+        with contextlib.suppress(FileNotFoundError), self.log_file.open("rb") as log:
+            log.seek(log_start)
+            return log.read().count(b"Application startup complete.")
+        return 0
 
     def logs(self) -> list[dict[str, Any]]:
         """The service's structured log lines, parsed (other output is skipped)."""
