@@ -6,6 +6,13 @@ window). CPU is computed from cpu-time deltas over the actual elapsed wall time:
 one core busy. A component's processes are re-listed every tick, so workers a service
 forks after start are counted; a process that appears between two ticks is charged with
 all the CPU it used since it started.
+
+The machine's row also carries the host's speed that second: the thread CPU time a fixed
+piece of work took (`host_probe_us`). A virtual machine's cores run slower while the
+host's other tenants are busy; on the 2-core box this suite was built on, the same work
+took 1.55 ms, then 2.7-2.8 ms for seconds at a time, idle or loaded, on both cores at
+once. Such a second costs a CPU-bound service about 40% of its throughput while every CPU
+figure above reads the same, so the probe is what tells a slow host from a slow setting.
 """
 
 from __future__ import annotations
@@ -17,14 +24,17 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from time import perf_counter_ns, time
+from time import perf_counter_ns, thread_time_ns, time
 from types import TracebackType
 
 import psutil
 
 NS_PER_S = 1_000_000_000
 MACHINE = "machine"
-CSV_COLUMNS = ("second", "component", "cpu_percent", "rss_mb")
+CSV_COLUMNS = ("second", "component", "cpu_percent", "rss_mb", "host_probe_us")
+# About 1.5 ms of one core on this box at the host's full speed: long enough to read in
+# thread CPU time, short enough to cost the run 0.15% of a core.
+HOST_PROBE_ITERATIONS = 20_000
 _CREATE_TIME_SLACK_S = 1.0
 # A component's processes: a PID, PIDs, or a callable asked at every tick, for processes
 # that are replaced while the load runs (a service or broker node restarted by a fault).
@@ -37,6 +47,7 @@ class CpuRow:
     component: str
     cpu_percent: float
     rss_mb: float
+    host_probe_us: float | None = None  # the machine's row only: see host_probe_us()
 
 
 class CpuSampler:
@@ -90,6 +101,14 @@ class CpuSampler:
                   if r.component == component and first_second <= r.second < end_second]
         return round(sum(values) / len(values), 1) if values else None
 
+    def host_probes(self, first_second: int | None = None,
+                    end_second: int | None = None) -> list[float]:
+        """host_probe_us of each second in [first_second, end_second) (default: all)."""
+        low = -math.inf if first_second is None else first_second
+        high = math.inf if end_second is None else end_second
+        return [r.host_probe_us for r in self.rows if r.component == MACHINE
+                and r.host_probe_us is not None and low <= r.second < high]
+
     def write_csv(self, path: Path) -> None:
         with path.open("w", newline="") as out:
             writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
@@ -127,7 +146,8 @@ class CpuSampler:
                 d_busy, d_total = busy - self._machine_times[0], total - self._machine_times[1]
                 percent = 100.0 * psutil.cpu_count() * d_busy / d_total if d_total > 0 else 0.0
                 used = psutil.virtual_memory().used / 2**20
-                self.rows.append(CpuRow(second, MACHINE, round(percent, 1), round(used, 1)))
+                self.rows.append(CpuRow(second, MACHINE, round(percent, 1), round(used, 1),
+                                        host_probe_us()))
             self._machine_times = (busy, total)
         self._last_wall = now
 
@@ -202,6 +222,17 @@ def _machine_busy() -> tuple[float, float]:
     total = sum(times) - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
     idle = times.idle + getattr(times, "iowait", 0.0)
     return total - idle, total
+
+
+def host_probe_us(iterations: int = HOST_PROBE_ITERATIONS) -> float:
+    """Thread CPU microseconds a fixed integer loop takes now: higher when the host runs this
+    machine's cores slower. Thread CPU time, not wall time, so the machine's own load (a
+    busy core that makes the probe wait its turn) does not count, only the speed it runs at."""
+    started = thread_time_ns()
+    x = 1
+    for _ in range(iterations):
+        x = (x * 1103515245 + 12345) & 0xFFFFFFFF
+    return round((thread_time_ns() - started) / 1000, 1)
 
 
 # -- one-shot figures for benchmarks that charge a window's CPU to its requests -------------

@@ -76,12 +76,50 @@ CPU_KEYS = (*COMPONENTS, MACHINE)
 # CPU of everything else on the box above this share of the machine makes a run suspect:
 # the service, broker and generator shared their cores with something the suite did not run.
 CPU_OTHER_SHARE = 0.10
+# A second is slow when the host speed probe (cpu.host_probe_us) took more than
+# HOST_SLOW_FACTOR times its best reading: the box's slow episodes read 1.7-1.8x, for seconds
+# at a time. A slow second costs a CPU-bound run (fire-and-forget, the service at its full
+# core) about 40% of that second's throughput; a latency-bound one (durable) barely feels it,
+# and there 12% of the readings were slow, against none in the fire-and-forget windows beside
+# them (cores that go idle between requests come back slow). So a run is disturbed only when
+# more than HOST_SLOW_SHARE of its window was slow: enough to cost a CPU-bound run ~10%.
+HOST_SLOW_FACTOR = 1.4
+HOST_SLOW_SHARE = 0.25
 DISTURBED_RULE = (
     f"A run is disturbed when processes the suite did not start (the machine's CPU less the "
     f"generator's, the service's and the broker's) used more than {CPU_OTHER_SHARE:.0%} of "
-    f"the machine over its measured window. The rule reads the box, never the run's result, "
+    f"the machine over its measured window, or when the host ran the machine slow in more "
+    f"than {HOST_SLOW_SHARE:.0%} of the window's seconds (a fixed piece of work, timed in "
+    f"thread CPU time once a second, took more than {HOST_SLOW_FACTOR}x its best time in the "
+    f"run or in the plan's earlier runs). The rule reads the box, never the run's result, "
     f"so setting such a run aside cannot pick the trials that agree."
 )
+
+
+def host_speed(window_probes: list[float], run_probes: list[float]) -> dict[str, Any] | None:
+    """summary.json `results.host_speed`: the speed probe's readings over the window and its
+    best over the whole run (warm-up and drain too). None without readings."""
+    if not window_probes or not run_probes:
+        return None
+    best = min(run_probes)
+    return {"probe_best_us": best, "probe_median_us": sorted(window_probes)[len(window_probes) // 2],
+            "slow_seconds": _slow_seconds(window_probes, best), "window_probes_us": window_probes,
+            "slow_factor": HOST_SLOW_FACTOR}
+
+
+def host_slow(speed: dict[str, Any] | None, best_before: float | None = None) -> bool:
+    """The host half of DISTURBED_RULE on a run's `results.host_speed`, against the run's best
+    reading or `best_before` (the plan's best before it), whichever is lower."""
+    probes = (speed or {}).get("window_probes_us") or []
+    if not probes:
+        return False
+    best = speed["probe_best_us"] if best_before is None else min(speed["probe_best_us"], best_before)
+    return _slow_seconds(probes, best) > HOST_SLOW_SHARE * len(probes)
+
+
+def _slow_seconds(probes: list[float], best: float) -> int:
+    return sum(p > HOST_SLOW_FACTOR * best for p in probes)
+
 
 OVERLOAD_FRACTION = 0.99
 UNFINISHED_FRACTION = 0.01
@@ -119,11 +157,14 @@ def overload(offered: int, ok: int, unfinished_fraction: float,
     return bool(reasons), reasons
 
 
-def disturbed(summary: Summary | dict[str, Any]) -> bool:
-    """Apply DISTURBED_RULE to a run's summary; unknown CPU or cores is not disturbed."""
-    other = (summary.get("results") or {}).get("cpu_other_percent")
+def disturbed(summary: Summary | dict[str, Any], best_probe_us: float | None = None) -> bool:
+    """Apply DISTURBED_RULE to a run's summary (`best_probe_us`: the plan's best speed probe
+    before it); unknown CPU or cores is not disturbed, nor is a run without probe readings."""
+    results = summary.get("results") or {}
+    other = results.get("cpu_other_percent")
     cores = ((summary.get("provenance") or {}).get("machine") or {}).get("cpu_count")
-    return other is not None and bool(cores) and float(other) > disturbed_limit(float(cores))
+    busy = other is not None and bool(cores) and float(other) > disturbed_limit(float(cores))
+    return busy or host_slow(results.get("host_speed"), best_probe_us)
 
 
 def disturbed_limit(cores: Any) -> Any:
@@ -188,6 +229,7 @@ class Results(TypedDict, total=False):
     latency_count: int
     cpu_percent: dict[str, float | None]  # CPU_KEYS
     cpu_other_percent: float | None
+    host_speed: dict[str, Any] | None  # rundir.host_speed: the host's speed over the window
     generator_bound: bool
     generator_ceiling_rps: float | None
     generator_bound_reasons: list[str]

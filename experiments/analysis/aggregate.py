@@ -109,9 +109,13 @@ def count_true(values: pd.Series) -> int:
 
 
 def busy_box(summaries: pd.DataFrame) -> pd.Series:
-    """Per run: whether it was disturbed (rundir.DISTURBED_RULE), for the report's flag."""
+    """Per run: whether it was disturbed (rundir.DISTURBED_RULE), for the report's flag: other
+    load, or a slow host (`host_slow`, absent from summaries written before the probe)."""
     limit = disturbed_limit(summaries["cores"].astype(float))
-    return summaries["cpu_other"].astype(float).gt(limit).fillna(False)
+    busy = summaries["cpu_other"].astype(float).gt(limit).fillna(False)
+    if "host_slow" in summaries:
+        busy = busy | summaries["host_slow"].fillna(False).astype(bool)
+    return busy
 
 
 def _sum(values: pd.Series) -> float:

@@ -25,7 +25,17 @@ from experiments.analysis.configs import (
     varying_params,
 )
 from experiments.params import renamed
-from experiments.rundir import CPU, CPU_KEYS, ERRORS, SERIES, PlanDir, RunDir, Summary, overload
+from experiments.rundir import (
+    CPU,
+    CPU_KEYS,
+    ERRORS,
+    SERIES,
+    PlanDir,
+    RunDir,
+    Summary,
+    host_slow,
+    overload,
+)
 
 # summary.json `results.latency_ms` keys -> column names that survive attribute access.
 LATENCY_KEYS = {
@@ -275,6 +285,9 @@ def _summary_row(name: str, summary: Mapping[str, Any]) -> dict[str, Any]:
     cpu = _mapping(results.get("cpu_percent"))
     row.update({f"cpu_{c}": cpu.get(c) for c in CPU_KEYS})
     row["cpu_other"] = results.get("cpu_other_percent")
+    speed = _mapping(results.get("host_speed"))
+    row["host_slow_seconds"] = speed.get("slow_seconds")
+    row["host_slow"] = host_slow(speed)
     audit = _mapping(summary.get("audit"))
     row.update({key: audit.get(key) for key in AUDIT_KEYS})
     for key in AUDIT_CLASS_KEYS:

@@ -34,6 +34,7 @@ from experiments.rundir import (
     RunDir,
     Summary,
     generator_bound,
+    host_speed,
     overload,
 )
 
@@ -253,6 +254,8 @@ def results_section(execution: Execution, ceiling_rps: float | None, acks: int) 
         "latency_count": merged.window.get_total_count(),
         "cpu_percent": cpu,
         "cpu_other_percent": other_cpu(cpu),
+        "host_speed": host_speed(execution.cpu.host_probes(0, end_second),
+                                 execution.cpu.host_probes()),
         "generator_bound": bound,
         "generator_ceiling_rps": ceiling_rps,
         "generator_bound_reasons": reasons,

@@ -82,6 +82,11 @@ def test_sampler_attributes_to_each_process_the_cpu_it_used(processes: dict[str,
     assert tuple(rows[0]) == CSV_COLUMNS
     assert {row["component"] for row in rows} == {*components, "machine"}
     assert all(float(row["rss_mb"]) > 0 for row in rows)
+    # The host's speed rides on the machine's rows only: every tick timed the probe.
+    assert all(float(row["host_probe_us"]) > 0 for row in rows if row["component"] == "machine")
+    assert all(row["host_probe_us"] == "" for row in rows if row["component"] != "machine")
+    assert len(sampler.host_probes()) == len(seconds) and sampler.host_probes(0, 1) == [
+        r.host_probe_us for r in sampler.rows if r.component == "machine" and r.second == 0]
 
 
 def test_sampler_skips_processes_that_are_gone() -> None:

@@ -209,6 +209,59 @@ def test_the_disturbed_rule_reads_the_box_not_the_result() -> None:
     assert not disturbed(summary(None, 2, 1.0)) and not disturbed(summary(90.0, None, 1.0))
 
 
+def host_speed(probes: list[float]) -> dict[str, Any]:
+    from experiments.rundir import host_speed as section
+
+    speed = section(probes, probes)
+    assert speed is not None
+    return speed
+
+
+def test_the_host_half_of_the_rule_counts_slow_seconds_against_the_best_reading() -> None:
+    from experiments.rundir import disturbed, host_slow
+
+    fast, slow = 1500.0, 2700.0  # the box's two speeds, in probe microseconds
+
+    def summary(probes: list[float]) -> dict[str, Any]:
+        return {"results": {"cpu_other_percent": 0.0, "host_speed": host_speed(probes)},
+                "provenance": {"machine": {"cpu_count": 2}}}
+
+    # 4 of 15 seconds slow is more than a quarter of the window; 3 is not.
+    assert disturbed(summary([slow] * 4 + [fast] * 11))
+    assert not disturbed(summary([slow] * 3 + [fast] * 12))
+    # Readings 1.3x the best are a loaded second, not a slow host.
+    assert not disturbed(summary([1.3 * fast] * 15 + [fast]))
+    # A run slow from start to end has no fast reading: the plan's earlier best tells.
+    all_slow = summary([slow] * 15)
+    assert not disturbed(all_slow) and disturbed(all_slow, best_probe_us=fast)
+    assert not host_slow(None) and not host_slow({"window_probes_us": []})
+    assert all_slow["results"]["host_speed"]["slow_seconds"] == 0  # against its own best
+
+
+def test_a_run_the_host_slowed_throughout_is_run_again_against_the_plans_best(
+    tmp_path: Path, fake_kafka: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trial 1 sees the host at full speed; trial 2's first attempt only at 1.8x its time."""
+    plan_file = tmp_path / "slow.yaml"
+    plan_file.write_text("name: slow\nceiling: false\ntrials: 2\nmatrix: {mode: [durable]}\n")
+    attempts: list[str] = []
+
+    def execute(cell: Cell, cell_dir: Path, extra: dict[str, Any]) -> None:
+        attempts.append(cell.id)
+        probes = [2700.0] * 15 if len(attempts) == 2 else [1500.0] * 15
+        cell_dir.mkdir(parents=True, exist_ok=True)
+        (cell_dir / "summary.json").write_text(json.dumps({
+            "schema": "lab.run/2", "audit": {"lost": 0},
+            "results": {"cpu_other_percent": 0.0, "host_speed": host_speed(probes)},
+            "provenance": {"machine": {"cpu_count": 2}},
+        }))
+
+    monkeypatch.setattr(runner, "execute_cell", execute)
+    outcome = runner.run_plan(plan_file, tmp_path / "results", tmp_path / "reports", report=False)
+    assert attempts == ["001-base-t1", "002-base-t2", "002-base-t2"]
+    assert outcome.set_aside == ["002-base-t2.1"]
+
+
 def test_an_existing_cluster_is_never_warmed_and_zero_seconds_warms_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

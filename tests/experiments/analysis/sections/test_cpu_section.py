@@ -43,9 +43,9 @@ def test_cpu_of_everything_else_is_shown_and_flagged(saturation_runs: Runs) -> N
     assert (table["flag"] != "").sum() == 1
     assert table.loc[OVERLOADED_RUN + " (OVERLOADED)", "flag"] == ""
     assert cpu.takeaway(saturation_runs).endswith(
-        "; other processes on the box used more than 10% of it in 1 of 16 runs "
-        "(014-mode=fire-and-forget_rate=750-t2: 0.3 of 2 cores): those runs shared the machine "
-        "with work the suite did not start"
+        "; the box disturbed 1 of 16 runs (014-mode=fire-and-forget_rate=750-t2: other "
+        "processes 0.3 of 2 cores): their figures were measured on a machine shared with other "
+        "work or slowed by its host"
     )
 
 
@@ -59,8 +59,31 @@ def test_runs_set_aside_as_disturbed_are_named_and_left_out(make_plan: MakePlan)
     assert runs.set_aside == (f"{RUN_NAMES[0]}.1",)
     assert cpu.takeaway(runs).endswith(
         "; 1 run ran again because other processes used more than 10% of the box during them "
-        "(the rule reads the box, not the result; the disturbed runs are kept in _disturbed/: "
-        f"{RUN_NAMES[0]}.1)"
+        "or the host ran it slow (the rule reads the box, not the result; the disturbed runs are "
+        f"kept in _disturbed/: {RUN_NAMES[0]}.1)"
+    )
+
+
+def test_a_run_the_host_slowed_is_flagged_by_its_probe_not_its_result(make_plan: MakePlan) -> None:
+    """Five of fifteen seconds at 1.8x the probe's best: disturbed (more than a quarter of the
+    window); three are not, and neither is a run whose summary has no probe readings."""
+    plan = make_plan(RUN_NAMES[:3])
+    fast, slow = 1500.0, 2700.0
+
+    def speed(slow_seconds: int) -> dict[str, object]:
+        probes = [slow] * slow_seconds + [fast] * (15 - slow_seconds)
+        return {"probe_best_us": fast, "probe_median_us": fast, "slow_seconds": slow_seconds,
+                "window_probes_us": probes, "slow_factor": 1.4}
+
+    edit_summary(plan / RUN_NAMES[0], results__host_speed=speed(5))
+    edit_summary(plan / RUN_NAMES[1], results__host_speed=speed(3))
+    runs = load_runs(plan)
+    table = cpu.table(runs).set_index("run")
+    assert table.loc[RUN_NAMES[0], "flag"] == "slow host in 5 s of the window"
+    assert table.loc[RUN_NAMES[1], "flag"] == table.loc[RUN_NAMES[2], "flag"] == ""
+    assert cpu.takeaway(runs).endswith(
+        f"; the box disturbed 1 of 3 runs ({RUN_NAMES[0]}: host slow in 5 s of the window): "
+        "their figures were measured on a machine shared with other work or slowed by its host"
     )
 
 
