@@ -10,9 +10,9 @@ all the CPU it used since it started.
 The machine's row also carries the host's speed that second: the thread CPU time a fixed
 piece of work took (`host_probe_us`). A virtual machine's cores run slower while the
 host's other tenants are busy; on the 2-core box this suite was built on, the same work
-took 1.55 ms, then 2.7-2.8 ms for seconds at a time, idle or loaded, on both cores at
-once. Such a second costs a CPU-bound service about 40% of its throughput while every CPU
-figure above reads the same, so the probe is what tells a slow host from a slow setting.
+took 1.5-1.7 ms, then 2.4-2.9 ms for seconds at a time, idle or loaded. A CPU-bound
+service then does less per CPU second while every CPU figure above reads the same, so the
+probe is what tells a slow host from a slow setting (rundir.DISTURBED_RULE).
 """
 
 from __future__ import annotations

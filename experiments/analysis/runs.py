@@ -33,6 +33,7 @@ from experiments.rundir import (
     PlanDir,
     RunDir,
     Summary,
+    cpu_bound,
     host_slow,
     overload,
 )
@@ -287,7 +288,7 @@ def _summary_row(name: str, summary: Mapping[str, Any]) -> dict[str, Any]:
     row["cpu_other"] = results.get("cpu_other_percent")
     speed = _mapping(results.get("host_speed"))
     row["host_slow_seconds"] = speed.get("slow_seconds")
-    row["host_slow"] = host_slow(speed)
+    row["host_slow"] = cpu_bound(summary) and host_slow(speed)
     audit = _mapping(summary.get("audit"))
     row.update({key: audit.get(key) for key in AUDIT_KEYS})
     for key in AUDIT_CLASS_KEYS:

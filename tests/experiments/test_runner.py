@@ -222,8 +222,9 @@ def test_the_host_half_of_the_rule_counts_slow_seconds_against_the_best_reading(
 
     fast, slow = 1500.0, 2700.0  # the box's two speeds, in probe microseconds
 
-    def summary(probes: list[float]) -> dict[str, Any]:
-        return {"results": {"cpu_other_percent": 0.0, "host_speed": host_speed(probes)},
+    def summary(probes: list[float], service: float = 100.0, machine: float = 150.0) -> dict[str, Any]:
+        return {"results": {"cpu_other_percent": 0.0, "host_speed": host_speed(probes),
+                            "cpu_percent": {"service": service, "machine": machine}},
                 "provenance": {"machine": {"cpu_count": 2}}}
 
     # 4 of 15 seconds slow is more than a quarter of the window; 3 is not.
@@ -236,6 +237,10 @@ def test_the_host_half_of_the_rule_counts_slow_seconds_against_the_best_reading(
     assert not disturbed(all_slow) and disturbed(all_slow, best_probe_us=fast)
     assert not host_slow(None) and not host_slow({"window_probes_us": []})
     assert all_slow["results"]["host_speed"]["slow_seconds"] == 0  # against its own best
+    # Only where CPU set the pace: a service at half a core waits on the broker, not the CPU;
+    # the whole machine near its 2 cores is CPU-bound whatever the service uses.
+    assert not disturbed(summary([slow] * 8 + [fast] * 7, service=50.0, machine=80.0))
+    assert disturbed(summary([slow] * 8 + [fast] * 7, service=50.0, machine=185.0))
 
 
 def test_a_run_the_host_slowed_throughout_is_run_again_against_the_plans_best(
@@ -252,7 +257,8 @@ def test_a_run_the_host_slowed_throughout_is_run_again_against_the_plans_best(
         cell_dir.mkdir(parents=True, exist_ok=True)
         (cell_dir / "summary.json").write_text(json.dumps({
             "schema": "lab.run/2", "audit": {"lost": 0},
-            "results": {"cpu_other_percent": 0.0, "host_speed": host_speed(probes)},
+            "results": {"cpu_other_percent": 0.0, "host_speed": host_speed(probes),
+                        "cpu_percent": {"service": 100.0, "machine": 150.0}},
             "provenance": {"machine": {"cpu_count": 2}},
         }))
 

@@ -65,8 +65,9 @@ def test_runs_set_aside_as_disturbed_are_named_and_left_out(make_plan: MakePlan)
 
 
 def test_a_run_the_host_slowed_is_flagged_by_its_probe_not_its_result(make_plan: MakePlan) -> None:
-    """Five of fifteen seconds at 1.8x the probe's best: disturbed (more than a quarter of the
-    window); three are not, and neither is a run whose summary has no probe readings."""
+    """CPU-bound, five of fifteen seconds at 1.8x the probe's best: disturbed (more than a
+    quarter of the window); three are not, nor are five in a run that waited on the broker
+    (the service at half its cores), nor a run whose summary has no probe readings."""
     plan = make_plan(RUN_NAMES[:3])
     fast, slow = 1500.0, 2700.0
 
@@ -75,8 +76,10 @@ def test_a_run_the_host_slowed_is_flagged_by_its_probe_not_its_result(make_plan:
         return {"probe_best_us": fast, "probe_median_us": fast, "slow_seconds": slow_seconds,
                 "window_probes_us": probes, "slow_factor": 1.4}
 
-    edit_summary(plan / RUN_NAMES[0], results__host_speed=speed(5))
-    edit_summary(plan / RUN_NAMES[1], results__host_speed=speed(3))
+    # The fixture runs have 2 service workers on 4 cores: CPU-bound from 180%.
+    for run, slow_seconds, service in ((0, 5, 190.0), (1, 3, 190.0), (2, 5, 100.0)):
+        edit_summary(plan / RUN_NAMES[run], results__host_speed=speed(slow_seconds),
+                     results__cpu_percent__service=service, results__cpu_percent__machine=150.0)
     runs = load_runs(plan)
     table = cpu.table(runs).set_index("run")
     assert table.loc[RUN_NAMES[0], "flag"] == "slow host in 5 s of the window"
