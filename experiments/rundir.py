@@ -166,24 +166,38 @@ def overload(offered: int, ok: int, unfinished_fraction: float,
 def disturbed(summary: Summary | dict[str, Any], best_probe_us: float | None = None) -> bool:
     """Apply DISTURBED_RULE to a run's summary (`best_probe_us`: the plan's best speed probe
     before it); unknown CPU or cores is not disturbed, nor is a run without probe readings."""
-    results = summary.get("results") or {}
-    other = results.get("cpu_other_percent")
-    cores = ((summary.get("provenance") or {}).get("machine") or {}).get("cpu_count")
-    busy = other is not None and bool(cores) and float(other) > disturbed_limit(float(cores))
-    return busy or (cpu_bound(summary) and host_slow(results.get("host_speed"), best_probe_us))
+    return other_load(summary) or slowed_by_host(summary, best_probe_us)
+
+
+def other_load(summary: Summary | dict[str, Any]) -> bool:
+    """The other-load half of DISTURBED_RULE: everything else above CPU_OTHER_SHARE."""
+    other = (summary.get("results") or {}).get("cpu_other_percent")
+    cores = _cores(summary)
+    return other is not None and bool(cores) and float(other) > disturbed_limit(float(cores))
+
+
+def slowed_by_host(summary: Summary | dict[str, Any], best_probe_us: float | None = None) -> bool:
+    """The host half of DISTURBED_RULE: CPU-bound, and slow in more than HOST_SLOW_SHARE of
+    the window."""
+    return cpu_bound(summary) and host_slow((summary.get("results") or {}).get("host_speed"),
+                                            best_probe_us)
 
 
 def cpu_bound(summary: Summary | dict[str, Any]) -> bool:
     """Whether CPU set the run's pace by DISTURBED_RULE: the service at CPU_BOUND_FRACTION of
     its workers' cores, or the machine at that share of its cores."""
     cpu = (summary.get("results") or {}).get("cpu_percent") or {}
-    cores = ((summary.get("provenance") or {}).get("machine") or {}).get("cpu_count")
+    cores = _cores(summary)
     workers = (summary.get("params") or {}).get("service_workers") or 1
     service, machine = cpu.get("service"), cpu.get(MACHINE)
     return bool(
         (service is not None and service >= CPU_BOUND_FRACTION * 100 * min(workers, cores or workers))
         or (machine is not None and cores and machine >= CPU_BOUND_FRACTION * 100 * cores)
     )
+
+
+def _cores(summary: Summary | dict[str, Any]) -> Any:
+    return ((summary.get("provenance") or {}).get("machine") or {}).get("cpu_count")
 
 
 def disturbed_limit(cores: Any) -> Any:

@@ -18,7 +18,7 @@ from hdrh.histogram import HdrHistogram
 from experiments.analysis.configs import is_missing
 from experiments.analysis.runs import Runs
 from experiments.histograms import merge_histograms
-from experiments.rundir import CPU_KEYS, disturbed_limit
+from experiments.rundir import CPU_KEYS
 
 # A latency spectrum is read at these percentiles; 0 is the minimum and 100 the maximum.
 PERCENTILES = (0.0, 50.0, 75.0, 90.0, 99.0, 99.9, 99.99, 99.999, 100.0)
@@ -109,13 +109,9 @@ def count_true(values: pd.Series) -> int:
 
 
 def busy_box(summaries: pd.DataFrame) -> pd.Series:
-    """Per run: whether it was disturbed (rundir.DISTURBED_RULE), for the report's flag: other
-    load, or a slow host (`host_slow`, absent from summaries written before the probe)."""
-    limit = disturbed_limit(summaries["cores"].astype(float))
-    busy = summaries["cpu_other"].astype(float).gt(limit).fillna(False)
-    if "host_slow" in summaries:
-        busy = busy | summaries["host_slow"].fillna(False).astype(bool)
-    return busy
+    """Per run: whether it was disturbed (rundir.DISTURBED_RULE: other load or a slow host),
+    for the report's flag."""
+    return summaries["other_load"].astype(bool) | summaries["host_slow"].astype(bool)
 
 
 def _sum(values: pd.Series) -> float:

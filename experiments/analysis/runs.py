@@ -33,9 +33,9 @@ from experiments.rundir import (
     PlanDir,
     RunDir,
     Summary,
-    cpu_bound,
-    host_slow,
+    other_load,
     overload,
+    slowed_by_host,
 )
 
 # summary.json `results.latency_ms` keys -> column names that survive attribute access.
@@ -286,9 +286,10 @@ def _summary_row(name: str, summary: Mapping[str, Any]) -> dict[str, Any]:
     cpu = _mapping(results.get("cpu_percent"))
     row.update({f"cpu_{c}": cpu.get(c) for c in CPU_KEYS})
     row["cpu_other"] = results.get("cpu_other_percent")
-    speed = _mapping(results.get("host_speed"))
-    row["host_slow_seconds"] = speed.get("slow_seconds")
-    row["host_slow"] = cpu_bound(summary) and host_slow(speed)
+    # The two halves of rundir.DISTURBED_RULE, each as the runner applied it.
+    row["other_load"] = other_load(summary)
+    row["host_slow"] = slowed_by_host(summary)
+    row["host_slow_seconds"] = _mapping(results.get("host_speed")).get("slow_seconds")
     audit = _mapping(summary.get("audit"))
     row.update({key: audit.get(key) for key in AUDIT_KEYS})
     for key in AUDIT_CLASS_KEYS:

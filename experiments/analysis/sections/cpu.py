@@ -22,7 +22,6 @@ from experiments.rundir import (
     HOST_SLOW_FACTOR,
     MACHINE,
     OPTIONAL_COMPONENTS,
-    disturbed_limit,
 )
 
 TITLE = "CPU per component"
@@ -123,18 +122,17 @@ def figure(runs: Runs) -> Figure | None:
 def table(runs: Runs) -> pd.DataFrame:
     """Mean CPU per run and component, with everything else on the box, flagged above 10%."""
     s = runs.summaries
-    busy = aggregate.busy_box(s) if len(s) else pd.Series(dtype=bool)
     shown = components(runs)
     rows = []
-    for i, r in s.iterrows():
+    for _, r in s.iterrows():
         row = {"run": r["run"] + aggregate.run_mark(r["overloaded"]), "configuration": r["configuration"]}
         row.update({f"{c} (cores)": fmt_cores(r[f"cpu_{c}"]) for c in shown})
         row["everything else (cores)"] = fmt_cores(r["cpu_other"])
         row["machine (cores)"] = fmt_cores(r["cpu_machine"])
         flags = []
-        if bool(busy.loc[i]) and not _missing_or_le(r["cpu_other"], disturbed_limit(r["cores"])):
+        if r["other_load"]:
             flags.append(f"other load > {fmt_pct(CPU_OTHER_SHARE)} of the machine")
-        if bool(r.get("host_slow")):
+        if r["host_slow"]:
             flags.append(f"slow host in {fmt_count(r['host_slow_seconds'])} s of the window")
         if not r["launched_by_suite"]:
             flags.append("external target: its CPU only where found by port")
@@ -206,15 +204,11 @@ def _busy_box(runs: Runs) -> str:
 
 def _disturbance(run: pd.Series) -> str:
     parts = []
-    if not _missing_or_le(run["cpu_other"], disturbed_limit(run["cores"])):
+    if run["other_load"]:
         parts.append(f"other processes {fmt_cores(run['cpu_other'])} of {fmt_count(run['cores'])} cores")
-    if bool(run.get("host_slow")):
+    if run["host_slow"]:
         parts.append(f"host slow in {fmt_count(run['host_slow_seconds'])} s of the window")
     return f"{run['run']}: {' and '.join(parts)}"
-
-
-def _missing_or_le(value: object, limit: object) -> bool:
-    return is_missing(value) or is_missing(limit) or float(value) <= float(limit)  # type: ignore[arg-type]
 
 
 def _value(x: object) -> float:
