@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.errors import LabError
-from experiments.kafka import TopicReadError, end_offsets, read_topic
+from experiments.kafka import TopicReadError, end_offsets, read_topic_batches
 from experiments.rundir import AUDIT, RunDir
 
 EXAMPLES = 10
@@ -64,51 +64,57 @@ def topic_keys(bootstrap: str, topic: str, timeout_s: float,
                start_offsets: dict[int, int] | None = None,
                meanwhile: Callable[[], None] | None = None) -> tuple[Counter[str], int]:
     """How many records carry each key, and how many records have no key at all
-    (`read_topic` refuses to under-count: see its docstring). `meanwhile` runs once the
+    (`read_topic_batches` refuses to under-count: see its docstring). `meanwhile` runs once the
     reader is fetching: librdkafka's threads keep fetching while it runs."""
     counts: Counter[str] = Counter()
     unkeyed = 0
-    records = read_topic(bootstrap, topic, timeout=timeout_s, start_offsets=start_offsets)
+    batches = read_topic_batches(bootstrap, topic, timeout=timeout_s, start_offsets=start_offsets)
     try:
-        first = next(records, None)
+        first = next(batches, None)
         if meanwhile is not None:
             meanwhile()
-        for msg in records if first is None else itertools.chain((first,), records):
-            key = msg.key()
-            if key is None:
-                unkeyed += 1
-            else:
-                counts[key.decode("utf-8", "replace")] += 1
+        for batch in batches if first is None else itertools.chain((first,), batches):
+            keys = [msg.key() for msg in batch]
+            missing = keys.count(None)
+            if missing:
+                unkeyed += missing
+                keys = [key for key in keys if key is not None]
+            counts.update([key.decode("utf-8", "replace") for key in keys])  # type: ignore[union-attr]
     except TopicReadError as exc:
         raise AuditError(str(exc)) from exc
     finally:
-        records.close()  # the consumer, also when `meanwhile` failed
+        batches.close()  # the consumer, also when `meanwhile` failed
     return counts, unkeyed
 
 
 def reconcile(acks: dict[str, float], counts: Counter[str],
               classes: dict[str, str] | None = None) -> dict[str, Any]:
     """The audit's arithmetic, separate from Kafka so it can be checked on tiny inputs."""
-    lost_ids = [event_id for event_id in acks if event_id not in counts]
+    # Set arithmetic and C-level counting: a Python step per id cost 0.2 s of a fire-and-forget
+    # run's audit (355,000 ids, measured).
+    lost_ids = list(itertools.filterfalse(counts.__contains__, acks))
     class_of = (classes or {}).get
-    acked_by_class = Counter(class_of(i, "unknown") for i in acks)
+    acked_by_class: Counter[str | None] = Counter(map(class_of, acks))
+    if None in acked_by_class:  # ids without a class of their own
+        acked_by_class["unknown"] += acked_by_class.pop(None)
     lost_by_class = Counter(class_of(i, "unknown") for i in lost_ids)
-    unacked = [event_id for event_id in counts if event_id not in acks]
-    duplicated = {event_id: n for event_id, n in counts.items() if n > 1}
+    unacked = list(itertools.filterfalse(acks.__contains__, counts))
+    records = sum(counts.values())
+    duplicated = {event_id: n for event_id, n in counts.items() if n > 1} if records > len(counts) else {}
     lost_times = sorted(acks[i] for i in lost_ids)
     return {
         "acknowledged": len(acks),
         "present": len(acks) - len(lost_ids),
         "lost": len(lost_ids),
-        "acknowledged_by_class": dict(sorted(acked_by_class.items())),
+        "acknowledged_by_class": dict(sorted(acked_by_class.items())),  # type: ignore[arg-type]
         # Every acknowledged class appears, with 0 when nothing of it was lost.
         "lost_by_class": {c: lost_by_class.get(c, 0) for c in sorted(acked_by_class)},
         "unacknowledged": len(unacked),
         "duplicates": sum(n - 1 for n in duplicated.values()),
-        "records": sum(counts.values()),
+        "records": records,
         "distinct_ids_in_topic": len(counts),
         "duplicated_ids": len(duplicated),
-        "lost_examples": sorted(lost_ids, key=acks.__getitem__)[:EXAMPLES],
+        "lost_examples": sorted(lost_ids, key=lambda i: (acks[i], i))[:EXAMPLES],
         "unacknowledged_examples": sorted(unacked)[:EXAMPLES],
         "duplicate_examples": sorted(duplicated)[:EXAMPLES],
         # When the losses were acknowledged, relative to the measured window (t_ack_s).

@@ -48,6 +48,7 @@ PLAN = "plan.json"
 SEARCH = "search.json"
 GENERATOR_CEILING = "generator_ceiling.json"
 ANALYSIS = "analysis.ipynb"
+KERNEL_LOG = "kernel.log"  # the plan's run kernel's own process output (the runner)
 TIMINGS = "timings.json"  # per cell: wall time, its load phase, the rest (the runner)
 DISTURBED_DIR = "_disturbed"  # runs set aside because other load shared the box (the runner)
 

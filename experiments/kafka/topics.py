@@ -202,13 +202,23 @@ def read_topic(
     bootstrap: str, topic: str, timeout: float = 30.0, fetch_wait_ms: int = 100,
     start_offsets: dict[int, int] | None = None,
 ) -> Iterator[Message]:
-    """Every record of `topic`, from each partition's log start offset (not 0: retention or
-    `delete_records` move it), or from `start_offsets` where given (a topic that held records
-    before a run), up to the end offsets seen at the start.
+    """Every record of `topic`, one at a time: `read_topic_batches` (its bounds and checks)."""
+    for batch in read_topic_batches(bootstrap, topic, timeout, fetch_wait_ms, start_offsets):
+        yield from batch
+
+
+def read_topic_batches(
+    bootstrap: str, topic: str, timeout: float = 30.0, fetch_wait_ms: int = 100,
+    start_offsets: dict[int, int] | None = None,
+) -> Iterator[list[Message]]:
+    """Every record of `topic`, in batches as they arrive, from each partition's log start
+    offset (not 0: retention or `delete_records` move it), or from `start_offsets` where
+    given (a topic that held records before a run), up to the end offsets seen at the start.
 
     Raises `TopicReadError` unless exactly the number of records those offsets promise
     arrived, so a reader can never under-count silently. The one reader of whole topics:
-    the delivery audit and the tests use it.
+    the delivery audit and the tests use it. Batches, because a Python step per record
+    cost the audit of 355,000 records 0.7 s of its 1.5 (measured).
     """
     consumer = Consumer(
         {
@@ -239,6 +249,7 @@ def read_topic(
         consumer.assign([
             TopicPartition(topic, p, bounds[p][0] if p in start else OFFSET_BEGINNING) for p in remaining
         ])
+        only = next(iter(remaining)) if len(remaining) == 1 else None  # the one partition read
         deadline = time.monotonic() + timeout
         read = 0
         while remaining:
@@ -247,20 +258,35 @@ def read_topic(
                 raise TopicReadError(f"reading {topic} did not finish in {timeout} s ({unfinished=})")
             # consume() waits out its timeout unless num_messages arrive: a short one keeps
             # the last, partial batch from costing every audit half a second.
-            for msg in consumer.consume(num_messages=10_000, timeout=0.05):
-                err, partition = msg.error(), msg.partition()
-                if err is not None:
+            batch = consumer.consume(num_messages=10_000, timeout=0.05)
+            ends = dict(remaining)  # the bounds as the batch began: an end-of-partition may follow
+            records = [msg for msg in batch if msg.error() is None]
+            if len(records) != len(batch):
+                for msg in batch:
+                    err = msg.error()
+                    if err is None:
+                        continue
                     if err.code() != KafkaError._PARTITION_EOF:
                         raise TopicReadError(f"reading {topic}: {err}")
-                    if partition in remaining and (msg.offset() or 0) >= remaining[partition]:
-                        del remaining[partition]
-                    continue
-                if partition not in remaining or msg.offset() >= remaining[partition]:
-                    continue
-                read += 1
-                yield msg
-                if msg.offset() + 1 >= remaining[partition]:
+                    if msg.partition() in remaining and (msg.offset() or 0) >= remaining[msg.partition()]:
+                        del remaining[msg.partition()]
+            # Within its bounds: a partition's records arrive in offset order, so the last
+            # one of each partition in the batch says whether the partition is done.
+            if only is not None and only in ends:
+                # One partition (every run topic by default): its last record bounds them all.
+                end = ends[only]
+                if records and records[-1].offset() >= end:
+                    records = [msg for msg in records if msg.offset() < end]
+                last = {only: records[-1].offset()} if records else {}
+            else:
+                records = [msg for msg in records if msg.offset() < ends.get(msg.partition(), -1)]
+                last = {msg.partition(): msg.offset() for msg in records}
+            for partition, offset in last.items():
+                if partition in remaining and offset + 1 >= remaining[partition]:
                     del remaining[partition]
+            read += len(records)
+            if records:
+                yield records
     finally:
         consumer.close()
     if read != expected:

@@ -281,7 +281,7 @@ def test_the_runner_gives_each_cell_its_cluster_size(tmp_path: Path, monkeypatch
     monkeypatch.setattr(runner.LocalKafka, "stop", lambda self: stopped.append(self.nodes))
     seen: list[str] = []
 
-    def execute(cell: Any, cell_dir: Path, extra: dict[str, Any]) -> None:
+    def execute(cell: Any, cell_dir: Path, extra: dict[str, Any], **_: Any) -> None:
         seen.append(extra["bootstrap"])
 
     monkeypatch.setattr(runner, "execute_cell", execute)

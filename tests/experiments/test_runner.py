@@ -1,4 +1,4 @@
-"""Runner logic without Kafka or kernels: resume, keep going past a failure, never overwrite."""
+"""Runner logic without Kafka: resume, keep going past a failure, never overwrite, the plan's kernel."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def test_resume_skips_finished_cells_and_records_failures(
 ) -> None:
     executed: list[tuple[str, dict[str, Any]]] = []
 
-    def execute(cell: Cell, cell_dir: Path, extra: dict[str, Any]) -> None:
+    def execute(cell: Cell, cell_dir: Path, extra: dict[str, Any], **_: Any) -> None:
         executed.append((cell.id, extra))
         if cell.params["mode"] == "durable":
             raise RuntimeError("broker went away\nmore detail")
@@ -75,7 +75,7 @@ def test_a_cell_that_failed_after_its_summary_stays_failed_and_is_not_rerun(
     (cell_dir / "error.txt").write_text("PapermillExecutionError:\n\nKeyError: 'audit'\n")
     executed: list[str] = []
 
-    def execute(cell: Cell, cell_dir: Path, extra: dict[str, Any]) -> None:
+    def execute(cell: Cell, cell_dir: Path, extra: dict[str, Any], **_: Any) -> None:
         executed.append(cell.id)
         finish(cell_dir)
 
@@ -89,7 +89,7 @@ def test_a_cell_that_failed_after_its_summary_stays_failed_and_is_not_rerun(
 def test_no_resume_refuses_to_overwrite(
     plan_file: Path, tmp_path: Path, fake_kafka: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(runner, "execute_cell", lambda cell, cell_dir, extra: finish(cell_dir))
+    monkeypatch.setattr(runner, "execute_cell", lambda cell, cell_dir, extra, **_: finish(cell_dir))
     runner.run_plan(plan_file, tmp_path / "r", tmp_path / "reports", report=False)
     with pytest.raises(FileExistsError, match="never overwritten"):
         runner.run_plan(plan_file, tmp_path / "r", tmp_path / "reports", resume=False, report=False)
@@ -159,6 +159,78 @@ def test_a_cells_kernel_writes_its_process_output_into_the_cell_log(
     assert "without encryption" not in captured.err
 
 
+def run_on(kernel: runner.CellKernel, tmp_path: Path, name: str, value: int) -> tuple[int, int]:
+    """Execute a two-cell notebook on `kernel`: (the kernel's pid, the parameter it saw)."""
+    import nbformat
+    import papermill as pm
+
+    notebook = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    out = tmp_path / name
+    notebook.cells = [
+        nbformat.v4.new_code_cell("value = 0", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(f"import os, pathlib\nos.write(2, b'process line {name}\\n')\n"
+                                  f"pathlib.Path({str(out)!r}).write_text(f'{{os.getpid()}} {{value}}')"),
+    ]
+    nbformat.write(notebook, tmp_path / "in.ipynb")
+    with (tmp_path / f"{name}.log").open("w") as log:
+        pm.execute_notebook(str(tmp_path / "in.ipynb"), str(tmp_path / f"{name}.ipynb"),
+                            parameters={"value": value}, kernel_name="python3", progress_bar=False,
+                            stdout_file=log, stderr_file=log,
+                            engine_name=runner.SharedKernelEngine.NAME, km=kernel.manager())
+    pid, seen = out.read_text().split()
+    return int(pid), int(seen)
+
+
+def test_a_plans_cells_share_one_kernel_until_it_is_discarded(tmp_path: Path) -> None:
+    """The kernel outlives a notebook (its start and imports are paid once per plan), each
+    notebook gets its own parameters, and a discarded kernel is gone: the next cell gets a
+    new process. Its process-level output goes to the plan's kernel log."""
+    import os
+
+    kernel = runner.CellKernel(tmp_path / "kernel.log")
+    try:
+        first, seen_first = run_on(kernel, tmp_path, "a", 1)
+        second, seen_second = run_on(kernel, tmp_path, "b", 2)
+        assert first == second and (seen_first, seen_second) == (1, 2)
+        kernel.discard()
+        third, _ = run_on(kernel, tmp_path, "c", 3)
+        assert third != first
+        with pytest.raises(ProcessLookupError):
+            os.kill(first, 0)
+    finally:
+        kernel.discard()
+    log = (tmp_path / "kernel.log").read_text()
+    assert all(f"process line {name}" in log for name in "abc")
+
+
+def test_a_failed_cell_discards_the_plans_kernel(
+    plan_file: Path, tmp_path: Path, fake_kafka: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever a failed cell left in its kernel does not reach the next cell."""
+    events: list[str] = []
+
+    class Kernel:
+        def __init__(self, log_path: Path) -> None:
+            assert log_path.name == "kernel.log"
+
+        def discard(self) -> None:
+            events.append("discard")
+
+    def execute(cell: Cell, cell_dir: Path, extra: dict[str, Any], **kw: Any) -> None:
+        assert isinstance(kw["kernel"], Kernel)
+        events.append(cell.params["mode"])
+        if cell.params["mode"] == "durable":
+            raise RuntimeError("boom")
+        finish(cell_dir)
+
+    monkeypatch.setattr(runner, "CellKernel", Kernel)
+    monkeypatch.setattr(runner, "execute_cell", execute)
+    runner.run_plan(plan_file, tmp_path / "results", tmp_path / "reports", report=False)
+    # discarded after the failure, then once more at the plan's end
+    assert events == ["durable", "discard", "fire-and-forget", "discard"]
+
+
 def finish_with_other_load(cell_dir: Path, other_percent: float, cores: int = 2) -> None:
     cell_dir.mkdir(parents=True, exist_ok=True)
     (cell_dir / "summary.json").write_text(json.dumps({
@@ -178,7 +250,7 @@ def test_a_run_disturbed_by_other_load_is_set_aside_and_run_again_up_to_the_plan
                          f"rerun_disturbed: {rerun_limit}\nmatrix: {{mode: [durable, fire-and-forget]}}\n")
     executed: list[str] = []
 
-    def execute(cell: Cell, cell_dir: Path, extra: dict[str, Any]) -> None:
+    def execute(cell: Cell, cell_dir: Path, extra: dict[str, Any], **_: Any) -> None:
         executed.append(cell.id)
         finish_with_other_load(cell_dir, 60.0 if cell.params["mode"] == "durable" else 19.0)
 
@@ -251,7 +323,7 @@ def test_a_run_the_host_slowed_throughout_is_run_again_against_the_plans_best(
     plan_file.write_text("name: slow\nceiling: false\ntrials: 2\nmatrix: {mode: [durable]}\n")
     attempts: list[str] = []
 
-    def execute(cell: Cell, cell_dir: Path, extra: dict[str, Any]) -> None:
+    def execute(cell: Cell, cell_dir: Path, extra: dict[str, Any], **_: Any) -> None:
         attempts.append(cell.id)
         probes = [2700.0] * 15 if len(attempts) == 2 else [1500.0] * 15
         cell_dir.mkdir(parents=True, exist_ok=True)
@@ -273,7 +345,7 @@ def test_an_existing_cluster_is_never_warmed_and_zero_seconds_warms_nothing(
 ) -> None:
     warmed: list[str] = []
     monkeypatch.setattr(runner, "warm_up", lambda bootstrap, seconds: warmed.append(bootstrap) or 1)
-    monkeypatch.setattr(runner, "execute_cell", lambda cell, cell_dir, extra: finish(cell_dir))
+    monkeypatch.setattr(runner, "execute_cell", lambda cell, cell_dir, extra, **_: finish(cell_dir))
     for external, seconds, expected in ((True, 10, []), (False, 0, []), (False, 2, ["127.0.0.1:9"])):
         target = KafkaTarget(bootstrap="127.0.0.1:9", started_here=False, external=external,
                              kafka_version=None)
@@ -291,7 +363,7 @@ def test_the_cluster_is_warmed_again_after_a_cell_that_killed_a_broker(
 ) -> None:
     warmed: list[str] = []
     monkeypatch.setattr(runner, "warm_up", lambda bootstrap, seconds: warmed.append(bootstrap) or 1)
-    monkeypatch.setattr(runner, "execute_cell", lambda cell, cell_dir, extra: finish(cell_dir))
+    monkeypatch.setattr(runner, "execute_cell", lambda cell, cell_dir, extra, **_: finish(cell_dir))
     target = KafkaTarget(bootstrap="127.0.0.1:9", started_here=False, external=False, kafka_version=None)
     monkeypatch.setattr(runner, "ensure_kafka", lambda **_: target)
     plan_file = tmp_path / "f.yaml"
@@ -316,7 +388,7 @@ def test_each_cell_gets_its_cluster_started_with_its_network_before_the_warm_up(
     monkeypatch.setattr(runner, "ensure_kafka", ensure)
     monkeypatch.setattr(runner.LocalKafka, "stop", lambda self: None)
     monkeypatch.setattr(runner, "warm_up", lambda bootstrap, seconds: events.append(("warm", bootstrap)) or 1)
-    monkeypatch.setattr(runner, "execute_cell", lambda cell, cell_dir, extra: finish(cell_dir))
+    monkeypatch.setattr(runner, "execute_cell", lambda cell, cell_dir, extra, **_: finish(cell_dir))
     plan_file = tmp_path / "n.yaml"
     plan_file.write_text("name: n\nceiling: false\ntrials: 1\nbase: {cluster_size: 3}\n"
                          "matrix: {network: [loopback, 5ms]}\n")

@@ -136,7 +136,7 @@ def test_runner_searches_each_configuration_and_writes_the_path(
     capacity = {"durable": 1100.0, "fire-and-forget": 2600.0}
     executed: list[str] = []
 
-    def execute(cell: Cell, cell_dir: Path, extra: dict[str, Any]) -> None:
+    def execute(cell: Cell, cell_dir: Path, extra: dict[str, Any], **_: Any) -> None:
         executed.append(cell.id)
         fine = cell.params["rate"] <= capacity[cell.params["mode"]]
         summary = {"schema": "lab.run/2", "audit": {"lost": 0},
@@ -213,7 +213,7 @@ def test_a_capacity_sweep_tops_up_the_trials_of_its_undecided_rates(
               4000: [20.0, 90.0]}
     executed: list[str] = []
 
-    def execute(cell: Cell, cell_dir: Path, extra: dict[str, Any]) -> None:
+    def execute(cell: Cell, cell_dir: Path, extra: dict[str, Any], **_: Any) -> None:
         executed.append(cell.id)
         p99 = p99_ms[int(cell.params["rate"])][cell.params["trial"] - 1]
         summary = {"schema": "lab.run/2", "audit": {"lost": 0},
@@ -247,7 +247,7 @@ def test_a_capacity_sweep_confirms_its_capacity_on_the_most_trials(
               4000: [300.0, 400.0]}
     executed: list[str] = []
 
-    def execute(cell: Cell, cell_dir: Path, extra: dict[str, Any]) -> None:
+    def execute(cell: Cell, cell_dir: Path, extra: dict[str, Any], **_: Any) -> None:
         executed.append(cell.id)
         p99 = p99_ms[int(cell.params["rate"])][cell.params["trial"] - 1]
         summary = {"schema": "lab.run/2", "audit": {"lost": 0},
