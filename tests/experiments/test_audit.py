@@ -132,3 +132,40 @@ def test_an_acks_file_without_status_counts_one_unknown_class(tmp_path: Path) ->
     audit = reconcile(acks, Counter({"a": 1}), classes)
     assert audit["acknowledged_by_class"] == {"unknown": 3}
     assert audit["lost_by_class"] == {"unknown": 2}
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_the_reader_stops_at_the_end_offsets_it_saw_first_and_counts_every_partition(
+        bootstrap: str, partitions: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records past the end offsets seen when reading began (written while it reads) are not
+    the run's: the reader passes none of them on, on one partition and on several; from
+    `start_offsets` it skips each partition's head."""
+    from confluent_kafka import Consumer
+
+    from experiments.kafka import create_topic, read_topic_batches, topics, unique_topic
+
+    topic = create_topic(bootstrap, unique_topic("reader"), partitions=partitions)
+    keys = new_ids(300)
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for i, key in enumerate(keys):
+        producer.produce(topic, key=key.encode(), value=b"{}", partition=i % partitions)
+    assert producer.flush(30) == 0
+    per_partition = 300 // partitions
+    late = 7  # the newest records of each partition play those written after reading began
+
+    class EarlierEnds(Consumer):  # type: ignore[misc]
+        def get_watermark_offsets(self, *args: object, **kwargs: object) -> tuple[int, int]:
+            low, high = super().get_watermark_offsets(*args, **kwargs)
+            return low, high - late
+
+    monkeypatch.setattr(topics, "Consumer", EarlierEnds)
+    read = [m for batch in read_topic_batches(bootstrap, topic, timeout=30) for m in batch]
+    assert len(read) == partitions * (per_partition - late)
+    assert all(m.offset() < per_partition - late for m in read)
+    assert {m.key().decode() for m in read} == {k for i, k in enumerate(keys)
+                                                 if i // partitions < per_partition - late}
+    skipped = [m for batch in read_topic_batches(bootstrap, topic, timeout=30,
+                                                 start_offsets={p: 10 for p in range(partitions)})
+               for m in batch]
+    assert len(skipped) == partitions * (per_partition - late - 10)
