@@ -1,6 +1,7 @@
-"""Comparisons with confidence: mode against mode, each producer-settings bundle against the
-mode's defaults, and (with a baseline directory) every configuration against its run there;
-each a ratio with its 95% interval and a verdict that needs the interval and a 5% effect."""
+"""Comparisons with confidence: mode against mode, Python against the Rust build, each
+producer-settings bundle against the mode's defaults, and (with a baseline directory) every
+configuration against its run there; each a ratio with its 95% interval and a verdict that
+needs the interval and a 5% effect."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from experiments.stats import Comparison
 TITLE = "Comparisons with confidence"
 INTRO = """
 Every comparison the plan makes possible, between configurations that differ in one thing:
-the producer mode, or a bundle of producer settings against the mode's defaults. A change is
+the producer mode (against durable), the service's implementation (Python against the Rust
+build of the article's design), or a bundle of producer settings against the mode's defaults. A change is
 the ratio of the two configurations' geometric means over their trials, with its 95%
 interval (Welch's t-test on log values, scipy.stats); it is called **better** or **worse**
 only when the interval excludes no change and the change is at least 5%; a real change
@@ -46,6 +48,12 @@ def render(runs: Runs) -> list[Block]:
     return blocks
 
 
+# Dimensions of one parameter, each with the value the others are compared against: durable,
+# the mode that answers only once the broker has the event; the Rust build of the article's
+# design, the reference the Python service's speed is stated against (issue 17).
+REFERENCES = (("mode", "mode", "durable"), ("implementation", "service_impl", "rust"))
+
+
 def pairs(runs: Runs) -> Iterator[tuple[str, str, str]]:
     """(what differs, base configuration, other configuration) for every like-for-like pair."""
     s = runs.summaries
@@ -53,8 +61,9 @@ def pairs(runs: Runs) -> Iterator[tuple[str, str, str]]:
         return
     settings = [c for c in runs.varying if is_producer_param(c)]
     rows = s.drop_duplicates("configuration")
-    for differs, columns in (("mode", ["mode"]), ("settings", settings)):
-        if not columns or any(c not in rows for c in columns):
+    dimensions = [(differs, [column], reference) for differs, column, reference in REFERENCES]
+    for differs, columns, reference in [*dimensions, ("settings", settings, None)]:
+        if not columns or any(c not in rows or c not in runs.varying for c in columns):
             continue
         others = [c for c in runs.varying if c not in columns]
         key = rows[others].astype("string").fillna("\0default").agg("|".join, axis=1) if others \
@@ -62,11 +71,12 @@ def pairs(runs: Runs) -> Iterator[tuple[str, str, str]]:
         for _, group in rows.groupby(key, sort=False):
             if len(group) < 2:
                 continue
-            if differs == "mode":
-                ordered = group.sort_values("mode", key=lambda m: m != "durable")
+            if reference is not None:
+                column = columns[0]
+                ordered = group.sort_values(column, key=lambda v: v != reference, kind="stable")
                 base = ordered.iloc[0]
                 for _, other in ordered.iloc[1:].iterrows():
-                    yield "mode", base["configuration"], other["configuration"]
+                    yield differs, base["configuration"], other["configuration"]
             else:
                 variants = [variant_label(r, settings) for r in group.to_dict("records")]
                 named = group.assign(variant=variants)

@@ -31,3 +31,23 @@ def test_a_plan_against_itself_reads_as_no_difference() -> None:
     assert len(against) == 3 * 3  # three configurations, three figures
     # Two trials each: an interval within 5% for some, too wide to say so for others.
     assert all(v.startswith("no difference") for v in against["verdict"])
+
+
+def test_python_is_compared_with_the_rust_build_and_each_mode_with_durable() -> None:
+    """The versus-rust plan's question (issue 17: Python at >= 0.75x Rust, durable) is a
+    comparison of its own, with Rust as the base, per mode; the mode pairs stay per build."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    configs = [("fire-and-forget", "python"), ("durable", "python"),
+               ("fire-and-forget", "rust"), ("durable", "rust")]
+    summaries = pd.DataFrame([{"configuration": f"{m}, service_impl={i}", "mode": m, "service_impl": i}
+                              for m, i in configs])
+    runs = SimpleNamespace(summaries=summaries, varying=("mode", "service_impl"))
+    assert sorted(comparisons.pairs(runs)) == sorted([  # type: ignore[arg-type]
+        ("mode", "durable, service_impl=python", "fire-and-forget, service_impl=python"),
+        ("mode", "durable, service_impl=rust", "fire-and-forget, service_impl=rust"),
+        ("implementation", "fire-and-forget, service_impl=rust", "fire-and-forget, service_impl=python"),
+        ("implementation", "durable, service_impl=rust", "durable, service_impl=python"),
+    ])
