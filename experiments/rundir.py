@@ -82,23 +82,28 @@ CPU_OTHER_SHARE = 0.10
 # probe reads 1.5-1.7 ms or 2.4-2.9 ms, back-to-back readings agree, and the slow state lasts
 # seconds (idle box: 45% of readings in one 30-s sample, 20% in another). Cores busy
 # without a pause see it least: 0-3 slow seconds in fire-and-forget windows (the service at
-# its full core), 1-6 of 15 in durable ones, whose cores idle between requests. It matters
-# only where CPU sets the throughput: durable trials with 0 and 5 slow seconds differed by
-# 1.5%. So the host half of the rule applies to CPU-bound runs (the service at
-# CPU_BOUND_FRACTION of its workers' cores, or the machine at that share of its cores) and
-# needs more than HOST_SLOW_SHARE of the window slow.
+# its full core), 1-9 of 15 in durable ones, whose cores idle between requests. It matters
+# most where CPU sets the throughput (the service at CPU_BOUND_FRACTION of its workers'
+# cores, or the machine at that share of its cores): such a run is disturbed with more than
+# HOST_SLOW_SHARE of the window slow. Other runs felt it only past HOST_SLOW_SHARE_ANY: over
+# runs I-L, durable defaults trials were within 3% of their configuration's median with 5 or
+# fewer slow seconds of 15, and 6% and 10% below it with 7 (its closed loop waits on the
+# service's and the broker's every request); durable with linger 20 ms was within 1.5% even
+# with 9.
 HOST_SLOW_FACTOR = 1.4
 HOST_SLOW_SHARE = 0.25
+HOST_SLOW_SHARE_ANY = 0.4
 CPU_BOUND_FRACTION = 0.9
 DISTURBED_RULE = (
     f"A run is disturbed when processes the suite did not start (the machine's CPU less the "
     f"generator's, the service's and the broker's) used more than {CPU_OTHER_SHARE:.0%} of "
-    f"the machine over its measured window, or when, CPU-bound (the service at "
-    f"{CPU_BOUND_FRACTION:.0%} or more of its workers' cores, or the whole machine at "
-    f"{CPU_BOUND_FRACTION:.0%} or more of its cores), it ran on a slow host in more than "
-    f"{HOST_SLOW_SHARE:.0%} of the window's seconds (a fixed piece of work, timed in thread "
+    f"the machine over its measured window, or when it ran on a slow host in more than "
+    f"{HOST_SLOW_SHARE_ANY:.0%} of the window's seconds, or in more than {HOST_SLOW_SHARE:.0%} "
+    f"of them when CPU-bound (the service at {CPU_BOUND_FRACTION:.0%} or more of its workers' "
+    f"cores, or the whole machine at {CPU_BOUND_FRACTION:.0%} or more of its cores). A "
+    f"second is slow when a fixed piece of work, timed in thread "
     f"CPU time once a second, took more than {HOST_SLOW_FACTOR}x its best time in the run or "
-    f"in the plan's earlier runs). The rule reads the box, never the run's result, so "
+    f"in the plan's earlier runs. The rule reads the box, never the run's result, so "
     f"setting such a run aside cannot pick the trials that agree."
 )
 
@@ -114,14 +119,16 @@ def host_speed(window_probes: list[float], run_probes: list[float]) -> dict[str,
             "slow_factor": HOST_SLOW_FACTOR}
 
 
-def host_slow(speed: dict[str, Any] | None, best_before: float | None = None) -> bool:
-    """The host half of DISTURBED_RULE on a run's `results.host_speed`, against the run's best
-    reading or `best_before` (the plan's best before it), whichever is lower."""
+def host_slow(speed: dict[str, Any] | None, best_before: float | None = None,
+              share: float = HOST_SLOW_SHARE) -> bool:
+    """Whether more than `share` of a run's window was slow by its `results.host_speed`,
+    against the run's best reading or `best_before` (the plan's best before it), whichever
+    is lower."""
     probes = (speed or {}).get("window_probes_us") or []
     if not probes:
         return False
     best = speed["probe_best_us"] if best_before is None else min(speed["probe_best_us"], best_before)
-    return _slow_seconds(probes, best) > HOST_SLOW_SHARE * len(probes)
+    return _slow_seconds(probes, best) > share * len(probes)
 
 
 def _slow_seconds(probes: list[float], best: float) -> int:
@@ -178,10 +185,10 @@ def other_load(summary: Summary | dict[str, Any]) -> bool:
 
 
 def slowed_by_host(summary: Summary | dict[str, Any], best_probe_us: float | None = None) -> bool:
-    """The host half of DISTURBED_RULE: CPU-bound, and slow in more than HOST_SLOW_SHARE of
-    the window."""
-    return cpu_bound(summary) and host_slow((summary.get("results") or {}).get("host_speed"),
-                                            best_probe_us)
+    """The host half of DISTURBED_RULE: slow in more than HOST_SLOW_SHARE_ANY of the window,
+    or in more than HOST_SLOW_SHARE of it when CPU-bound."""
+    share = HOST_SLOW_SHARE if cpu_bound(summary) else HOST_SLOW_SHARE_ANY
+    return host_slow((summary.get("results") or {}).get("host_speed"), best_probe_us, share)
 
 
 def cpu_bound(summary: Summary | dict[str, Any]) -> bool:

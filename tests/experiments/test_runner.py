@@ -309,10 +309,12 @@ def test_the_host_half_of_the_rule_counts_slow_seconds_against_the_best_reading(
     assert not disturbed(all_slow) and disturbed(all_slow, best_probe_us=fast)
     assert not host_slow(None) and not host_slow({"window_probes_us": []})
     assert all_slow["results"]["host_speed"]["slow_seconds"] == 0  # against its own best
-    # Only where CPU set the pace: a service at half a core waits on the broker, not the CPU;
-    # the whole machine near its 2 cores is CPU-bound whatever the service uses.
-    assert not disturbed(summary([slow] * 8 + [fast] * 7, service=50.0, machine=80.0))
-    assert disturbed(summary([slow] * 8 + [fast] * 7, service=50.0, machine=185.0))
+    # A quarter only where CPU set the pace (a service at half a core waits on the broker
+    # too; the whole machine near its 2 cores is CPU-bound whatever the service uses);
+    # more than 40% of the window (7 of 15 s) for any run.
+    assert not disturbed(summary([slow] * 6 + [fast] * 9, service=50.0, machine=80.0))
+    assert disturbed(summary([slow] * 7 + [fast] * 8, service=50.0, machine=80.0))
+    assert disturbed(summary([slow] * 6 + [fast] * 9, service=50.0, machine=185.0))
 
 
 def test_a_run_the_host_slowed_throughout_is_run_again_against_the_plans_best(

@@ -17,9 +17,12 @@ from experiments.analysis.configs import is_missing
 from experiments.analysis.runs import Runs
 from experiments.rundir import (
     COMPONENTS,
+    CPU_BOUND_FRACTION,
     CPU_OTHER_SHARE,
     DISTURBED_DIR,
     HOST_SLOW_FACTOR,
+    HOST_SLOW_SHARE,
+    HOST_SLOW_SHARE_ANY,
     MACHINE,
     OPTIONAL_COMPONENTS,
 )
@@ -31,8 +34,9 @@ latency proxy, in runs behind one), and of the whole machine (100% = one core). 
 its limit means the client, not the service, capped the throughput. The table gives every run,
 with the CPU of everything else on the box: a run where other processes took more than
 {CPU_OTHER_SHARE:.0%} of the machine is flagged, its numbers shared the cores with work the suite
-did not start. So is a CPU-bound run (the service or the machine at 90% of its cores) whose host
-ran the machine slow in more than a quarter of its window: once a second the suite times a fixed
+did not start. So is a run whose host ran the machine slow in more than {HOST_SLOW_SHARE_ANY:.0%} of
+its window, or in more than {HOST_SLOW_SHARE:.0%} of it when CPU-bound (the service or the machine at
+{CPU_BOUND_FRACTION:.0%} of its cores): once a second the suite times a fixed
 piece of work in thread CPU time, and a second where it took more than {HOST_SLOW_FACTOR}x its best
 is slow (a virtual machine's cores slow down while the host's other tenants are busy; on the
 2-core box the suite was built on, by 1.7-1.8x for seconds at a time, while every CPU figure
