@@ -117,6 +117,18 @@ def test_the_joined_batch_answer_is_what_orjson_writes() -> None:
     assert answer.body == orjson.dumps({"accepted": 3, "results": accepted_results(records)})
 
 
+def test_the_joined_delivered_answer_is_what_orjson_writes() -> None:
+    from service.ingest import delivered_answer, event_result
+    from service.kafka.delivery import Outcome
+
+    records = RecordMaker().records([EVENT] * 3)
+    outcomes = [Outcome(None, False, p, o) for p, o in ((0, 0), (11, 2**40), (3, 77))]
+    answer = delivered_answer(records, outcomes)
+    assert answer.status == 200
+    assert answer.body == orjson.dumps({"delivered": 3, "results": [
+        event_result(r, o) for r, o in zip(records, outcomes, strict=True)]})
+
+
 def test_every_post_route_of_the_document_is_on_the_hot_path() -> None:
     """The ingest routes are declared once (service.routes): each one in the OpenAPI
     document is served by the hot path, with the function FastAPI's route calls."""

@@ -152,3 +152,36 @@ def test_a_waiting_batch_is_served_on_the_loop_not_the_helper_thread() -> None:
     assert polled and all(timeout == 0 and not name.startswith("kafka-poll-wait")
                           for name, timeout in polled)
     assert [o.offset for o in outcomes] == [7, 7, 7]
+
+
+def test_a_finished_batch_leaves_no_blocking_poll_for_the_next_batch() -> None:
+    # The first batch's deadline stays queued until the next sweep: that must not make the
+    # bridge block on its helper thread, where the next batch's reports would be served.
+    publisher, producer = _publisher(), _ReportingProducer()
+    records = to_records([parse_event(b'{"client_id": "c", "name": "n", "data": {}}')] * 3, "t")
+
+    def deliver() -> None:
+        for callback in producer.pending:
+            callback(None, _Delivered())
+        producer.pending = []
+        publisher._hand_over(on_loop=True)
+
+    async def two_batches() -> Any:
+        first = asyncio.ensure_future(publisher.publish_batch(records))
+        await asyncio.sleep(0.01)
+        deliver()
+        await first
+        assert publisher.deadlines  # not swept yet
+        producer.polls.clear()
+        await asyncio.sleep(0.05)  # between batches
+        second = asyncio.ensure_future(publisher.publish_batch(records))
+        for _ in range(10):
+            await asyncio.sleep(0.005)
+        polled = list(producer.polls)
+        deliver()
+        return polled, await second
+
+    polled, outcomes = _poll_while(publisher, producer, two_batches)
+    assert polled and all(timeout == 0 and not name.startswith("kafka-poll-wait")
+                          for name, timeout in polled)
+    assert [o.offset for o in outcomes] == [7, 7, 7]
