@@ -78,18 +78,19 @@ CPU_KEYS = (*COMPONENTS, MACHINE)
 # the service, broker and generator shared their cores with something the suite did not run.
 CPU_OTHER_SHARE = 0.10
 # A second is slow when the host speed probe (cpu.host_probe_us) took more than
-# HOST_SLOW_FACTOR times its best reading. This VM's host runs its cores at two speeds: the
-# probe reads 1.5-1.7 ms or 2.4-2.9 ms, back-to-back readings agree, and the slow state lasts
-# seconds (idle box: 45% of readings in one 30-s sample, 20% in another). Cores busy
-# without a pause see it least: 0-3 slow seconds in fire-and-forget windows (the service at
-# its full core), 1-9 of 15 in durable ones, whose cores idle between requests. It matters
-# most where CPU sets the throughput (the service at CPU_BOUND_FRACTION of its workers'
-# cores, or the machine at that share of its cores): such a run is disturbed with more than
-# HOST_SLOW_SHARE of the window slow. Other runs felt it only past HOST_SLOW_SHARE_ANY: over
-# runs I-L, durable defaults trials were within 3% of their configuration's median with 5 or
-# fewer slow seconds of 15, and 6% and 10% below it with 7 (its closed loop waits on the
-# service's and the broker's every request); durable with linger 20 ms was within 1.5% even
-# with 9.
+# HOST_SLOW_FACTOR times its best reading (the slowest core's: cpu.slowest_core_probe_us; the
+# figures below are from the single unpinned probe before it). This VM's host runs its cores
+# at two speeds: the probe reads 1.5-1.7 ms or 2.4-2.9 ms, back-to-back readings agree, and
+# the slow state lasts seconds (idle box: 45% of readings in one 30-s sample, 20% in another).
+# Cores busy without a pause see it least: 0-3 slow seconds in fire-and-forget windows (the
+# service at its full core), 1-9 of 15 in durable ones, whose cores idle between requests. It
+# matters most where CPU sets the throughput (the service at CPU_BOUND_FRACTION of its
+# workers' cores, or the machine at that share of its cores): such a run is disturbed with
+# more than HOST_SLOW_SHARE of the window slow. Other runs felt it only past
+# HOST_SLOW_SHARE_ANY: over runs I-L, durable defaults trials were within 3% of their
+# configuration's median with 5 or fewer slow seconds of 15, and 6% and 10% below it with 7
+# (its closed loop waits on the service's and the broker's every request); durable with linger
+# 20 ms was within 1.5% even with 9.
 HOST_SLOW_FACTOR = 1.4
 HOST_SLOW_SHARE = 0.25
 HOST_SLOW_SHARE_ANY = 0.4

@@ -120,3 +120,25 @@ def test_a_replaced_process_is_followed_when_the_component_is_a_callable() -> No
     assert max(fixed_seconds) <= 1
     assert max(by_second) >= 2
     assert by_second[max(by_second)].cpu_percent > by_second[0].cpu_percent
+
+
+def test_the_host_probe_runs_on_every_core_in_turn_and_keeps_the_slowest(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host slows one core at a time; a probe left to the scheduler runs on the idler one.
+    Each core is probed pinned to it, the slowest reading kept, the thread's affinity restored."""
+    import os
+
+    from experiments import cpu
+
+    allowed = os.sched_getaffinity(0)
+    seen: list[set[int]] = []
+
+    def probe(iterations: int = 0) -> float:
+        seen.append(set(os.sched_getaffinity(0)))
+        return 1500.0 + 100.0 * min(seen[-1])  # a higher core number, a slower core
+
+    monkeypatch.setattr(cpu, "host_probe_us", probe)
+    probed = sorted(allowed)[:cpu.PROBED_CORES]
+    assert cpu.slowest_core_probe_us() == 1500.0 + 100.0 * probed[-1]
+    assert seen == [{core} for core in probed]
+    assert os.sched_getaffinity(0) == allowed
