@@ -20,13 +20,14 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from experiments.errors import LabError
 from experiments.kafka import TopicReadError, end_offsets, read_topic_batches
 from experiments.rundir import AUDIT, RunDir
 
 EXAMPLES = 10
+T = TypeVar("T")
 
 
 class AuditError(LabError):
@@ -62,17 +63,18 @@ def read_acks_by_class(acks_csv: Path) -> tuple[dict[str, float], dict[str, str]
 
 def topic_keys(bootstrap: str, topic: str, timeout_s: float,
                start_offsets: dict[int, int] | None = None,
-               meanwhile: Callable[[], None] | None = None) -> tuple[Counter[str], int]:
-    """How many records carry each key, and how many records have no key at all
-    (`read_topic_batches` refuses to under-count: see its docstring). `meanwhile` runs once the
-    reader is fetching: librdkafka's threads keep fetching while it runs."""
+               meanwhile: Callable[[], T] | None = None) -> tuple[Counter[str], int, T | None]:
+    """How many records carry each key, how many records have no key at all
+    (`read_topic_batches` refuses to under-count: see its docstring), and what `meanwhile`
+    returned: it runs once the reader is fetching, while librdkafka's threads keep fetching."""
     counts: Counter[str] = Counter()
     unkeyed = 0
+    during: T | None = None
     batches = read_topic_batches(bootstrap, topic, timeout=timeout_s, start_offsets=start_offsets)
     try:
         first = next(batches, None)
         if meanwhile is not None:
-            meanwhile()
+            during = meanwhile()
         for batch in batches if first is None else itertools.chain((first,), batches):
             keys = [msg.key() for msg in batch]
             missing = keys.count(None)
@@ -84,7 +86,7 @@ def topic_keys(bootstrap: str, topic: str, timeout_s: float,
         raise AuditError(str(exc)) from exc
     finally:
         batches.close()  # the consumer, also when `meanwhile` failed
-    return counts, unkeyed
+    return counts, unkeyed, during
 
 
 def reconcile(acks: dict[str, float], counts: Counter[str],
@@ -129,10 +131,10 @@ def audit_delivery(bootstrap: str, topic: str, acks_csv: Path, out_dir: Path | N
     the run's share of a topic that held records before it); write audit.json into `out_dir`."""
     # The acks file is parsed while librdkafka fetches the topic (median 1.50 s against 1.57
     # for 350,000 records, 4 paired rounds); parsing it in a thread was slower (the GIL).
-    parsed: list[tuple[dict[str, float], dict[str, str]]] = []
-    counts, unkeyed = topic_keys(bootstrap, topic, timeout_s, start_offsets,
-                                 meanwhile=lambda: parsed.append(read_acks_by_class(Path(acks_csv))))
-    acks, classes = parsed[0]
+    counts, unkeyed, parsed = topic_keys(bootstrap, topic, timeout_s, start_offsets,
+                                         meanwhile=lambda: read_acks_by_class(Path(acks_csv)))
+    assert parsed is not None  # meanwhile ran: the reader starts even on an empty topic
+    acks, classes = parsed
     audit = reconcile(acks, counts, classes)
     audit["unkeyed_records"] = unkeyed
     audit["records"] += unkeyed

@@ -63,19 +63,12 @@ def cell_finished(cell_dir: Path) -> bool:
     return RunDir(cell_dir).finished()
 
 
-def execute_cell(cell: Cell, cell_dir: Path, extra: dict[str, Any],
-                 kernel: CellKernel | None = None) -> None:
-    """Execute the run notebook for `cell` into its directory: on the plan's `kernel`, or on
-    a kernel of its own when none is given."""
+def execute_cell(cell: Cell, cell_dir: Path, extra: dict[str, Any], kernel: CellKernel) -> None:
+    """Execute the run notebook for `cell` into its directory, on the plan's `kernel`."""
     run_dir = RunDir(cell_dir)
     run_dir.path.mkdir(parents=True, exist_ok=True)
     run_dir.clear_error()
     with (run_dir / PAPERMILL_LOG).open("w") as out:
-        on_kernel: dict[str, Any] = (
-            {"engine_name": SharedKernelEngine.NAME, "km": kernel.manager()} if kernel is not None
-            # Everything of the run is written before its last cell ends; a graceful
-            # shutdown (interrupt, request, wait) kept every cell 2.5 s longer, measured.
-            else {"kernel_manager_class": kernel_manager_for_log(out), "shutdown_kernel": "immediate"})
         pm.execute_notebook(
             str(RUN_NOTEBOOK),
             str(run_dir / NOTEBOOK),
@@ -86,7 +79,8 @@ def execute_cell(cell: Cell, cell_dir: Path, extra: dict[str, Any],
             log_output=False,
             stdout_file=out,
             stderr_file=out,
-            **on_kernel,
+            engine_name=SharedKernelEngine.NAME,
+            km=kernel.manager(),
         )
 
 
@@ -139,6 +133,8 @@ class CellKernel:
         """Stop the kernel (when one runs); the next cell starts a new one."""
         manager, self._manager = self._manager, None
         if manager is not None and manager.has_kernel:
+            # Everything of a run is written before its last cell ends; a graceful shutdown
+            # (interrupt, request, wait) kept every cell 2.5 s longer when each had a kernel.
             run_sync(manager.shutdown_kernel)(now=True)
         if self._log is not None:
             self._log.close()
@@ -265,7 +261,7 @@ class CellRunner:
     failure in the cell's directory and goes on, never overwrites a result."""
 
     def __init__(self, plan: Plan, plan_dir: Path, clusters: CellClusters, resume: bool,
-                 outcome: PlanOutcome, kernel: CellKernel | None = None) -> None:
+                 outcome: PlanOutcome, kernel: CellKernel) -> None:
         self.plan = plan
         self.kernel = kernel
         self.plan_dir = plan_dir
@@ -320,8 +316,7 @@ class CellRunner:
                     break
             outcome.ran.append(cell.id)
         except Exception as exc:  # keep going: one failed combination must not stop a plan
-            if self.kernel is not None:
-                self.kernel.discard()
+            self.kernel.discard()
             error = run_dir.write_error(exc)
             outcome.failed[cell.id] = (
                 f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
