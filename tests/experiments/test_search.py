@@ -184,15 +184,24 @@ def test_bad_search_plans_are_refused_before_anything_runs(tmp_path: Path, text:
 
 
 def test_the_bounds_are_one_sided_because_the_question_is() -> None:
-    # Two trials far inside the budget but 2.6x apart (measured: fire-and-forget at
-    # 1,000/s, p99 1.46 and 0.56 ms against 50 ms). A two-sided 95% interval on one degree
-    # of freedom reaches 14x the geometric mean and left this undecided; the one-sided
-    # upper bound (t = 6.31) is 19 ms: it holds.
-    decided, low, high = search.verdict([p99(1.463), p99(0.561)], BUDGET)
-    assert decided == "holds" and high == pytest.approx(18.8, rel=0.02)
+    # Two trials inside the budget but 1.6x apart. A two-sided 95% interval on one degree
+    # of freedom reaches 23x their geometric mean (160 ms) and left this undecided; the
+    # one-sided upper bound (t = 6.31) is 33 ms: it holds.
+    decided, low, high = search.verdict([p99(9.0), p99(5.5)], BUDGET)
+    assert decided == "holds" and high == pytest.approx(33.3, rel=0.02)
     # And the other side: two trials above the budget, one-sided lower bound above it.
     decided, low, high = search.verdict([p99(120.0), p99(150.0)], BUDGET)
     assert decided == "fails" and low > BUDGET
+
+
+def test_how_far_inside_the_budget_a_trial_was_does_not_widen_the_bounds() -> None:
+    # Measured: a capped server at 180/s, p99 2.45 and 0.48 ms against 150 ms. On log values
+    # alone the upper bound is 187 ms (undecided, so not holding); read at a tenth of the
+    # budget each, the two trials agree and the step holds.
+    decided, low, high = search.verdict([p99(2.45), p99(0.48)], 150.0)
+    assert decided == "holds" and high == pytest.approx(15.0)
+    # Only the part below the floor is raised: one trial near the budget still counts.
+    assert search.verdict([p99(2.45), p99(140.0)], 150.0)[0] == "undecided"
 
 
 SWEEP = """
