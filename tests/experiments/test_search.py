@@ -199,7 +199,7 @@ def test_how_far_inside_the_budget_a_trial_was_does_not_widen_the_bounds() -> No
     # alone the upper bound is 187 ms (undecided, so not holding); read at a tenth of the
     # budget each, the two trials agree and the step holds.
     decided, low, high = search.verdict([p99(2.45), p99(0.48)], 150.0)
-    assert decided == "holds" and high == pytest.approx(15.0)
+    assert decided == "holds" and low == high == pytest.approx(15.0)
     # Only the part below the floor is raised: one trial near the budget still counts.
     assert search.verdict([p99(2.45), p99(140.0)], 150.0)[0] == "undecided"
 
