@@ -68,7 +68,7 @@ class Plan:
     slo_p99_ms: float | None = None  # the latency budget of "capacity at an SLO"
     include: tuple[dict[str, Any], ...] = ()  # combinations beyond the matrix's product
     # How many times a run is run again when other load disturbed it (rundir.DISTURBED_RULE).
-    rerun_disturbed: int = 1
+    rerun_disturbed: int = 2
     # Seconds of produce load on the local cluster before the plan's first cell (kafka.warm_up).
     broker_warmup_s: float = 10.0
     # A rate sweep with slo_p99_ms: the most trials a rate gets while its trials cannot decide
@@ -206,7 +206,7 @@ def load_plan(name_or_path: str | Path) -> Plan:
     slo = data.get("slo_p99_ms")
     if slo is not None and (not isinstance(slo, int | float) or slo <= 0):
         raise ParamsError(f"{path}: slo_p99_ms must be a positive number of milliseconds")
-    rerun = data.get("rerun_disturbed", 1)
+    rerun = data.get("rerun_disturbed", 2)
     if not isinstance(rerun, int) or isinstance(rerun, bool) or rerun < 0:
         raise ParamsError(f"{path}: rerun_disturbed must be a whole number >= 0")
     warmup = data.get("broker_warmup_s", 10.0)

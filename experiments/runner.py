@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from collections.abc import Callable
 from typing import IO, Any
 
 import papermill as pm
@@ -22,6 +23,7 @@ from papermill.log import logger as papermill_logger
 from tqdm import tqdm
 
 from experiments import search
+from experiments.cpu import slowest_core_probe_us
 from experiments.experiment import load_spec
 from experiments.kafka import KafkaTarget, LocalKafka, ensure_kafka, warm_up
 from experiments.load import measure_ceiling
@@ -37,6 +39,7 @@ from experiments.rundir import (
     SEARCH,
     SUMMARY,
     TIMINGS,
+    HOST_SLOW_FACTOR,
     PlanDir,
     RunDir,
     disturbed,
@@ -256,6 +259,35 @@ class CellClusters:
 # --- end of cluster lifecycle --------------------------------------------------------------
 
 
+# The host's slow spells last from seconds to minutes: in run O a durable trial was slow in 11
+# of its 15 s and its re-run, started at once, in 10. So a run set aside by DISTURBED_RULE is
+# run again only once the slowest core has read fast HOST_FAST_READINGS times in a row, a
+# second apart, or HOST_WAIT_LIMIT_S has passed. Like the rule, this reads the box, never a
+# result.
+HOST_FAST_READINGS = 3
+HOST_WAIT_LIMIT_S = 60.0
+
+
+def wait_for_fast_host(best_us: float | None, probe: Callable[[], float] = slowest_core_probe_us,
+                       sleep: Callable[[float], None] = time.sleep,
+                       clock: Callable[[], float] = time.monotonic) -> tuple[float, bool]:
+    """Wait until `probe` reads within HOST_SLOW_FACTOR x `best_us` (the plan's best probe)
+    HOST_FAST_READINGS times in a row, at most HOST_WAIT_LIMIT_S: seconds waited, and
+    whether the host read fast. No best reading yet: no wait."""
+    if best_us is None:
+        return 0.0, True
+    started = clock()
+    fast = 0
+    while True:
+        fast = fast + 1 if probe() <= HOST_SLOW_FACTOR * best_us else 0
+        waited = clock() - started
+        if fast >= HOST_FAST_READINGS:
+            return round(waited, 3), True
+        if waited >= HOST_WAIT_LIMIT_S:
+            return round(waited, 3), False
+        sleep(1.0)
+
+
 class CellRunner:
     """Runs one cell through the run notebook: resumes past finished cells, records a
     failure in the cell's directory and goes on, never overwrites a result."""
@@ -299,16 +331,21 @@ class CellRunner:
                 "bootstrap": kafka.bootstrap,
                 "generator_ceiling_rps": generator_ceiling(self.plan, self.plan_dir, cell.params),
             }
+            host_wait_s = 0.0
             for attempt in range(self.plan.rerun_disturbed + 1):
                 if attempt:
                     aside = PlanDir(self.plan_dir).set_aside(cell.id)
                     outcome.set_aside.append(aside.name)
+                    rename_timing(self.plan_dir, cell.id, aside.name)
+                    host_wait_s, fast = wait_for_fast_host(self.best_probe_us)
                     tqdm.write(f"cell {cell.id}: other load or a slow host disturbed it, run "
-                               f"again ({aside.name} kept aside)")
+                               f"again ({aside.name} kept aside) after {host_wait_s:.0f} s "
+                               + ("for the host to read fast" if fast else "of a slow host"))
                     cell_dir.mkdir(parents=True)
                 started = time.perf_counter()
                 execute_cell(cell, cell_dir, extra, kernel=self.kernel)
-                record_timing(self.plan_dir, cell.id, time.perf_counter() - started, cell_dir)
+                record_timing(self.plan_dir, cell.id, time.perf_counter() - started, cell_dir,
+                              host_wait_s)
                 summary, _why = run_dir.outcome()
                 best_before = self.best_probe_us
                 self.note_host_speed(summary)
@@ -325,8 +362,10 @@ class CellRunner:
         return cell_dir
 
 
-def record_timing(plan_dir: Path, cell_id: str, wall_s: float, cell_dir: Path) -> None:
-    """Add a cell's wall time, its load phase and the rest (`fixed_s`) to timings.json."""
+def record_timing(plan_dir: Path, cell_id: str, wall_s: float, cell_dir: Path,
+                  host_wait_s: float = 0.0) -> None:
+    """Add a cell's wall time, its load phase and the rest (`fixed_s`) to timings.json, and
+    the seconds it waited for a fast host before it ran again (`host_wait_s`)."""
     path = PlanDir(plan_dir) / TIMINGS
     known = json.loads(path.read_text()) if path.exists() else {}
     summary, _why = RunDir(cell_dir).outcome()
@@ -334,8 +373,18 @@ def record_timing(plan_dir: Path, cell_id: str, wall_s: float, cell_dir: Path) -
     load = timings.get("load")
     known[cell_id] = {"wall_s": round(wall_s, 3), "load_s": load,
                       "fixed_s": round(wall_s - load, 3) if load is not None else None,
-                      "run_s": timings}
+                      "host_wait_s": host_wait_s, "run_s": timings}
     path.write_text(json.dumps(known, indent=2) + "\n")
+
+
+def rename_timing(plan_dir: Path, cell_id: str, aside: str) -> None:
+    """File a set-aside run's timing under its name in DISTURBED_DIR, so its re-run's does
+    not replace it."""
+    path = PlanDir(plan_dir) / TIMINGS
+    known = json.loads(path.read_text()) if path.exists() else {}
+    if cell_id in known:
+        known[aside] = known.pop(cell_id)
+        path.write_text(json.dumps(known, indent=2) + "\n")
 
 
 def top_up_undecided(plan: Plan, results_dir: Path, cells: list[Cell], run: CellRunner) -> None:

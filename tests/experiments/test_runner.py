@@ -336,10 +336,40 @@ def test_a_run_the_host_slowed_throughout_is_run_again_against_the_plans_best(
             "provenance": {"machine": {"cpu_count": 2}},
         }))
 
+    waits: list[float | None] = []
     monkeypatch.setattr(runner, "execute_cell", execute)
+    monkeypatch.setattr(runner, "wait_for_fast_host", lambda best: waits.append(best) or (4.0, True))
     outcome = runner.run_plan(plan_file, tmp_path / "results", tmp_path / "reports", report=False)
     assert attempts == ["001-base-t1", "002-base-t2", "002-base-t2"]
     assert outcome.set_aside == ["002-base-t2.1"]
+    # The re-run waited for the host against the plan's best reading, and both attempts'
+    # timings are kept: the set-aside one under its own name.
+    assert waits == [1500.0]
+    timings = json.loads((tmp_path / "results" / "slow" / "timings.json").read_text())
+    assert set(timings) == {"001-base-t1", "002-base-t2", "002-base-t2.1"}
+    assert timings["002-base-t2"]["host_wait_s"] == 4.0 and timings["002-base-t2.1"]["host_wait_s"] == 0.0
+
+
+def test_a_rerun_waits_until_the_host_reads_fast_a_few_seconds_in_a_row() -> None:
+    now = [0.0]
+
+    def waiting(readings: list[float]) -> tuple[float, bool]:
+        it = iter(readings)
+        now[0] = 0.0
+
+        def sleep(seconds: float) -> None:
+            now[0] += seconds
+
+        return runner.wait_for_fast_host(1500.0, probe=lambda: next(it), sleep=sleep, clock=lambda: now[0])
+
+    fast, slow = 1600.0, 2700.0  # within and beyond HOST_SLOW_FACTOR x 1500
+    assert waiting([fast] * 3) == (2.0, True)
+    # A slow reading starts the count again.
+    assert waiting([fast, fast, slow, fast, fast, fast]) == (5.0, True)
+    # Never fast: it gives up at the limit and says so.
+    assert waiting([slow] * 100) == (runner.HOST_WAIT_LIMIT_S, False)
+    # No best reading yet in the plan: nothing to compare with, no wait.
+    assert runner.wait_for_fast_host(None, probe=lambda: pytest.fail("probed")) == (0.0, True)
 
 
 def test_an_existing_cluster_is_never_warmed_and_zero_seconds_warms_nothing(
