@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from collections.abc import Callable
 from typing import IO, Any
 
 import papermill as pm
@@ -33,13 +33,13 @@ from experiments.report_export import export_html
 from experiments.rundir import (
     ANALYSIS,
     GENERATOR_CEILING,
+    HOST_SLOW_FACTOR,
     KERNEL_LOG,
     NOTEBOOK,
     PAPERMILL_LOG,
     SEARCH,
     SUMMARY,
     TIMINGS,
-    HOST_SLOW_FACTOR,
     PlanDir,
     RunDir,
     disturbed,
