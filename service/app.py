@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
@@ -68,9 +69,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     topic_task: asyncio.Task[None] | None = None
     if settings.create_topic and not await _create_topic(settings, publisher.config):
         topic_task = asyncio.create_task(_keep_creating_topic(settings, publisher.config))
+    # What is alive once the service has started (FastAPI's and pydantic's objects, the
+    # producer) stays alive. A durable request's objects outlive the young collections while
+    # they wait ~8 ms for the broker, so the collector's full pass ran about once a second and
+    # walked that whole start-up heap: 17-20 ms in which no request was served (50
+    # connections: p99.9 21 ms, max 28, against p50 7.7). Frozen, a full pass walks only what
+    # the requests left behind: 0.2 ms.
+    gc.collect()
+    gc.freeze()
     try:
         yield
     finally:
+        gc.unfreeze()
         if topic_task is not None:
             topic_task.cancel()
             with suppress(asyncio.CancelledError):
