@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager, suppress
 
 from confluent_kafka import KafkaException
 from fastapi import FastAPI
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.auth import access_control, open_beyond_loopback
 from service.deps import Ingest
@@ -105,6 +105,17 @@ class ServiceApp(FastAPI):
     """
 
     entry: Callable[[ASGIApp], ASGIApp] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # FastAPI's __call__ asks its telemetry hook (off here) and hands over to Starlette's,
+        # which sets the app on the scope and calls the stack: two coroutine layers per
+        # request for one assignment once the stack is built.
+        stack = self.middleware_stack
+        if stack is not None and scope["type"] == "http" and not self.root_path:
+            scope["app"] = self
+            await stack(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
     def build_middleware_stack(self) -> ASGIApp:
         added, self.user_middleware = self.user_middleware, []
