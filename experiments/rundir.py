@@ -132,8 +132,13 @@ def host_slow(speed: dict[str, Any] | None, best_before: float | None = None,
     return _slow_seconds(probes, best) > share * len(probes)
 
 
+def slow_reading(probe_us: float, best_us: float) -> bool:
+    """A host speed probe reading slow against the best one (HOST_SLOW_FACTOR)."""
+    return probe_us > HOST_SLOW_FACTOR * best_us
+
+
 def _slow_seconds(probes: list[float], best: float) -> int:
-    return sum(p > HOST_SLOW_FACTOR * best for p in probes)
+    return sum(slow_reading(p, best) for p in probes)
 
 
 OVERLOAD_FRACTION = 0.99
@@ -454,13 +459,28 @@ class PlanDir:
         return [RunDir(p) for p in sorted(self.path.iterdir()) if is_run(p)]
 
     def set_aside(self, cell_id: str) -> Path:
-        """Move a cell's run into DISTURBED_DIR (kept, numbered by attempt) so it can run again."""
+        """Move a cell's run into DISTURBED_DIR (kept, numbered by attempt) so it can run again;
+        its entry in TIMINGS moves to the same name, so the next attempt's does not replace it."""
         aside = self.path / DISTURBED_DIR
         aside.mkdir(exist_ok=True)
         attempt = 1 + sum(1 for p in aside.glob(f"{cell_id}.*"))
         target = aside / f"{cell_id}.{attempt}"
         (self.path / cell_id).rename(target)
+        timings = self.timings()
+        if cell_id in timings:
+            timings[target.name] = timings.pop(cell_id)
+            self._write_timings(timings)
         return target
+
+    def timings(self) -> dict[str, Any]:
+        """TIMINGS: per cell (and per run set aside), what it cost; empty before the first."""
+        return _read_object(self / TIMINGS)
+
+    def add_timing(self, name: str, entry: dict[str, Any]) -> None:
+        self._write_timings({**self.timings(), name: entry})
+
+    def _write_timings(self, timings: dict[str, Any]) -> None:
+        (self / TIMINGS).write_text(json.dumps(timings, indent=2) + "\n")
 
     def set_aside_runs(self) -> list[RunDir]:
         """The runs set aside by DISTURBED_RULE, by name."""
@@ -482,7 +502,8 @@ class RunDirError(LabError):
 
 
 def _read_object(path: Path) -> dict[str, Any]:
-    """A JSON object file of the runner (plan.json, search.json); empty when absent or bad."""
+    """A JSON object file of the runner (plan.json, search.json, timings.json); empty when
+    absent or bad."""
     try:
         info = json.loads(path.read_text())
     except (OSError, ValueError):

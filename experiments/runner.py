@@ -33,16 +33,15 @@ from experiments.report_export import export_html
 from experiments.rundir import (
     ANALYSIS,
     GENERATOR_CEILING,
-    HOST_SLOW_FACTOR,
     KERNEL_LOG,
     NOTEBOOK,
     PAPERMILL_LOG,
     SEARCH,
     SUMMARY,
-    TIMINGS,
     PlanDir,
     RunDir,
     disturbed,
+    slow_reading,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -271,15 +270,15 @@ HOST_WAIT_LIMIT_S = 60.0
 def wait_for_fast_host(best_us: float | None, probe: Callable[[], float] = slowest_core_probe_us,
                        sleep: Callable[[float], None] = time.sleep,
                        clock: Callable[[], float] = time.monotonic) -> tuple[float, bool]:
-    """Wait until `probe` reads within HOST_SLOW_FACTOR x `best_us` (the plan's best probe)
-    HOST_FAST_READINGS times in a row, at most HOST_WAIT_LIMIT_S: seconds waited, and
+    """Wait until `probe` reads not slow against `best_us` (the plan's best probe; see
+    rundir.slow_reading) HOST_FAST_READINGS times in a row, at most HOST_WAIT_LIMIT_S: seconds waited, and
     whether the host read fast. No best reading yet: no wait."""
     if best_us is None:
         return 0.0, True
     started = clock()
     fast = 0
     while True:
-        fast = fast + 1 if probe() <= HOST_SLOW_FACTOR * best_us else 0
+        fast = 0 if slow_reading(probe(), best_us) else fast + 1
         waited = clock() - started
         if fast >= HOST_FAST_READINGS:
             return round(waited, 3), True
@@ -336,7 +335,6 @@ class CellRunner:
                 if attempt:
                     aside = PlanDir(self.plan_dir).set_aside(cell.id)
                     outcome.set_aside.append(aside.name)
-                    rename_timing(self.plan_dir, cell.id, aside.name)
                     host_wait_s, fast = wait_for_fast_host(self.best_probe_us)
                     tqdm.write(f"cell {cell.id}: other load or a slow host disturbed it, run "
                                f"again ({aside.name} kept aside) after {host_wait_s:.0f} s "
@@ -366,25 +364,13 @@ def record_timing(plan_dir: Path, cell_id: str, wall_s: float, cell_dir: Path,
                   host_wait_s: float = 0.0) -> None:
     """Add a cell's wall time, its load phase and the rest (`fixed_s`) to timings.json, and
     the seconds it waited for a fast host before it ran again (`host_wait_s`)."""
-    path = PlanDir(plan_dir) / TIMINGS
-    known = json.loads(path.read_text()) if path.exists() else {}
     summary, _why = RunDir(cell_dir).outcome()
     timings = dict((summary or {}).get("timings_s") or {})
     load = timings.get("load")
-    known[cell_id] = {"wall_s": round(wall_s, 3), "load_s": load,
-                      "fixed_s": round(wall_s - load, 3) if load is not None else None,
-                      "host_wait_s": host_wait_s, "run_s": timings}
-    path.write_text(json.dumps(known, indent=2) + "\n")
-
-
-def rename_timing(plan_dir: Path, cell_id: str, aside: str) -> None:
-    """File a set-aside run's timing under its name in DISTURBED_DIR, so its re-run's does
-    not replace it."""
-    path = PlanDir(plan_dir) / TIMINGS
-    known = json.loads(path.read_text()) if path.exists() else {}
-    if cell_id in known:
-        known[aside] = known.pop(cell_id)
-        path.write_text(json.dumps(known, indent=2) + "\n")
+    PlanDir(plan_dir).add_timing(cell_id, {
+        "wall_s": round(wall_s, 3), "load_s": load,
+        "fixed_s": round(wall_s - load, 3) if load is not None else None,
+        "host_wait_s": host_wait_s, "run_s": timings})
 
 
 def top_up_undecided(plan: Plan, results_dir: Path, cells: list[Cell], run: CellRunner) -> None:
