@@ -13,7 +13,8 @@ Everything runs back to back in one process so the ratios (service over raw, hot
 over FastAPI routing, two workers over one) compare like with like; what other processes
 used in the same window is recorded as `other`, so a busy box shows in the file. The
 service's CPU is also split by thread (`service_us_per_request_by_thread`): librdkafka's
-own threads (`rdk:*`) against the rest, so the Kafka client's share is read, not guessed. The
+own threads (`rdk:*`) against the rest, so the Kafka client's share is read, not guessed,
+and by where it ran (`service_us_per_request_by_mode`: user space against the kernel). The
 apps' own CPU per request without the server (`experiments.bench.inprocess`) is
 measured first and written beside them.
 """
@@ -150,6 +151,9 @@ class Measured:
                 # The service's CPU per request split: librdkafka's threads vs the rest.
                 "service_us_per_request_by_thread": {
                     kind: self.us_per_request(f"service_{kind}") for kind in ("python", "librdkafka")},
+                # ... and split by where it ran: user space against the kernel.
+                "service_us_per_request_by_mode": {
+                    mode: self.us_per_request(f"service_{mode}") for mode in ("user", "kernel")},
                 "service_us_per_event": round(self.service_us_per_request / self.case.batch, 2)
                 if self.service_us_per_request is not None else None,
                 "rss_mb": self.rss_mb, "wrk_command": self.command,
@@ -185,6 +189,19 @@ def _threads_cpu_s(procs: list[psutil.Process]) -> dict[str, float]:
                     continue
                 kind = "librdkafka" if name.startswith("rdk:") else "python"
                 totals[kind] += thread.user_time + thread.system_time
+    return totals
+
+
+def _cpu_s_by_mode(procs: list[psutil.Process]) -> dict[str, float]:
+    """CPU seconds in user space and in the kernel (system calls, and the loopback network
+    work the kernel does inside them): whether a cost over the raw app is the service's
+    own code or more of the same socket work is read here, not argued."""
+    totals = {"user": 0.0, "kernel": 0.0}
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            totals["user"] += times.user
+            totals["kernel"] += times.system
     return totals
 
 
@@ -275,13 +292,13 @@ def measure(case: Case, url: str, server_pid: int, broker_pid: int | None, wrk: 
     if warmup_s:
         wrk_once(wrk, target, script, warmup_s, connections, threads)
     server, broker = process_tree(server_pid), process_tree(broker_pid)
-    threads_before = _threads_cpu_s(server)
+    threads_before, modes_before = _threads_cpu_s(server), _cpu_s_by_mode(server)
     before = (cpu_seconds(server), cpu_seconds(broker), machine_busy_seconds(),
               resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic())
     run = wrk_once(wrk, target, script, duration_s, connections, threads)
     after = (cpu_seconds(server), cpu_seconds(broker), machine_busy_seconds(),
              resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic())
-    threads_after = _threads_cpu_s(server)
+    threads_after, modes_after = _threads_cpu_s(server), _cpu_s_by_mode(server)
     wall = after[4] - before[4]
     wrk_s = (after[3].ru_utime + after[3].ru_stime) - (before[3].ru_utime + before[3].ru_stime)
     # The window is wrk's own run time (its start-up is milliseconds), so cores are per
@@ -291,6 +308,8 @@ def measure(case: Case, url: str, server_pid: int, broker_pid: int | None, wrk: 
     cores["other"] = max(0.0, cores["machine"] - cores["service"] - cores["broker"] - cores["wrk"])
     for kind, spent in threads_after.items():
         cores[f"service_{kind}"] = (spent - threads_before[kind]) / wall
+    for mode, spent in modes_after.items():
+        cores[f"service_{mode}"] = (spent - modes_before[mode]) / wall
     result = Measured(case, cores={k: round(v, 3) for k, v in cores.items()},
                       rss_mb=rss_mb(server_pid),
                       command=" ".join([*run.command[:-3], "-s", "post.lua", case.path]))
@@ -428,10 +447,12 @@ def _line(m: Measured) -> str:
     c = m.cores
     us = m.service_us_per_request
     rdk = m.us_per_request("service_librdkafka")
+    kernel = m.us_per_request("service_kernel")
     return (f"{m.case.name:<42} {m.rps:>10,.0f} req/s {m.events_per_s:>10,.0f} ev/s "
             f"p99 {m.p99_ms if m.p99_ms is not None else float('nan'):>7.1f} ms  "
             f"{us if us is not None else float('nan'):>7.1f} us/req "
-            f"(librdkafka {rdk if rdk is not None else float('nan'):.1f})  cores: service "
+            f"(librdkafka {rdk if rdk is not None else float('nan'):.1f}, "
+            f"kernel {kernel if kernel is not None else float('nan'):.1f})  cores: service "
             f"{c['service']:.2f} broker {c['broker']:.2f} wrk {c['wrk']:.2f} other "
             f"{c['other']:.2f}  non-2xx {m.non_2xx}")
 
@@ -439,17 +460,18 @@ def _line(m: Measured) -> str:
 def table(document: dict[str, Any]) -> str:
     """The result document as a Markdown table (what the closing note quotes)."""
     lines = ["| case | req/s | events/s | p99 ms | service us/req | of which librdkafka | "
-             "service | broker | wrk | other | non-2xx |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "of which kernel | service | broker | wrk | other | non-2xx |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in document["cases"]:
         cores = c["cores"]
         us = c["service_us_per_request"]
         rdk = (c.get("service_us_per_request_by_thread") or {}).get("librdkafka")
+        kernel = (c.get("service_us_per_request_by_mode") or {}).get("kernel")
         lines.append(
             f"| {c['name']} | {c['rps']:,.0f}{_spread(c, 'rps', '{:,.0f}')} | "
             f"{c['events_per_s']:,.0f} | {c['p99_ms'] if c['p99_ms'] is not None else '-'} | "
             f"{us if us is not None else '-'}{_spread(c, 'service_us_per_request', '{}')} | "
-            f"{rdk if rdk is not None else '-'} | "
+            f"{rdk if rdk is not None else '-'} | {kernel if kernel is not None else '-'} | "
             f"{cores['service']:.2f} | {cores['broker']:.2f} | "
             f"{cores['wrk']:.2f} | {cores['other']:.2f} | {c['non_2xx']} |")
     lines.append("")

@@ -9,6 +9,7 @@ import ctypes
 import math
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -18,6 +19,7 @@ from experiments.bench.inprocess import _server_us_per_request
 from experiments.bench.profile import (
     Case,
     Measured,
+    _cpu_s_by_mode,
     _threads_cpu_s,
     default_cases,
     median_round,
@@ -61,6 +63,28 @@ def test_threads_named_like_librdkafkas_are_counted_apart() -> None:
         thread.join()
     assert after["librdkafka"] - before["librdkafka"] >= 0.25
     assert set(after) == {"librdkafka", "python"}
+
+
+def test_cpu_in_system_calls_is_counted_as_the_kernels_and_a_spin_as_user_space() -> None:
+    """Reading /dev/zero in big chunks spends its time copying in the kernel; a Python spin
+    loop spends its time in user space. Each must land on its own side."""
+    process = [psutil.Process()]
+
+    def spent(work: Callable[[], None]) -> dict[str, float]:
+        before = _cpu_s_by_mode(process)
+        started = time.process_time()
+        while time.process_time() - started < 0.3:
+            work()
+        after = _cpu_s_by_mode(process)
+        return {mode: after[mode] - before[mode] for mode in after}
+
+    buffer = bytearray(1 << 20)  # allocated once: filling it is the kernel's copy alone
+    with open("/dev/zero", "rb", buffering=0) as zero:
+        in_kernel = spent(lambda: zero.readinto(buffer) and None)
+    in_user = spent(lambda: sum(range(1000)) and None)
+    assert set(in_kernel) == set(in_user) == {"user", "kernel"}
+    assert in_kernel["kernel"] > in_kernel["user"]
+    assert in_user["user"] > in_user["kernel"]
 
 
 def _round(rps: float, service_cores: float) -> Measured:
