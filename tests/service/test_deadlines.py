@@ -91,6 +91,25 @@ def test_a_dripping_body_gets_408_at_the_request_deadline(dripped: Guarded) -> N
     assert topic_size(dripped.bootstrap, dripped.topic) == before
 
 
+def test_each_request_on_a_kept_alive_connection_has_a_deadline_of_its_own(
+        dripped: Guarded) -> None:
+    """The second request arrives after the first one's deadline has passed (2 s; the
+    connection stays idle 2.5 s, inside uvicorn's 5-s keep-alive) and sends its body a
+    moment after its head: it is served, by its own deadline, not refused by the first's."""
+    head = _request(f"POST /\nContent-Type: application/json\nContent-Length: {len(EVENT)}")
+    received = b""
+    with socket.create_connection(("127.0.0.1", dripped.port), timeout=10) as sock:
+        sock.sendall(head + EVENT)
+        time.sleep(2.5)
+        sock.sendall(head)
+        time.sleep(0.3)  # the body in a read of its own, so a clock runs in between
+        sock.sendall(EVENT)
+        with contextlib.suppress(TimeoutError):
+            while len(statuses(received)) < 2 and (chunk := sock.recv(65536)):
+                received += chunk
+    assert statuses(received) == [200, 200]
+
+
 def _more_answers_than_the_kernel_holds() -> int:
     """Pipelined /openapi.json requests whose answers (4.9 KB each) are three times what
     the kernel may buffer for one socket: without that a service that never drains them
