@@ -226,13 +226,19 @@ class _GuardedProtocol:
     # -- reading: the request's deadlines -------------------------------------------------
     def _begin_request(self) -> None:
         """A request's first byte (or the connection's opening): both its clocks start."""
-        now = self.loop.time()
-        self._request_deadline = now + self.limits.request_timeout_s
-        self._arm(min(now + self.limits.header_timeout_s, self._request_deadline))
+        self._set_clocks(True, self.limits.header_timeout_s)
 
     def _expect_within(self, seconds: float) -> None:
         """More of this request is due within `seconds`, and all of it by its deadline."""
-        self._arm(min(self.loop.time() + seconds, self._request_deadline))
+        self._set_clocks(False, seconds)
+
+    def _set_clocks(self, began: bool, seconds: float) -> None:
+        """More is due within `seconds`, all by the request's deadline (which starts now when
+        the request `began`): one reading of the loop's clock."""
+        now = self.loop.time()
+        if began:
+            self._request_deadline = now + self.limits.request_timeout_s
+        self._arm(min(now + seconds, self._request_deadline))
 
     def _arm(self, deadline: float) -> None:
         self._deadline = deadline
@@ -401,19 +407,14 @@ if httptools is not None:
                 self._deadline = None
             elif clock is not _KEEP and not self._pipeline_closed \
                     and not self.transport.is_closing():
-                self._run_clocks()
+                limits = self.limits
+                self._set_clocks(self._began, limits.header_timeout_s if clock is _HEAD
+                                 else limits.body_timeout_s)
             if counted and self._in_head:
                 self._head_bytes += len(data)
                 if self._head_bytes > self.limits.max_head_bytes:
                     self._refuse(_too_many_headers(self.limits) if self.headers
                                  else _too_long(self.limits))
-
-        def _run_clocks(self) -> None:
-            now, limits = self.loop.time(), self.limits
-            if self._began:
-                self._request_deadline = now + limits.request_timeout_s
-            wait = limits.header_timeout_s if self._clock is _HEAD else limits.body_timeout_s
-            self._arm(min(now + wait, self._request_deadline))
 
         def on_message_begin(self) -> None:
             super().on_message_begin()

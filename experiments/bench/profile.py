@@ -40,7 +40,7 @@ import orjson
 import psutil
 
 from experiments.bench.inprocess import app_cost
-from experiments.cpu import cpu_seconds, machine_busy_seconds, process_tree
+from experiments.cpu import cpu_seconds, cpu_seconds_by_mode, machine_busy_seconds, process_tree
 from experiments.errors import LabError
 from experiments.kafka import LocalKafka, ensure_kafka, unique_topic
 from experiments.kafka.broker import free_port
@@ -192,19 +192,6 @@ def _threads_cpu_s(procs: list[psutil.Process]) -> dict[str, float]:
     return totals
 
 
-def _cpu_s_by_mode(procs: list[psutil.Process]) -> dict[str, float]:
-    """CPU seconds in user space and in the kernel (system calls, and the loopback network
-    work the kernel does inside them): whether a cost over the raw app is the service's
-    own code or more of the same socket work is read here, not argued."""
-    totals = {"user": 0.0, "kernel": 0.0}
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            times = proc.cpu_times()
-            totals["user"] += times.user
-            totals["kernel"] += times.system
-    return totals
-
-
 def rss_mb(pid: int) -> float:
     total = 0
     for proc in process_tree(pid):
@@ -292,24 +279,26 @@ def measure(case: Case, url: str, server_pid: int, broker_pid: int | None, wrk: 
     if warmup_s:
         wrk_once(wrk, target, script, warmup_s, connections, threads)
     server, broker = process_tree(server_pid), process_tree(broker_pid)
-    threads_before, modes_before = _threads_cpu_s(server), _cpu_s_by_mode(server)
-    before = (cpu_seconds(server), cpu_seconds(broker), machine_busy_seconds(),
+    # The service's CPU is read once at each end, split by mode; its total is the sum.
+    threads_before = _threads_cpu_s(server)
+    before = (cpu_seconds_by_mode(server), cpu_seconds(broker), machine_busy_seconds(),
               resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic())
     run = wrk_once(wrk, target, script, duration_s, connections, threads)
-    after = (cpu_seconds(server), cpu_seconds(broker), machine_busy_seconds(),
+    after = (cpu_seconds_by_mode(server), cpu_seconds(broker), machine_busy_seconds(),
              resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic())
-    threads_after, modes_after = _threads_cpu_s(server), _cpu_s_by_mode(server)
+    threads_after = _threads_cpu_s(server)
     wall = after[4] - before[4]
     wrk_s = (after[3].ru_utime + after[3].ru_stime) - (before[3].ru_utime + before[3].ru_stime)
     # The window is wrk's own run time (its start-up is milliseconds), so cores are per
     # second of load; `other` is what the rest of the machine did meanwhile.
-    cores = {"service": (after[0] - before[0]) / wall, "broker": (after[1] - before[1]) / wall,
+    modes = {mode: (after[0][mode] - before[0][mode]) / wall for mode in after[0]}
+    cores = {"service": sum(modes.values()), "broker": (after[1] - before[1]) / wall,
              "wrk": wrk_s / wall, "machine": (after[2] - before[2]) / wall}
     cores["other"] = max(0.0, cores["machine"] - cores["service"] - cores["broker"] - cores["wrk"])
     for kind, spent in threads_after.items():
         cores[f"service_{kind}"] = (spent - threads_before[kind]) / wall
-    for mode, spent in modes_after.items():
-        cores[f"service_{mode}"] = (spent - modes_before[mode]) / wall
+    for mode, share in modes.items():
+        cores[f"service_{mode}"] = share
     result = Measured(case, cores={k: round(v, 3) for k, v in cores.items()},
                       rss_mb=rss_mb(server_pid),
                       command=" ".join([*run.command[:-3], "-s", "post.lua", case.path]))

@@ -19,7 +19,6 @@ from experiments.bench.inprocess import _server_us_per_request
 from experiments.bench.profile import (
     Case,
     Measured,
-    _cpu_s_by_mode,
     _threads_cpu_s,
     default_cases,
     median_round,
@@ -29,6 +28,7 @@ from experiments.bench.profile import (
 )
 from experiments.bench.raw_asgi import GuardedProtocol, guarded_app
 from experiments.bench.raw_asgi import app as raw_app
+from experiments.cpu import cpu_seconds_by_mode
 from service.guard import NoDelayProtocol
 
 PR_SET_NAME = 15
@@ -71,11 +71,11 @@ def test_cpu_in_system_calls_is_counted_as_the_kernels_and_a_spin_as_user_space(
     process = [psutil.Process()]
 
     def spent(work: Callable[[], None]) -> dict[str, float]:
-        before = _cpu_s_by_mode(process)
+        before = cpu_seconds_by_mode(process)
         started = time.process_time()
         while time.process_time() - started < 0.3:
             work()
-        after = _cpu_s_by_mode(process)
+        after = cpu_seconds_by_mode(process)
         return {mode: after[mode] - before[mode] for mode in after}
 
     buffer = bytearray(1 << 20)  # allocated once: filling it is the kernel's copy alone
